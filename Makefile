@@ -1,0 +1,31 @@
+# The two commands of the README; each one sets up everything it needs first.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+
+.PHONY: demo test test-fast lint bench setup clean
+
+demo:  ## set up, then run the demo on its embedded corpus
+	scripts/setup.sh dev
+	$(VENV)/bin/audioflow demo --out audioflow-demo
+
+test:  ## set up, then lint and run the whole test suite (slow tests included)
+	scripts/setup.sh dev
+	$(PY) -m ruff check src tests benchmarks
+	$(PY) -m pytest -q || [ $$? -eq 5 ]  # 5: no tests collected
+
+test-fast:  ## the inner loop: skip tests marked slow
+	scripts/setup.sh dev
+	$(PY) -m pytest -q -m "not slow"
+
+lint:
+	$(PY) -m ruff check src tests benchmarks
+
+bench:  ## benchmarks against librosa, soundfile, PyAV, pedalboard; writes docs/benchmarks.md
+	scripts/setup.sh dev,bench
+	$(PY) benchmarks/bench_io.py
+
+setup:
+	scripts/setup.sh dev
+
+clean:
+	rm -rf $(VENV) audioflow-demo .pytest_cache .ruff_cache

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Set up everything `make demo` and `make test` need on a fresh Debian machine:
+# Debian packages (when root), the .venv virtual environment, torch, and the project with extras.
+# Usage: scripts/setup.sh [EXTRAS]   (default EXTRAS: dev)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+EXTRAS="${1:-dev}"
+VENV="${VENV:-.venv}"
+PYTHON="${PYTHON:-python3}"
+
+# Debian packages: espeak-ng renders speech for the demo and the tests; venv support for python3.
+need_apt=()
+command -v espeak-ng >/dev/null 2>&1 || need_apt+=(espeak-ng)
+"$PYTHON" -c "import ensurepip, venv" >/dev/null 2>&1 || need_apt+=(python3-venv)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "setup: installing Debian packages: ${need_apt[*]}"
+    apt-get update -qq >/dev/null || true
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
+  else
+    echo "setup: missing Debian packages: ${need_apt[*]} (run as root, or: sudo apt-get install ${need_apt[*]})" >&2
+    case " ${need_apt[*]} " in *" python3-venv "*) exit 1 ;; esac
+  fi
+fi
+
+[ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
+PY="$VENV/bin/python"
+stamp="$VENV/.audioflow-setup-$(cat pyproject.toml scripts/setup.sh | md5sum | cut -c1-12)-$EXTRAS"
+if [ -f "$stamp" ]; then
+  exit 0
+fi
+"$PY" -m pip install -q --disable-pip-version-check --upgrade pip 2>&1 | grep -v '^WARNING: Location' || true
+# torch: keep a torch the user installed (e.g. a CUDA build); else the pinned CPU build.
+if ! "$PY" -c "import torch" >/dev/null 2>&1; then
+  "$PY" -m pip install -q --disable-pip-version-check "torch==2.13.0" 2>&1 | grep -v '^WARNING: Location' || true
+fi
+"$PY" -m pip install -q --disable-pip-version-check -e ".[$EXTRAS]" 2>&1 | grep -v '^WARNING: Location' || true
+"$PY" -c "import audioflow, soundfile, av, soxr, miniaudio" || { echo "setup: install failed" >&2; exit 1; }
+rm -f "$VENV"/.audioflow-setup-*
+touch "$stamp"

@@ -1,0 +1,126 @@
+"""The ``audioflow`` command (typer + rich)."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from . import __version__
+from .errors import AudioflowError
+
+app = typer.Typer(help="audioflow: audio from files to what a model or a person needs.",
+                  no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
+console = Console()
+err_console = Console(stderr=True)
+_state = {"debug": False}
+
+
+@contextmanager
+def user_errors() -> Iterator[None]:
+    """Turn an AudioflowError into one red line and exit code 1 (``--debug`` shows the traceback)."""
+    try:
+        yield
+    except AudioflowError as e:
+        if _state["debug"]:
+            raise
+        err_console.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from None
+
+
+def _version(value: bool) -> None:
+    if value:
+        console.print(f"audioflow {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Print the version and exit.")] = False,
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks of errors.")] = False,
+) -> None:
+    _state["debug"] = debug
+
+
+@app.command()
+def info(files: Annotated[list[str], typer.Argument(help="Audio files or URLs.")]) -> None:
+    """Show format, codec, rate, channels and duration of FILES without decoding them."""
+    from .io import info as read_info
+
+    table = Table("file", "format", "codec", "rate (Hz)", "channels", "duration (s)", "bits")
+    failures = 0
+    for name in files:
+        try:
+            i = read_info(name)
+        except AudioflowError as e:
+            if _state["debug"]:
+                raise
+            failures += 1
+            table.add_row(name, "[red]error[/]", e.message, "", "", "", "")
+            continue
+        table.add_row(name, i.format, i.codec, str(i.sample_rate), str(i.channels), f"{i.duration:.3f}",
+                      str(i.bits_per_sample or ""))
+    console.print(table)
+    if failures:
+        raise typer.Exit(1)
+
+
+@app.command()
+def convert(
+    src: Annotated[str, typer.Argument(help="Input file or URL.")],
+    dst: Annotated[str, typer.Argument(help="Output file or URL; the extension picks the format.")],
+    sr: Annotated[Optional[int], typer.Option(help="Output sample rate in Hz (default: keep).")] = None,  # noqa: UP045
+    mono: Annotated[bool, typer.Option("--mono/--keep-channels", help="Mix down to one channel.")] = False,
+    format: Annotated[Optional[str], typer.Option(help="wav, flac, ogg, opus, mp3, m4a or aiff.")] = None,  # noqa: UP045
+    subtype: Annotated[Optional[str], typer.Option(help="WAV/FLAC/AIFF sample format, e.g. PCM_24.")] = None,  # noqa: UP045
+    bitrate: Annotated[Optional[int], typer.Option(help="Lossy bit rate in kbit/s.")] = None,  # noqa: UP045
+) -> None:
+    """Convert SRC to DST, resampling and mixing down on the way."""
+    from .io import load, save
+
+    with user_errors():
+        y, rate = load(src, sr=sr, mono=mono)
+        save(dst, y, rate, format=format, subtype=subtype, bitrate=bitrate)
+    channels = 1 if y.ndim == 1 else y.shape[0]
+    console.print(f"wrote {dst}: {y.shape[-1] / rate:.3f} s, {rate} Hz, {channels} channel(s)")
+
+
+@app.command()
+def demo(
+    out: Annotated[Optional[Path], typer.Option(help="Folder for the corpus (default: a temp folder).")] = None,  # noqa: UP045
+) -> None:
+    """Make a small corpus (speech, tones, noise, chords), write every format, read it back, time it."""
+    from .demo import run_demo
+
+    with user_errors():
+        folder, rows, notes = run_demo(out)
+    table = Table("file", "format", "duration (s)", "decode (ms)", "x realtime", title="audioflow.load")
+    for row in rows:
+        table.add_row(row.file, row.format, f"{row.duration:.2f}", f"{row.decode_ms:.2f}",
+                      f"{row.realtime:,.0f}")
+    console.print(table)
+    for note in notes:
+        console.print(f"[yellow]note:[/] {note}")
+    console.print(f"corpus left in [bold]{folder}[/]")
+
+
+def main() -> None:
+    """Entry point of the ``audioflow`` script."""
+    try:
+        app()
+    except AudioflowError as e:  # raised outside user_errors (e.g. with --debug already handled)
+        if "--debug" in sys.argv:
+            raise
+        err_console.print(f"[bold red]error:[/] {e}", highlight=False)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,88 @@
+"""``audioflow demo``: make a small corpus, write it in every format, read it back, time it.
+
+It grows with every capability; today it shows the I/O layer.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+DEMO_SR = 44100
+FORMATS = ("wav", "flac", "mp3", "ogg", "opus", "m4a", "aiff")
+SPEECH_TEXT = "Audio flow decodes every common format, fast, and tells you clearly when a file is broken."
+
+
+@dataclass
+class DemoRow:
+    file: str
+    format: str
+    duration: float
+    decode_ms: float
+
+    @property
+    def realtime(self) -> float:
+        return self.duration / (self.decode_ms / 1000) if self.decode_ms else float("inf")
+
+
+def make_corpus(sr: int = DEMO_SR, seconds: float = 4.0, seed: int = 0) -> dict[str, np.ndarray]:
+    """Synthetic clips: ``{name: [channels, frames] float32}`` (a tone, a chord, noise, a sweep)."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(round(sr * seconds)) / sr
+    fade = np.minimum(1, np.minimum(t, t[::-1]) / 0.05)
+    tone = 0.5 * np.sin(2 * np.pi * 440 * t) * fade
+    chord = sum(0.2 * np.sin(2 * np.pi * f * t) for f in (261.63, 329.63, 392.0)) * fade
+    white = rng.standard_normal(len(t))
+    pink = np.fft.irfft(np.fft.rfft(white) / np.sqrt(np.maximum(1, np.arange(len(t) // 2 + 1))), len(t))
+    noise = 0.3 * pink / np.abs(pink).max() * fade
+    sweep_phase = 2 * np.pi * (100 * t + (8000 - 100) / (2 * seconds) * t**2)
+    sweep = 0.4 * np.stack([np.sin(sweep_phase), np.sin(sweep_phase + np.pi / 2)]) * fade
+    return {"tone_440hz": tone[None], "chord_c_major": chord[None], "pink_noise": noise[None],
+            "stereo_sweep": sweep}
+
+
+def speak(text: str, path: Path) -> bool:
+    """Render ``text`` to a WAV with espeak-ng when it is installed; False when it is not."""
+    exe = shutil.which("espeak-ng") or shutil.which("espeak")
+    if exe is None:
+        return False
+    result = subprocess.run([exe, "-w", str(path), text], capture_output=True, timeout=60, check=False)
+    return result.returncode == 0 and path.exists() and path.stat().st_size > 44
+
+
+def run_demo(out_dir: Path | None = None) -> tuple[Path, list[DemoRow], list[str]]:
+    """Build the corpus under ``out_dir`` (default: a new temporary folder) and time reading it back.
+
+    Returns:
+        The folder, one row per file, and notes (what was skipped and why).
+    """
+    from . import io
+
+    out_dir = Path(out_dir) if out_dir else Path(tempfile.mkdtemp(prefix="audioflow-demo-"))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    notes: list[str] = []
+    clips = make_corpus()
+    speech_wav = out_dir / "speech_espeak.src.wav"
+    if speak(SPEECH_TEXT, speech_wav):
+        y, sr = io.load(speech_wav, sr=DEMO_SR, mono=True)
+        clips["speech_espeak"] = y[None]
+        speech_wav.unlink()
+    else:
+        notes.append("espeak-ng not found: no speech clip (install espeak-ng, or run `make demo` as root)")
+    rows: list[DemoRow] = []
+    for name, y in clips.items():
+        for fmt in FORMATS:
+            path = out_dir / f"{name}.{fmt}"
+            io.save(path, y, DEMO_SR)
+            io.load(path)  # warm the decoder's code path once, as a training loop would be
+            t0 = time.perf_counter()
+            decoded, sr = io.load(path, mono=False)
+            elapsed = time.perf_counter() - t0
+            rows.append(DemoRow(path.name, fmt, decoded.shape[-1] / sr, elapsed * 1000))
+    return out_dir, rows, notes
