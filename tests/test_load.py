@@ -196,3 +196,17 @@ def test_audio_value_type(corpus):
 def test_bad_arguments(corpus, bad):
     with pytest.raises(audioflow.ParameterError):
         audioflow.load(corpus["wav_pcm16"], **bad)
+
+
+@pytest.mark.parametrize("kind", ALL_KINDS)
+@pytest.mark.parametrize(("sr", "channels"), [(8000, 1), (16000, 1), (22050, 2), (48000, 2), (96000, 6)])
+def test_native_rate_and_channels_are_kept(tmp_path, kind, sr, channels):
+    if kind in ("opus", "mp3", "m4a", "ogg") and (channels > 2 or sr == 96000):
+        pytest.skip("codec limits")
+    path = make_file(tmp_path, kind, seconds=0.5, channels=channels, sr=sr)
+    y, got_sr = audioflow.load(path, mono=False)
+    expected_sr = 48000 if kind == "opus" else sr  # Opus decodes at its native 48 kHz, as FFmpeg does
+    assert got_sr == expected_sr
+    assert (y.shape[0] if y.ndim == 2 else 1) == channels
+    described = audioflow.info(path)
+    assert (described.sample_rate, described.channels) == (expected_sr, channels)

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import AudioTooLargeError, DecodeError, MissingDependencyError, UnsupportedFormatError
+from ..errors import AudioflowError, AudioTooLargeError, DecodeError, MissingDependencyError, UnsupportedFormatError
 from .formats import MAX_CHANNELS, MAX_SAMPLE_RATE, Header, PcmLayout, max_decode_bytes
 from .source import Source
 
@@ -37,6 +37,11 @@ def check_allocation(src: Source, frames: int, channels: int) -> None:
 def frame_window(sr: int, offset: float, duration: float | None) -> tuple[int, int | None]:
     """``(start, count)`` in frames for a window in seconds, rounded as librosa rounds them."""
     return round(offset * sr), (None if duration is None else round(duration * sr))
+
+
+def format_label(header: Header) -> str:
+    """'FLAC', 'MP3'... for messages; 'audio' when we only know the container by its magic."""
+    return "audio" if header.format == "other" else header.format.upper()
 
 
 def empty(channels: int) -> np.ndarray:
@@ -131,8 +136,10 @@ def read_soundfile(src: Source, header: Header, offset: float, duration: float |
                              out=np.empty((n + preroll, channels), np.float32))[preroll:]
             else:
                 out = _read_blocks(src, f, n + preroll, channels)[preroll:]
-    except (sf.LibsndfileError, RuntimeError, ValueError, TypeError) as e:
-        raise DecodeError(f"cannot decode {header.format.upper()}: {e}", src.name) from None
+    except AudioflowError:
+        raise
+    except Exception as e:
+        raise DecodeError(f"cannot decode {format_label(header)}: {e}", src.name) from None
     if count is None and header.format in ("flac", "mp3") and len(out) + 1152 < n:
         raise DecodeError(f"truncated or corrupt: decoded {len(out)} of the {frames} frames the header "
                           "declares", src.name)
@@ -169,16 +176,18 @@ def read_flac(src: Source, header: Header, offset: float, duration: float | None
         import miniaudio
     except ImportError:  # pragma: no cover - a core dependency
         return read_soundfile(src, header, offset, duration)
-    fmt = miniaudio.SampleFormat.FLOAT32
+    # miniaudio converts to the rate and channel count it is given (44.1 kHz stereo by default):
+    # ask for the file's own, so it only decodes
+    kwargs = {"output_format": miniaudio.SampleFormat.FLOAT32, "nchannels": header.channels,
+              "sample_rate": header.sample_rate}
     try:
         if src.path:
-            decoded = miniaudio.decode_file(src.path, output_format=fmt)
+            decoded = miniaudio.decode_file(src.path, **kwargs)
         else:
-            decoded = miniaudio.decode(src.read_all(), output_format=fmt)
-    except miniaudio.MiniaudioError as e:
+            decoded = miniaudio.decode(src.read_all(), **kwargs)
+    except Exception as e:
         raise DecodeError(f"cannot decode FLAC: {e}", src.name) from None
-    channels = decoded.nchannels
-    out = np.frombuffer(decoded.samples, np.float32).reshape(-1, channels)
+    out = np.frombuffer(decoded.samples, np.float32).reshape(-1, decoded.nchannels)
     if len(out) < declared:
         raise DecodeError(f"truncated or corrupt: decoded {len(out)} of the {declared} frames the header "
                           "declares", src.name)
@@ -200,8 +209,10 @@ def read_pyav(src: Source, header: Header, offset: float, duration: float | None
                 raise UnsupportedFormatError("no audio stream in the container", src.name)
             stream = container.streams.audio[0]
             return _decode_av_stream(src, container, stream, offset, duration)
-    except av.FFmpegError as e:
-        raise DecodeError(f"cannot decode {header.format.upper()}: {e}", src.name) from None
+    except AudioflowError:
+        raise
+    except Exception as e:
+        raise DecodeError(f"cannot decode {format_label(header)}: {e}", src.name) from None
 
 
 def _decode_av_stream(src: Source, container: Any, stream: Any, offset: float,

@@ -120,7 +120,9 @@ def decode_window(src: Source, header: Header, offset: float = 0.0,
 
 def check_finite(y: np.ndarray, name: str) -> None:
     """Refuse NaN or infinite samples (they poison every feature computed downstream)."""
-    if y.size and not np.isfinite(y.sum(dtype=np.float64)):
+    with np.errstate(invalid="ignore", over="ignore"):
+        total = y.sum(dtype=np.float64) if y.size else 0.0
+    if not np.isfinite(total):
         bad = np.count_nonzero(~np.isfinite(y))
         if bad:
             raise InvalidAudioError(f"{bad} samples are NaN or infinite", name)

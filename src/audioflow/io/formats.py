@@ -12,7 +12,7 @@ import struct
 from dataclasses import dataclass
 
 from ..errors import AudioTooLargeError, DecodeError, UnsupportedFormatError
-from .source import Source, require_bytes
+from .source import HEAD_BYTES, Source, require_bytes
 
 MAX_SAMPLE_RATE = 100_000_000  # Hz; SDR captures reach tens of MHz, nothing real reaches 10^8
 MAX_CHANNELS = 1024
@@ -62,6 +62,8 @@ def sniff(src: Source) -> Header:
     """Identify the container from its first bytes; parse its header where we know it."""
     require_bytes(src, 4)
     h = src.head
+    if h[:4] in (b"RIFF", b"RF64", b"BW64", b"FORM") and len(h) < 12:
+        raise DecodeError(f"truncated {h[:4].decode()} header ({len(h)} bytes)", src.name)
     if h[:4] in (b"RIFF", b"RF64", b"BW64") and h[8:12] == b"WAVE":
         return parse_wav(src)
     if h[:4] == b"FORM" and h[8:12] in (b"AIFF", b"AIFC"):
@@ -106,7 +108,9 @@ def is_mpeg_audio_frame(b: bytes) -> bool:
 
 def _check_rate_channels(src: Source, sr: float, channels: int) -> None:
     if not 0 < sr <= MAX_SAMPLE_RATE or sr != sr:
-        raise DecodeError(f"header declares an invalid sample rate of {sr:g} Hz", src.name)
+        shown = int(sr) if sr == sr and sr == int(sr) else f"{sr:g}"
+        raise DecodeError(f"header declares an invalid sample rate of {shown} Hz (valid: 1 to "
+                          f"{MAX_SAMPLE_RATE} Hz)", src.name)
     if not 0 < channels <= MAX_CHANNELS:
         raise DecodeError(f"header declares an invalid channel count of {channels}", src.name)
 
@@ -279,6 +283,9 @@ def _ogg_header(src: Source) -> Header:
     h = src.head
     if len(h) < 28:
         raise DecodeError("truncated Ogg: first page is cut short", src.name)
+    page_end = 27 + h[26] + sum(h[27:27 + h[26]])
+    if len(h) < min(page_end, HEAD_BYTES):
+        raise DecodeError("truncated Ogg: the first page is cut short", src.name)
     first = h[27 + h[26]: 27 + h[26] + 32]
     if first[:8] == b"OpusHead" and len(first) >= 19:
         channels = first[9]

@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from ..errors import DecodeError, UnsupportedFormatError
+from ..errors import AudioflowError, DecodeError, UnsupportedFormatError
+from .backends import format_label
 from .formats import Header, check_ogg_complete, sniff
 from .source import Source, open_source
 
@@ -82,8 +83,8 @@ def _info_soundfile(src: Source, header: Header) -> AudioInfo:
         if not src.path:
             src.file.seek(0)
         i = sf.info(src.path or src.file)
-    except (sf.LibsndfileError, RuntimeError, ValueError, TypeError) as e:
-        raise DecodeError(f"cannot read {header.format.upper()} header: {e}", src.name) from None
+    except Exception as e:
+        raise DecodeError(f"cannot read {format_label(header)} header: {e}", src.name) from None
     if i.samplerate <= 0 or i.channels <= 0:
         raise DecodeError(f"invalid stream: {i.samplerate} Hz, {i.channels} channels", src.name)
     codec = header.codec if header.codec != "unknown" else i.subtype.lower()
@@ -110,8 +111,10 @@ def _info_pyav(src: Source, header: Header) -> AudioInfo:
             else:
                 raise DecodeError("the container does not state its duration", src.name)
             codec = stream.codec_context.name
-    except av.FFmpegError as e:
-        raise DecodeError(f"cannot read {header.format.upper()} header: {e}", src.name) from None
+    except AudioflowError:
+        raise
+    except Exception as e:
+        raise DecodeError(f"cannot read {format_label(header)} header: {e}", src.name) from None
     if not sr or not channels:
         raise DecodeError(f"invalid stream: {sr} Hz, {channels} channels", src.name)
     fmt = header.format if header.format != "other" else "unknown"

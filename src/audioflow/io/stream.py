@@ -9,6 +9,7 @@ import numpy as np
 
 from ..errors import DecodeError, ParameterError
 from . import backends
+from .backends import format_label
 from .decode import check_finite, downmix, validate_load_args
 from .formats import Header, check_ogg_complete, sniff
 from .resample import soxr_quality
@@ -127,16 +128,16 @@ def _soundfile_blocks(src: Source, header: Header) -> tuple[int, Iterator[np.nda
 
     try:
         f = sf.SoundFile(src.path if src.path else backends._rewound(src))
-    except (sf.LibsndfileError, RuntimeError, ValueError, TypeError) as e:
-        raise DecodeError(f"cannot decode {header.format.upper()}: {e}", src.name) from None
+    except Exception as e:
+        raise DecodeError(f"cannot decode {format_label(header)}: {e}", src.name) from None
 
     def blocks() -> Iterator[np.ndarray]:
         with f:
             while True:
                 try:
                     block = f.read(_NATIVE_BLOCK, dtype="float32", always_2d=True)
-                except (sf.LibsndfileError, RuntimeError) as e:
-                    raise DecodeError(f"cannot decode {header.format.upper()}: {e}", src.name) from None
+                except Exception as e:
+                    raise DecodeError(f"cannot decode {format_label(header)}: {e}", src.name) from None
                 if not len(block):
                     return
                 yield block.T
@@ -150,8 +151,8 @@ def _pyav_blocks(src: Source, header: Header) -> tuple[int, Iterator[np.ndarray]
     try:
         container = av.open(src.path if src.path else backends._rewound(src))
         audio = container.streams.audio[0]
-    except (av.FFmpegError, IndexError) as e:
-        raise DecodeError(f"cannot decode {header.format.upper()}: {e}", src.name) from None
+    except Exception as e:
+        raise DecodeError(f"cannot decode {format_label(header)}: {e}", src.name) from None
     sr, channels = audio.codec_context.sample_rate, audio.codec_context.channels
 
     def blocks() -> Iterator[np.ndarray]:
@@ -165,8 +166,8 @@ def _pyav_blocks(src: Source, header: Header) -> tuple[int, Iterator[np.ndarray]
                     if held >= _NATIVE_BLOCK:
                         yield np.stack([np.frombuffer(b"".join(p), np.float32) for p in planes])
                         planes, held = [[] for _ in range(channels)], 0
-            except av.FFmpegError as e:
-                raise DecodeError(f"cannot decode {header.format.upper()}: {e}", src.name) from None
+            except Exception as e:
+                raise DecodeError(f"cannot decode {format_label(header)}: {e}", src.name) from None
             if held:
                 yield np.stack([np.frombuffer(b"".join(p), np.float32) for p in planes])
 
