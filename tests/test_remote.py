@@ -48,7 +48,7 @@ def s3(tmp_path_factory):
         files = {kind: make_file(local, kind, seconds=2.0) for kind in ("wav_pcm16", "flac", "mp3", "opus")}
         (local / "long").mkdir()
         long_wav = make_file(local / "long", "wav_pcm16", seconds=60.0, channels=1, sr=16000)
-        for kind, path in files.items():
+        for path in files.values():
             fs.put(str(path), f"audio/{path.name}")
         fs.put(str(long_wav), "audio/long.wav")
         yield {"options": options, "files": files, "long": long_wav, "fs": fs}
@@ -71,7 +71,7 @@ def test_load_from_s3_matches_local(s3, kind):
 def test_window_from_s3_uses_range_reads(s3):
     options = dict(s3["options"], default_block_size=64 * 1024)
     url = "s3://audio/long.wav"
-    y, sr = audioflow.load(url, offset=30.0, duration=2.0, storage_options=options)
+    y, _ = audioflow.load(url, offset=30.0, duration=2.0, storage_options=options)
     ref, _ = audioflow.load(s3["long"], offset=30.0, duration=2.0)
     np.testing.assert_array_equal(y, ref)
     # what crossed the wire: fsspec's cache counts the bytes it fetched by range requests

@@ -87,9 +87,12 @@ def _info_soundfile(src: Source, header: Header) -> AudioInfo:
         raise DecodeError(f"cannot read {format_label(header)} header: {e}", src.name) from None
     if i.samplerate <= 0 or i.channels <= 0:
         raise DecodeError(f"invalid stream: {i.samplerate} Hz, {i.channels} channels", src.name)
+    rate, frames = i.samplerate, i.frames
+    if header.format == "opus":  # libsndfile reports the encoder's input rate; load decodes at 48 kHz
+        rate, frames = 48000, round(i.frames * 48000 / i.samplerate)
     codec = header.codec if header.codec != "unknown" else i.subtype.lower()
     fmt = header.format if header.format != "other" else i.format.lower()
-    return AudioInfo(i.samplerate, i.channels, i.frames, i.frames / i.samplerate, fmt, codec,
+    return AudioInfo(rate, i.channels, frames, frames / rate, fmt, codec,
                      _SF_BITS.get(i.subtype) if header.format in ("wav", "rf64", "aiff", "other") else None)
 
 

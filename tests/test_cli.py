@@ -1,0 +1,60 @@
+"""The audioflow command, run as a user runs it: a subprocess of the installed entry point."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import audioflow
+
+
+def run(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "audioflow", *args], capture_output=True, text=True,
+                          timeout=300, check=check, env={"COLUMNS": "200", "PATH": "/usr/bin:/bin"})
+
+
+def test_version():
+    assert run("--version").stdout.strip() == f"audioflow {audioflow.__version__}"
+
+
+def test_info_table(corpus):
+    out = run("info", str(corpus["flac"]), str(corpus["m4a"])).stdout
+    assert "flac" in out and "aac" in out and "44100" in out and "2.000" in out
+
+
+def test_info_reports_bad_files_and_exits_nonzero(corpus, tmp_path):
+    bad = tmp_path / "bad.wav"
+    bad.write_text("not audio")
+    result = run("info", str(corpus["flac"]), str(bad), check=False)
+    assert result.returncode == 1 and "not a recognised audio format" in result.stdout
+
+
+def test_convert(corpus, tmp_path):
+    out = tmp_path / "out.flac"
+    result = run("convert", str(corpus["mp3"]), str(out), "--sr", "16000", "--mono")
+    assert "16000 Hz" in result.stdout
+    y, sr = audioflow.load(out)
+    assert sr == 16000 and y.ndim == 1 and abs(len(y) - 32000) < 200
+
+
+def test_user_error_is_one_line_and_debug_shows_traceback(tmp_path):
+    missing = str(tmp_path / "missing.wav")
+    result = run("convert", missing, str(tmp_path / "x.wav"), check=False)
+    assert result.returncode == 1
+    assert result.stderr.strip().count("\n") == 0 and "missing.wav: no such file" in result.stderr
+    result = run("--debug", "convert", missing, str(tmp_path / "x.wav"), check=False)
+    assert result.returncode != 0 and "Traceback" in result.stderr
+
+
+@pytest.mark.slow
+def test_demo(tmp_path):
+    out = tmp_path / "demo"
+    result = run("demo", "--out", str(out))
+    assert "corpus left in" in result.stdout
+    files = list(Path(out).iterdir())
+    for fmt in ("wav", "flac", "mp3", "ogg", "opus", "m4a", "aiff"):
+        assert any(f.suffix == f".{fmt}" for f in files), fmt
+    assert "tone_440hz.flac" in result.stdout
