@@ -226,7 +226,7 @@ def _decode_av_stream(src: Source, container: Any, stream: Any, offset: float,
     if start:
         # land on or before the window; FFmpeg picks the packet, the timestamps say where we are
         container.seek(max(0, int((start / sr - 0.1) / stream.time_base)), stream=stream, backward=True)
-    planes: list[list[bytes]] = [[] for _ in range(channels)]
+    planes: list[list[np.ndarray]] = [[] for _ in range(channels)]
     first, pos = None, 0  # first: frame index of the first kept sample
     end = None if count is None else start + count
     for frame in container.decode(stream):
@@ -245,18 +245,18 @@ def _decode_av_stream(src: Source, container: Any, stream: Any, offset: float,
             break
         if (pos - start) * channels * 4 > max_decode_bytes():
             check_allocation(src, pos - start, channels)
-    out = np.stack([np.frombuffer(b"".join(p), np.float32) for p in planes]) if planes[0] else empty(channels)
+    out = join_planes(planes) if planes[0] else empty(channels)
     if count is None and declared is not None and not start and out.shape[1] + 2048 < declared:
         raise DecodeError(f"truncated or corrupt: decoded {out.shape[1]} of the {declared} frames the "
                           "container declares", src.name)
     return out, sr
 
 
-def _append_planes(planes: list[list[bytes]], frame: Any, lo: int, hi: int, channels: int) -> None:
-    fmt = frame.format.name
-    if fmt == "fltp":
+def _append_planes(planes: list[list[np.ndarray]], frame: Any, lo: int, hi: int, channels: int) -> None:
+    if frame.format.name == "fltp":
+        # zero-copy views that keep the frame's buffer alive; the one copy is the final concatenate
         for i, plane in enumerate(frame.planes[:channels]):
-            planes[i].append(bytes(plane)[lo * 4:hi * 4])
+            planes[i].append(np.frombuffer(plane, np.float32, hi)[lo:])
         return
     arr = frame.to_ndarray()  # packed or integer formats: convert the frame to float32 planes
     if not frame.format.is_planar:
@@ -264,7 +264,15 @@ def _append_planes(planes: list[list[bytes]], frame: Any, lo: int, hi: int, chan
     if arr.dtype.kind in "iu":
         arr = arr.astype(np.float32) / np.float32(2 ** (8 * arr.dtype.itemsize - 1))
     for i in range(channels):
-        planes[i].append(np.ascontiguousarray(arr[i, lo:hi], np.float32).tobytes())
+        planes[i].append(np.ascontiguousarray(arr[i, lo:hi], np.float32))
+
+
+def join_planes(planes: list[list[np.ndarray]]) -> np.ndarray:
+    """``[channels, frames]`` from per-channel lists of frame views, copied once."""
+    out = np.empty((len(planes), sum(len(p) for p in planes[0])), np.float32)
+    for row, chunks in zip(out, planes, strict=True):
+        np.concatenate(chunks, out=row)
+    return out
 
 
 def _av_declared_frames(stream: Any, container: Any, sr: int) -> int | None:

@@ -157,18 +157,18 @@ def _pyav_blocks(src: Source, header: Header) -> tuple[int, Iterator[np.ndarray]
 
     def blocks() -> Iterator[np.ndarray]:
         with container:
-            planes: list[list[bytes]] = [[] for _ in range(channels)]
+            planes: list[list[np.ndarray]] = [[] for _ in range(channels)]
             held = 0
             try:
                 for frame in container.decode(audio):
                     backends._append_planes(planes, frame, 0, frame.samples, channels)
                     held += frame.samples
                     if held >= _NATIVE_BLOCK:
-                        yield np.stack([np.frombuffer(b"".join(p), np.float32) for p in planes])
+                        yield backends.join_planes(planes)
                         planes, held = [[] for _ in range(channels)], 0
             except Exception as e:
                 raise DecodeError(f"cannot decode {format_label(header)}: {e}", src.name) from None
             if held:
-                yield np.stack([np.frombuffer(b"".join(p), np.float32) for p in planes])
+                yield backends.join_planes(planes)
 
     return sr, blocks()
