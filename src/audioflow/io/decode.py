@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import InvalidAudioError, ParameterError
+from ..errors import DecodeError, InvalidAudioError, ParameterError
 from . import backends
 from .formats import Header, check_ogg_complete, sniff
 from .resample import resample, soxr_quality
@@ -34,8 +34,6 @@ def reader_for(header: Header) -> Reader:
 
 def _read_any(src: Source, header: Header, offset: float, duration: float | None) -> tuple[np.ndarray, int]:
     # containers we only recognise by magic (CAF, AU, Matroska, AMR...): libsndfile, then FFmpeg
-    from ..errors import DecodeError
-
     try:
         return backends.read_soundfile(src, header, offset, duration)
     except DecodeError:

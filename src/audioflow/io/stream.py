@@ -50,8 +50,7 @@ def stream(source: Any, block_duration: float, sr: float | None = None, mono: bo
         if out_sr != native_sr:
             import soxr
 
-            channels = 1 if mono else (header.channels or 0)
-            resampler = _LazyResampler(soxr, native_sr, out_sr, soxr_quality(res_quality), channels)
+            resampler = _LazyResampler(soxr, native_sr, out_sr, soxr_quality(res_quality))
         block_frames = max(1, round(block_duration * out_sr))
         pending: list[np.ndarray] = []
         held = 0
@@ -70,7 +69,7 @@ def stream(source: Any, block_duration: float, sr: float | None = None, mono: bo
 class _LazyResampler:
     """soxr.ResampleStream created on the first block, when the channel count is certain."""
 
-    def __init__(self, soxr: Any, in_sr: int, out_sr: int, quality: str, channels: int) -> None:
+    def __init__(self, soxr: Any, in_sr: int, out_sr: int, quality: str) -> None:
         self.args = (in_sr, out_sr)
         self.soxr, self.quality, self.stream = soxr, quality, None
 
