@@ -6,9 +6,9 @@ Every reader takes an opened :class:`Source`, its parsed :class:`Header` and a w
 interleaved buffer: it costs nothing and the mixdown reads it as fast).
 
 - PCM WAV/RF64/AIFF: NumPy straight from the file (no C library round trip).
-- FLAC, whole file: miniaudio's dr_flac (about 2x libsndfile here); windows: libsndfile (seeks).
-- MP3 and everything else libsndfile knows: soundfile.
-- Ogg Vorbis, Opus, M4A/AAC: PyAV (FFmpeg), copying each frame's planes once.
+- FLAC: dr_flac through miniaudio's bindings (1.3-2x libsndfile here); remote windows: libsndfile.
+- MP3, Ogg Vorbis and everything else libsndfile knows: soundfile.
+- Opus, M4A/AAC and other FFmpeg-only containers: PyAV, viewing each frame's planes, copied once.
 """
 
 from __future__ import annotations
@@ -163,35 +163,43 @@ def _rewound(src: Source) -> Any:
     return src.file
 
 
-# --- miniaudio (dr_flac) ------------------------------------------------------------------------
+# --- dr_flac (through miniaudio's bindings) -----------------------------------------------------
 
 
 def read_flac(src: Source, header: Header, offset: float, duration: float | None) -> tuple[np.ndarray, int]:
-    """Whole FLAC files with dr_flac; windows and implausible headers go to libsndfile."""
+    """FLAC with dr_flac straight into a NumPy buffer (one copy); libsndfile for remote windows
+    (it reads ranges) and for headers whose declared length is not believable."""
     declared = header.frames
-    if offset or duration is not None or declared is None or \
+    remote_window = src.path is None and (offset or duration is not None)
+    if remote_window or declared is None or \
             declared * (header.channels or 1) * 4 > _PLAUSIBLE_EXPANSION * src.size + (1 << 24):
         return read_soundfile(src, header, offset, duration)
     try:
-        import miniaudio
-    except ImportError:  # pragma: no cover - a core dependency
+        from _miniaudio import ffi, lib
+    except ImportError:  # pragma: no cover - miniaudio is a core dependency
         return read_soundfile(src, header, offset, duration)
-    # miniaudio converts to the rate and channel count it is given (44.1 kHz stereo by default):
-    # ask for the file's own, so it only decodes
-    kwargs = {"output_format": miniaudio.SampleFormat.FLOAT32, "nchannels": header.channels,
-              "sample_rate": header.sample_rate}
+    sr, channels = header.sample_rate, header.channels
+    start, count = frame_window(sr, offset, duration)  # type: ignore[arg-type]
+    n = max(0, declared - start) if count is None else max(0, min(count, declared - start))
+    check_allocation(src, n, channels)  # type: ignore[arg-type]
+    data = None if src.path else src.read_all()  # kept alive while dr_flac reads it
+    flac = lib.ma_dr_flac_open_file(src.path.encode(), ffi.NULL) if src.path else \
+        lib.ma_dr_flac_open_memory(ffi.from_buffer(data), len(data), ffi.NULL)
+    if flac == ffi.NULL:
+        raise DecodeError("cannot decode FLAC: not a readable FLAC stream", src.name)
     try:
-        if src.path:
-            decoded = miniaudio.decode_file(src.path, **kwargs)
-        else:
-            decoded = miniaudio.decode(src.read_all(), **kwargs)
-    except Exception as e:
-        raise DecodeError(f"cannot decode FLAC: {e}", src.name) from None
-    out = np.frombuffer(decoded.samples, np.float32).reshape(-1, decoded.nchannels)
-    if len(out) < declared:
-        raise DecodeError(f"truncated or corrupt: decoded {len(out)} of the {declared} frames the header "
+        if flac.channels != channels or flac.sampleRate != sr:
+            raise DecodeError("corrupt FLAC: STREAMINFO disagrees with the decoder", src.name)
+        out = np.empty((n, channels), np.float32)  # type: ignore[arg-type]
+        if n and start and not lib.ma_dr_flac_seek_to_pcm_frame(flac, start):
+            raise DecodeError(f"cannot seek to frame {start}", src.name)
+        got = lib.ma_dr_flac_read_pcm_frames_f32(flac, n, ffi.cast("float *", ffi.from_buffer(out))) if n else 0
+    finally:
+        lib.ma_dr_flac_close(flac)
+    if got < n:
+        raise DecodeError(f"truncated or corrupt: decoded {start + got} of the {declared} frames the header "
                           "declares", src.name)
-    return out.T, decoded.sample_rate
+    return out.T, sr  # type: ignore[return-value]
 
 
 # --- PyAV (FFmpeg) ------------------------------------------------------------------------------

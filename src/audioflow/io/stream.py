@@ -107,7 +107,7 @@ def _native_blocks(src: Source, header: Header) -> tuple[int, Iterator[np.ndarra
         check_ogg_complete(src)
     if header.pcm is not None:
         return header.sample_rate, _pcm_blocks(src, header)  # type: ignore[return-value]
-    if header.format in ("ogg", "opus", "m4a", "aac") and header.codec != "flac":
+    if header.format in ("opus", "m4a", "aac"):
         return _pyav_blocks(src, header)
     return _soundfile_blocks(src, header)
 
