@@ -35,6 +35,11 @@ if ! "$PY" -c "import torch" >/dev/null 2>&1; then
   "$PY" -m pip install -q --disable-pip-version-check "torch==2.13.0" 2>&1 | grep -v '^WARNING: Location' || true
 fi
 "$PY" -m pip install -q --disable-pip-version-check -e ".[$EXTRAS]" 2>&1 | grep -v '^WARNING: Location' || true
-"$PY" -c "import audioflow, soundfile, av, soxr, miniaudio" || { echo "setup: install failed" >&2; exit 1; }
+case ",$EXTRAS," in *,dev,*)
+  # Whisper's reference log-mel for the parity tests, without its GPU-only dependency chain
+  "$PY" -m pip install -q --disable-pip-version-check --no-deps "openai-whisper==20250625" 2>&1 \
+    | grep -v '^WARNING: Location' || true ;;
+esac
+"$PY" -c "import audioflow, soundfile, av, soxr, miniaudio, torch" || { echo "setup: install failed" >&2; exit 1; }
 rm -f "$VENV"/.audioflow-setup-*
 touch "$stamp"

@@ -1,0 +1,30 @@
+"""Pure signal maths on tensors: windows, STFT, mel banks, DCT, lengths, resampling, filters,
+the phase vocoder. Plain functions, batched, on whatever device the input is on."""
+
+from .filters import butterworth_response, fft_convolve, fft_filter, filter_length
+from .lengths import frame_lengths, mask_frames, time_mask
+from .mel import create_dct, hz_to_mel, kaldi_mel_banks, mel_filterbank, mel_frequencies, mel_to_hz
+from .resample import resample, resample_batch
+from .spectral import get_window, istft, phase_vocoder, stft
+
+__all__ = [
+    "butterworth_response",
+    "create_dct",
+    "fft_convolve",
+    "fft_filter",
+    "filter_length",
+    "frame_lengths",
+    "get_window",
+    "hz_to_mel",
+    "istft",
+    "kaldi_mel_banks",
+    "mask_frames",
+    "mel_filterbank",
+    "mel_frequencies",
+    "mel_to_hz",
+    "phase_vocoder",
+    "resample",
+    "resample_batch",
+    "stft",
+    "time_mask",
+]

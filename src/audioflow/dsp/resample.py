@@ -1,0 +1,81 @@
+"""Resampling on tensors: a windowed-sinc polyphase filter for fixed rates, and an FFT resampler for
+batches where every sample has its own ratio (speed perturbation, pitch shift)."""
+
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+
+import torch
+
+
+@lru_cache(maxsize=32)
+def _sinc_kernel(orig: int, new: int, width_zeros: int, rolloff: float) -> tuple[torch.Tensor, int]:
+    # the windowed-sinc polyphase design of torchaudio/julius, built in float64 once per ratio
+    base = min(orig, new) * rolloff
+    width = math.ceil(width_zeros * orig / base)
+    idx = torch.arange(-width, width + orig, dtype=torch.float64)[None, None] / orig
+    t = (torch.arange(0, -new, -1, dtype=torch.float64)[:, None, None] / new + idx) * base
+    t = t.clamp(-width_zeros, width_zeros)
+    window = torch.cos(t * math.pi / width_zeros / 2) ** 2
+    t = t * math.pi
+    kernel = torch.where(t == 0, torch.ones_like(t), torch.sin(t) / t) * window * (base / orig)
+    return kernel, width
+
+
+def resample(x: torch.Tensor, orig_sr: int, new_sr: int, lowpass_filter_width: int = 6,
+             rolloff: float = 0.99) -> torch.Tensor:
+    """Resample ``x [..., time]`` from ``orig_sr`` to ``new_sr`` (Hz) with a Hann-windowed sinc.
+
+    The output holds ``ceil(time * new_sr / orig_sr)`` samples. ``lowpass_filter_width`` zero
+    crossings on each side and a cutoff at ``rolloff`` of the lower Nyquist, as torchaudio's default.
+    """
+    if orig_sr == new_sr:
+        return x
+    g = math.gcd(int(orig_sr), int(new_sr))
+    orig, new = int(orig_sr) // g, int(new_sr) // g
+    kernel, width = _sinc_kernel(orig, new, lowpass_filter_width, rolloff)
+    kernel = kernel.to(device=x.device, dtype=x.dtype)
+    shape = x.shape
+    flat = x.reshape(-1, 1, shape[-1])
+    padded = torch.nn.functional.pad(flat, (width, width + orig))
+    out = torch.nn.functional.conv1d(padded, kernel, stride=orig)  # [N, new, frames]
+    out = out.transpose(1, 2).reshape(flat.shape[0], -1)
+    target = math.ceil(new * shape[-1] / orig)
+    return out[:, :target].reshape(*shape[:-1], target)
+
+
+def resample_batch(x: torch.Tensor, ratios: torch.Tensor, lengths: torch.Tensor | None = None,
+                   out_size: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Resample each row of ``x [batch, time]`` by its own ``ratios[b]`` (output/input length).
+
+    Band-limited FFT resampling of each sample's valid part (its ``lengths[b]`` samples): the
+    spectrum is cut (downsampling, which low-passes at the new Nyquist) or zero-extended. Rows that
+    share a ratio and a length are done in one batched FFT.
+
+    Returns:
+        ``(y, new_lengths)`` with ``y [batch, out_size]`` zero-padded (default size: the longest).
+    """
+    batch, size = x.shape
+    lengths = torch.full((batch,), size, device=x.device) if lengths is None else lengths.to(x.device)
+    ratios = ratios.to(torch.float64).reshape(-1).expand(batch).cpu()
+    lengths_cpu = lengths.cpu()
+    new_lengths = torch.round(lengths_cpu.double() * ratios).long().clamp(min=1)
+    out_size = int(new_lengths.max()) if out_size is None else out_size
+    y = x.new_zeros(batch, out_size)
+    groups: dict[tuple[int, int], list[int]] = {}
+    for b in range(batch):
+        groups.setdefault((int(lengths_cpu[b]), int(new_lengths[b])), []).append(b)
+    for (n_in, n_out), rows in groups.items():
+        idx = torch.tensor(rows, device=x.device)
+        if n_in == n_out:
+            part = x[idx, :n_in]
+        else:
+            spec = torch.fft.rfft(x[idx, :n_in], dim=-1)
+            bins = n_out // 2 + 1
+            spec = spec[:, :bins] if spec.shape[-1] >= bins else torch.nn.functional.pad(
+                spec, (0, bins - spec.shape[-1]))
+            part = torch.fft.irfft(spec, n=n_out, dim=-1) * (n_out / n_in)
+        keep = min(n_out, out_size)
+        y[idx, :keep] = part[:, :keep]
+    return y, new_lengths.clamp(max=out_size).to(x.device)

@@ -1,0 +1,41 @@
+"""Shared plumbing of the feature modules: input shapes and ``lengths``."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..dsp import frame_lengths, mask_frames
+
+
+class FeatureModule(nn.Module):
+    """Takes ``[time]``, ``[batch, time]`` or ``[batch, channels, time]`` and optional ``lengths``
+    (``[batch]`` valid samples); returns features ``[..., feature, frames]``, and with ``lengths``
+    given also the frames each sample fills (frames past them are zero)."""
+
+    n_fft: int
+    hop_length: int
+    center: bool
+
+    def output_lengths(self, lengths: torch.Tensor, n_frames: int) -> torch.Tensor:
+        return frame_lengths(lengths, self.n_fft, self.hop_length, self.center, n_frames)
+
+    def finish(self, out: torch.Tensor, lengths: torch.Tensor | None):
+        if lengths is None:
+            return out
+        frames = self.output_lengths(lengths.to(out.device), out.shape[-1])
+        return mask_frames(out, frames), frames
+
+
+def power_to_db(x: torch.Tensor, top_db: float | None = 80.0, amin: float = 1e-10, ref: float = 1.0,
+                multiplier: float = 10.0, batch_dims: int = 1) -> torch.Tensor:
+    """``multiplier * log10(max(amin, x) / ref)``, floored at ``top_db`` below each sample's maximum
+    (the maximum is taken per item of the first ``batch_dims`` axes, as librosa does per array)."""
+    db = multiplier * torch.log10(x.clamp(min=amin))
+    if ref != 1.0:
+        db = db - multiplier * torch.log10(torch.tensor(max(amin, ref), dtype=x.dtype))
+    if top_db is not None:
+        peak = db.flatten(batch_dims).amax(-1) if db.ndim > batch_dims else db
+        peak = peak.reshape(*peak.shape, *([1] * (db.ndim - batch_dims)))
+        db = torch.maximum(db, peak - top_db)
+    return db

@@ -1,0 +1,177 @@
+"""Spectrogram, MelSpectrogram, AmplitudeToDB, LogMel, MFCC: torchaudio's constructor arguments,
+librosa's numbers (``.librosa(...)`` presets)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from ..dsp import create_dct, get_window, mel_filterbank, stft
+from ..errors import ParameterError
+from .base import FeatureModule, power_to_db
+
+
+def _window(window_fn: Callable[..., torch.Tensor] | str, win_length: int, wkwargs: dict | None) -> torch.Tensor:
+    if isinstance(window_fn, str):
+        return get_window(window_fn, win_length)
+    return window_fn(win_length, **(wkwargs or {})).float()
+
+
+class Spectrogram(FeatureModule):
+    """``|STFT|^power``: ``[..., time]`` → ``[..., n_fft // 2 + 1, frames]``.
+
+    Args:
+        n_fft: FFT size in samples. win_length: window in samples (default ``n_fft``).
+        hop_length: samples between frames (default ``win_length // 2``).
+        pad: extra zeros on both sides before the STFT (samples).
+        window_fn: a torch window function (``torch.hann_window``) or a name ('hann', 'hamming', ...).
+        power: 2 for power, 1 for magnitude, None for the complex STFT.
+        normalized: divide by the window's L2 norm.
+        center: pad ``n_fft // 2`` on both sides so frames are centred on ``t * hop_length``.
+        pad_mode: 'reflect' (torchaudio) or 'constant' (librosa >= 0.10; exact per sample in
+            padded batches).
+    """
+
+    def __init__(self, n_fft: int = 400, win_length: int | None = None, hop_length: int | None = None,
+                 pad: int = 0, window_fn: Callable[..., torch.Tensor] | str = torch.hann_window,
+                 power: float | None = 2.0, normalized: bool = False, wkwargs: dict | None = None,
+                 center: bool = True, pad_mode: str = "reflect") -> None:
+        super().__init__()
+        self.n_fft = n_fft
+        self.win_length = win_length or n_fft
+        self.hop_length = hop_length or self.win_length // 2
+        if self.win_length > n_fft:
+            raise ParameterError(f"win_length ({self.win_length}) must be <= n_fft ({n_fft})")
+        self.pad, self.power, self.normalized, self.center, self.pad_mode = pad, power, normalized, center, pad_mode
+        self.register_buffer("window", _window(window_fn, self.win_length, wkwargs), persistent=False)
+
+    def spectrum(self, x: torch.Tensor) -> torch.Tensor:
+        if self.pad:
+            x = torch.nn.functional.pad(x, (self.pad, self.pad))
+        spec = stft(x, self.n_fft, self.hop_length, self.window.to(x.dtype), self.center, self.pad_mode)
+        if self.normalized:
+            spec = spec / self.window.pow(2).sum().sqrt()
+        if self.power is None:
+            return spec
+        return spec.abs().pow(self.power) if self.power != 2.0 else spec.real.square() + spec.imag.square()
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None):
+        return self.finish(self.spectrum(x), lengths)
+
+
+class MelSpectrogram(Spectrogram):
+    """Mel-scaled spectrogram ``[..., n_mels, frames]`` (torchaudio's arguments and defaults).
+
+    Args (beyond :class:`Spectrogram`'s):
+        sample_rate: Hz. f_min, f_max: band edges in Hz (``f_max=None``: Nyquist).
+        n_mels: number of mel bands. norm: None or 'slaney'. mel_scale: 'htk' or 'slaney'.
+
+    ``MelSpectrogram.librosa(sample_rate, ...)`` takes librosa.feature.melspectrogram's defaults
+    (n_fft 2048, hop 512, Slaney scale and norm, constant padding) and gives its numbers.
+    """
+
+    def __init__(self, sample_rate: int = 16000, n_fft: int = 400, win_length: int | None = None,
+                 hop_length: int | None = None, f_min: float = 0.0, f_max: float | None = None, pad: int = 0,
+                 n_mels: int = 128, window_fn: Callable[..., torch.Tensor] | str = torch.hann_window,
+                 power: float = 2.0, normalized: bool = False, wkwargs: dict | None = None, center: bool = True,
+                 pad_mode: str = "reflect", norm: str | None = None, mel_scale: str = "htk") -> None:
+        super().__init__(n_fft, win_length, hop_length, pad, window_fn, power, normalized, wkwargs, center, pad_mode)
+        self.sample_rate, self.n_mels = sample_rate, n_mels
+        self.register_buffer("fb", mel_filterbank(sample_rate, n_fft, n_mels, f_min, f_max, norm, mel_scale),
+                             persistent=False)
+
+    @classmethod
+    def librosa(cls, sample_rate: int = 22050, n_fft: int = 2048, hop_length: int = 512, n_mels: int = 128,
+                **kwargs: Any) -> MelSpectrogram:
+        """librosa.feature.melspectrogram's defaults."""
+        kwargs = {"norm": "slaney", "mel_scale": "slaney", "pad_mode": "constant", **kwargs}
+        return cls(sample_rate, n_fft, hop_length=hop_length, n_mels=n_mels, **kwargs)
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None):
+        mel = torch.matmul(self.fb.to(x.dtype), self.spectrum(x))
+        return self.finish(mel, lengths)
+
+
+class AmplitudeToDB(torch.nn.Module):
+    """Power (``stype='power'``) or amplitude (``'magnitude'``) to decibels, floored ``top_db`` below each
+    sample's peak (librosa's ``power_to_db``/``amplitude_to_db`` with ``ref=1``; torchaudio's arguments)."""
+
+    def __init__(self, stype: str = "power", top_db: float | None = None, amin: float = 1e-10) -> None:
+        super().__init__()
+        if stype not in ("power", "magnitude"):
+            raise ParameterError(f"stype must be 'power' or 'magnitude', got {stype!r}")
+        self.multiplier = 10.0 if stype == "power" else 20.0
+        self.top_db, self.amin = top_db, amin if stype == "power" else amin**0.5
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return power_to_db(x, self.top_db, self.amin, 1.0, self.multiplier, batch_dims=1 if x.ndim > 2 else 0)
+
+
+class LogMel(MelSpectrogram):
+    """Log-mel spectrogram: decibels (``log='db'``, ``top_db`` below each sample's peak) or the natural log
+    of ``mel + offset`` (``log='log'``). Takes :class:`MelSpectrogram`'s arguments too."""
+
+    def __init__(self, *args: Any, log: str = "db", top_db: float | None = 80.0, offset: float = 1e-6,
+                 **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if log not in ("db", "log"):
+            raise ParameterError(f"log must be 'db' or 'log', got {log!r}")
+        self.log, self.top_db, self.offset = log, top_db, offset
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None):
+        mel = torch.matmul(self.fb.to(x.dtype), self.spectrum(x))
+        if lengths is not None:  # padding must not set the floor of a sample's dB range
+            mel = self.finish(mel, lengths)[0]
+        if self.log == "db":
+            out = power_to_db(mel, self.top_db, batch_dims=1 if mel.ndim > 2 else 0)
+        else:
+            out = torch.log(mel + self.offset)
+        return self.finish(out, lengths)
+
+
+class MFCC(FeatureModule):
+    """Mel-frequency cepstral coefficients ``[..., n_mfcc, frames]`` (torchaudio's arguments).
+
+    dB mel power (``top_db`` 80, as torchaudio and librosa), then an orthonormal DCT-II over the bands,
+    optionally liftered (librosa's ``lifter``). ``log_mels=True`` uses ``log(mel + 1e-6)`` instead of dB.
+    ``MFCC.librosa(sample_rate, n_mfcc=20, ...)`` gives librosa.feature.mfcc's numbers.
+    """
+
+    def __init__(self, sample_rate: int = 16000, n_mfcc: int = 40, dct_type: int = 2, norm: str | None = "ortho",
+                 log_mels: bool = False, melkwargs: dict | None = None, lifter: float = 0.0,
+                 top_db: float | None = 80.0) -> None:
+        super().__init__()
+        if dct_type != 2:
+            raise ParameterError("only DCT type 2 is supported")
+        self.mel = MelSpectrogram(sample_rate, **(melkwargs or {}))
+        if n_mfcc > self.mel.n_mels:
+            raise ParameterError(f"n_mfcc ({n_mfcc}) cannot exceed n_mels ({self.mel.n_mels})")
+        self.n_fft, self.hop_length, self.center = self.mel.n_fft, self.mel.hop_length, self.mel.center
+        self.log_mels, self.top_db, self.lifter = log_mels, top_db, lifter
+        self.register_buffer("dct_mat", create_dct(n_mfcc, self.mel.n_mels, norm), persistent=False)
+        if lifter > 0:
+            n = torch.arange(n_mfcc, dtype=torch.float64)
+            self.register_buffer("lift", (1 + (lifter / 2) * torch.sin(torch.pi * (n + 1) / lifter)).float()[:, None],
+                                 persistent=False)
+
+    @classmethod
+    def librosa(cls, sample_rate: int = 22050, n_mfcc: int = 20, lifter: float = 0.0, **melkwargs: Any) -> MFCC:
+        """librosa.feature.mfcc's defaults (melkwargs as librosa.feature.melspectrogram's)."""
+        melkwargs = {"n_fft": 2048, "hop_length": 512, "n_mels": 128, "norm": "slaney", "mel_scale": "slaney",
+                     "pad_mode": "constant", **melkwargs}
+        return cls(sample_rate, n_mfcc, melkwargs=melkwargs, lifter=lifter)
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None):
+        mel = self.mel(x)
+        if lengths is not None:
+            mel = self.finish(mel, lengths)[0]
+        if self.log_mels:
+            mel = torch.log(mel + 1e-6)
+        else:
+            mel = power_to_db(mel, self.top_db, batch_dims=1 if mel.ndim > 2 else 0)
+        mfcc = torch.matmul(mel.transpose(-1, -2), self.dct_mat.to(mel.dtype)).transpose(-1, -2)
+        if self.lifter > 0:
+            mfcc = mfcc * self.lift.to(mfcc.dtype)
+        return self.finish(mfcc, lengths)
