@@ -6,23 +6,28 @@ from __future__ import annotations
 import torch
 
 
-def butterworth_response(freqs: torch.Tensor, cutoff: torch.Tensor, order: int, kind: str) -> torch.Tensor:
-    """Butterworth magnitude ``[batch, freq]`` at ``freqs [freq]`` (Hz) for per-sample ``cutoff``.
+def butterworth_response(freqs: torch.Tensor, cutoff: torch.Tensor, order: torch.Tensor | float,
+                         kind: str) -> torch.Tensor:
+    """Butterworth magnitude ``[batch, freq]`` at ``freqs [freq]`` (Hz) for per-sample ``cutoff`` and
+    ``order`` (a number or ``[batch]``; the roll-off is 6 dB per octave per order).
 
     ``kind``: 'lowpass' or 'highpass' (``cutoff [batch]``), 'bandpass' or 'bandstop'
     (``cutoff [batch, 2]``: low and high edges). Every edge is at -3 dB (|H| = 1/sqrt(2)).
     """
     f = freqs[None, :].clamp(min=1e-6)
+    order = torch.as_tensor(order, dtype=freqs.dtype, device=freqs.device).reshape(-1, 1)
     if kind in ("lowpass", "highpass"):
         ratio = f / cutoff.reshape(-1, 1)
         ratio = ratio if kind == "lowpass" else 1 / ratio
         return torch.rsqrt(1 + ratio ** (2 * order))
+    # the analog low-pass to band transformation: Omega = (f^2 - f0^2) / (f B), f0 = sqrt(low high),
+    # B = high - low; |Omega| = 1 exactly at both edges, so both sit at -3 dB
     low, high = cutoff[:, :1], cutoff[:, 1:]
-    passband = torch.rsqrt(1 + (low / f) ** (2 * order)) * torch.rsqrt(1 + (f / high) ** (2 * order))
+    omega = (f.square() - low * high) / (f * (high - low))
     if kind == "bandpass":
-        return passband
+        return torch.rsqrt(1 + omega.abs() ** (2 * order))
     if kind == "bandstop":
-        return torch.sqrt((1 - passband**2).clamp(min=0))
+        return torch.rsqrt(1 + omega.abs().clamp(min=1e-12) ** (-2 * order))
     raise ValueError(f"unknown filter kind {kind!r}")
 
 

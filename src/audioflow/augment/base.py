@@ -1,0 +1,101 @@
+"""The augmentation contract: whole batches, a random draw per sample, ``lengths`` kept, seedable,
+on the tensor's device."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..errors import ParameterError
+
+
+def device_generator(generator: torch.Generator | None, device: torch.device) -> torch.Generator | None:
+    """A generator on ``device`` derived from ``generator`` (so a CPU seed drives GPU noise too)."""
+    if generator is None or generator.device == device:
+        return generator
+    seed = int(torch.randint(0, 2**62, (1,), generator=generator))
+    return torch.Generator(device).manual_seed(seed)
+
+
+class Transform(nn.Module):
+    """Base of every augmentation.
+
+    Call with ``x`` ``[batch, time]`` or ``[batch, channels, time]`` (``[time]`` is a batch of one) and
+    optional ``lengths`` (valid samples per item). Each item is transformed with probability ``p``
+    and its own random parameters; all channels of an item share them. Returns ``x``, or
+    ``(x, lengths)`` when ``lengths`` is given (lengths change for stretches, speed and crops).
+
+    Args:
+        p: probability of transforming each item.
+        seed: seed of this transform's own ``torch.Generator`` (default: torch's global RNG).
+    """
+
+    changes_length = False
+
+    def __init__(self, p: float = 0.5, seed: int | None = None) -> None:
+        super().__init__()
+        if not 0.0 <= p <= 1.0:
+            raise ParameterError(f"p must be in [0, 1], got {p}")
+        self.p = p
+        self.generator = torch.Generator().manual_seed(seed) if seed is not None else None
+
+    # random draws: on the CPU generator (cheap, reproducible), moved to the data's device
+    def uniform(self, n: int, low: float, high: float, device: torch.device) -> torch.Tensor:
+        return (low + (high - low) * torch.rand(n, generator=self.generator, dtype=torch.float64)).to(device)
+
+    def randint(self, n: int, low: int, high: int, device: torch.device) -> torch.Tensor:
+        return torch.randint(low, high, (n,), generator=self.generator).to(device)
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None):
+        squeeze = x.ndim == 1
+        batch = x[None, None] if squeeze else (x[:, None] if x.ndim == 2 else x)
+        n = batch.shape[0]
+        full = torch.full((n,), batch.shape[-1], device=batch.device, dtype=torch.long)
+        lens = full if lengths is None else lengths.to(batch.device).long()
+        chosen = torch.rand(n, generator=self.generator) < self.p
+        out, out_lens = self.apply_to(batch, lens, chosen.to(batch.device))
+        out = out[0, 0] if squeeze else (out[:, 0] if x.ndim == 2 else out)
+        return out if lengths is None else (out, out_lens)
+
+    def apply_to(self, x: torch.Tensor, lengths: torch.Tensor, chosen: torch.Tensor
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Transform the ``chosen`` items of ``x [batch, channels, time]``; the rest pass unchanged."""
+        if not bool(chosen.any()):
+            return x, lengths
+        if bool(chosen.all()):
+            return self.apply(x, lengths)
+        idx = chosen.nonzero().squeeze(1)
+        y, y_lens = self.apply(x[idx], lengths[idx])
+        size = max(x.shape[-1], y.shape[-1])
+        out = torch.nn.functional.pad(x, (0, size - x.shape[-1])) if size > x.shape[-1] else x.clone()
+        out[idx] = torch.nn.functional.pad(y, (0, size - y.shape[-1]))
+        out_lens = lengths.clone()
+        out_lens[idx] = y_lens
+        if y.shape[-1] < x.shape[-1] and self.changes_length:
+            out = out[..., : int(out_lens.max())]
+        return out, out_lens
+
+    def apply(self, x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Transform every item of ``x [batch, channels, time]``; subclasses implement it."""
+        raise NotImplementedError
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
+
+
+def valid_mask(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """``[batch, 1, time]`` booleans, True inside each item."""
+    return (torch.arange(x.shape[-1], device=x.device)[None, :] < lengths[:, None])[:, None, :]
+
+
+def per_item(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """Shape ``[batch]`` parameters to broadcast over ``[batch, channels, time]``."""
+    return values.to(like.dtype).reshape(-1, 1, 1)
+
+
+def mean_power(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """Mean square over each item's valid samples and channels: ``[batch]``."""
+    mask = valid_mask(x, lengths)
+    return (x.square() * mask).sum((-1, -2)) / (lengths.clamp(min=1) * x.shape[1]).to(x.dtype)
+
+

@@ -1,0 +1,211 @@
+"""Time stretch, pitch shift, speed perturbation and cropping.
+
+Time stretch and pitch shift share one engine: one STFT, one phase-vocoder pass at rate
+``stretch / 2^(semitones/12)``, one inverse STFT and one resample by ``2^(-semitones/12)``. Applied
+together (``Compose`` fuses them), the pair costs one round trip, not two.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+
+from ..dsp import get_window, istft, phase_vocoder, resample_batch, stft
+from ..errors import ParameterError
+from .base import Transform, valid_mask
+
+
+def stretch_and_shift(x: torch.Tensor, lengths: torch.Tensor, rate: torch.Tensor, semitones: torch.Tensor,
+                      n_fft: int = 2048, hop_length: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Stretch ``x [batch, channels, time]`` by ``rate[b]`` (> 1 shorter) and shift its pitch by
+    ``semitones[b]``, per item, in one phase-vocoder pass plus one resample.
+
+    Returns the new batch (zero-padded to the longest item) and the new lengths
+    (``round(lengths / rate)``).
+    """
+    n, channels, size = x.shape
+    hop = hop_length or n_fft // 4
+    factor = torch.pow(2.0, semitones.double() / 12.0).cpu()
+    pv_rate = (rate.double().cpu() / factor).float()
+    window = get_window("hann", n_fft, device=x.device, dtype=x.dtype)
+    flat = x.reshape(n * channels, size)
+    spec = stft(flat, n_fft, hop, window, center=True, pad_mode="constant")
+    rates = pv_rate.repeat_interleave(channels).to(x.device)
+    stretched = phase_vocoder(spec, rates, hop)
+    pv_lengths = torch.round(lengths.cpu().double() / pv_rate.double()).long().clamp(min=1)
+    out_size = (stretched.shape[-1] - 1) * hop
+    y = istft(stretched, n_fft, hop, window, length=max(out_size, int(pv_lengths.max())))
+    y_lengths = pv_lengths.repeat_interleave(channels).to(x.device)
+    if bool((factor != 1.0).any()):
+        y, y_lengths = resample_batch(y, (1.0 / factor).repeat_interleave(channels), y_lengths)
+    new_lengths = y_lengths.reshape(n, channels)[:, 0]
+    y = y.reshape(n, channels, -1)
+    size_out = int(new_lengths.max())
+    y = y[..., :size_out] if y.shape[-1] >= size_out else torch.nn.functional.pad(y, (0, size_out - y.shape[-1]))
+    return y * valid_mask(y, new_lengths.to(y.device)), new_lengths.to(x.device)
+
+
+class TimeStretch(Transform):
+    """Change tempo without changing pitch: rate drawn from ``[min_rate, max_rate]`` (> 1 faster).
+
+    Items get ``round(length / rate)`` samples; with ``leave_length_unchanged`` they are cut or
+    zero-padded back to the input size (audiomentations' default is True; ours reports new lengths).
+    """
+
+    changes_length = True
+
+    def __init__(self, min_rate: float = 0.8, max_rate: float = 1.25, leave_length_unchanged: bool = False,
+                 n_fft: int = 2048, hop_length: int | None = None, p: float = 0.5, seed: int | None = None) -> None:
+        super().__init__(p, seed)
+        if not 0 < min_rate <= max_rate:
+            raise ParameterError(f"need 0 < min_rate <= max_rate, got {min_rate}, {max_rate}")
+        self.min_rate, self.max_rate, self.keep = min_rate, max_rate, leave_length_unchanged
+        self.n_fft, self.hop_length = n_fft, hop_length
+
+    def draw(self, n: int, device: torch.device) -> torch.Tensor:
+        # uniform in log-rate, so speeding up and slowing down are equally likely
+        return torch.exp(self.uniform(n, math.log(self.min_rate), math.log(self.max_rate), device))
+
+    def apply(self, x, lengths):
+        rate = self.draw(x.shape[0], x.device)
+        self.last_rate = rate
+        y, new_lengths = stretch_and_shift(x, lengths, rate, torch.zeros_like(rate), self.n_fft, self.hop_length)
+        return _keep_size(y, new_lengths, x.shape[-1]) if self.keep else (y, new_lengths)
+
+
+class PitchShift(Transform):
+    """Shift pitch by ``[min_semitones, max_semitones]`` semitones without changing duration."""
+
+    def __init__(self, min_semitones: float = -4.0, max_semitones: float = 4.0, n_fft: int = 2048,
+                 hop_length: int | None = None, p: float = 0.5, seed: int | None = None) -> None:
+        super().__init__(p, seed)
+        self.min_semitones, self.max_semitones = min_semitones, max_semitones
+        self.n_fft, self.hop_length = n_fft, hop_length
+
+    def draw(self, n: int, device: torch.device) -> torch.Tensor:
+        return self.uniform(n, self.min_semitones, self.max_semitones, device)
+
+    def apply(self, x, lengths):
+        semitones = self.draw(x.shape[0], x.device)
+        self.last_semitones = semitones
+        y, _ = stretch_and_shift(x, lengths, torch.ones_like(semitones), semitones, self.n_fft,
+                                           self.hop_length)
+        return _keep_size(y, lengths, x.shape[-1])
+
+
+class StretchAndShift(Transform):
+    """Both at once, drawn per item as each would be, in one phase-vocoder pass (what ``Compose``
+    builds from an adjacent TimeStretch and PitchShift)."""
+
+    changes_length = True
+
+    def __init__(self, stretch: TimeStretch, shift: PitchShift, seed: int | None = None) -> None:
+        super().__init__(1.0, seed)
+        self.stretch, self.shift = stretch, shift
+
+    def apply(self, x, lengths):
+        n = x.shape[0]
+        use_stretch = (torch.rand(n, generator=self.stretch.generator) < self.stretch.p).to(x.device)
+        use_shift = (torch.rand(n, generator=self.shift.generator) < self.shift.p).to(x.device)
+        rate = torch.where(use_stretch, self.stretch.draw(n, x.device), torch.ones(n, device=x.device,
+                                                                                     dtype=torch.float64))
+        semitones = torch.where(use_shift, self.shift.draw(n, x.device), torch.zeros(n, device=x.device,
+                                                                                       dtype=torch.float64))
+        todo = use_stretch | use_shift
+        if not bool(todo.any()):
+            return x, lengths
+        idx = todo.nonzero().squeeze(1)
+        y, y_lens = stretch_and_shift(x[idx], lengths[idx], rate[idx], semitones[idx], self.stretch.n_fft,
+                                      self.stretch.hop_length)
+        if self.stretch.keep:
+            y, y_lens = _keep_size(y, y_lens, x.shape[-1])
+        size = max(int(y.shape[-1]), int(lengths[~todo].max()) if bool((~todo).any()) else 0)
+        out = torch.zeros(n, x.shape[1], size, device=x.device, dtype=x.dtype)
+        keep = min(size, x.shape[-1])
+        out[~todo, :, :keep] = x[~todo, :, :keep]
+        out[idx, :, : y.shape[-1]] = y
+        out_lens = lengths.clone()
+        out_lens[idx] = y_lens
+        return out, out_lens
+
+
+def _keep_size(y: torch.Tensor, lengths: torch.Tensor, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    if y.shape[-1] >= size:
+        return y[..., :size], lengths.clamp(max=size)
+    return torch.nn.functional.pad(y, (0, size - y.shape[-1])), lengths.clamp(max=size)
+
+
+class SpeedPerturb(Transform):
+    """Play faster or slower (tempo and pitch together, Kaldi's speed perturbation) by a factor chosen
+    from ``factors`` or drawn from ``[min_rate, max_rate]``; items get ``round(length / factor)`` samples."""
+
+    changes_length = True
+
+    def __init__(self, factors: Sequence[float] | None = (0.9, 1.0, 1.1), min_rate: float | None = None,
+                 max_rate: float | None = None, p: float = 0.5, seed: int | None = None) -> None:
+        super().__init__(p, seed)
+        self.factors = None if min_rate is not None else torch.tensor(list(factors or (1.0,)), dtype=torch.float64)
+        self.min_rate, self.max_rate = min_rate, max_rate if max_rate is not None else min_rate
+
+    def apply(self, x, lengths):
+        n, channels, size = x.shape
+        if self.factors is None:
+            factor = self.uniform(n, self.min_rate, self.max_rate, torch.device("cpu"))  # type: ignore[arg-type]
+        else:
+            factor = self.factors[self.randint(n, 0, len(self.factors), torch.device("cpu"))]
+        self.last_factor = factor
+        ratios = (1.0 / factor).repeat_interleave(channels)
+        y, y_lens = resample_batch(x.reshape(n * channels, size), ratios, lengths.repeat_interleave(channels))
+        return y.reshape(n, channels, -1), y_lens.reshape(n, channels)[:, 0]
+
+
+class RandomCrop(Transform):
+    """Cut a random window of ``size`` samples (or ``duration`` seconds at ``sample_rate``) from each item
+    (its valid part); shorter items are kept whole. Output ``[..., size]``."""
+
+    changes_length = True
+
+    def __init__(self, size: int | None = None, duration: float | None = None, sample_rate: int | None = None,
+                 p: float = 1.0, seed: int | None = None) -> None:
+        super().__init__(p, seed)
+        if size is None:
+            if duration is None or sample_rate is None:
+                raise ParameterError("give size (samples), or duration (seconds) and sample_rate")
+            size = round(duration * sample_rate)
+        self.size = int(size)
+
+    def offsets(self, lengths: torch.Tensor) -> torch.Tensor:
+        room = (lengths - self.size).clamp(min=0).cpu()
+        return torch.floor(torch.rand(len(lengths), generator=self.generator, dtype=torch.float64)
+                           * (room + 1).double()).long()
+
+    def apply(self, x, lengths):
+        start = self.offsets(lengths).to(x.device)
+        idx = (start[:, None] + torch.arange(self.size, device=x.device)[None, :]).clamp(max=x.shape[-1] - 1)
+        y = torch.gather(x, 2, idx[:, None, :].expand(x.shape[0], x.shape[1], self.size)) if x.shape[-1] else x
+        new_lengths = lengths.clamp(max=self.size)
+        return y * valid_mask(y, new_lengths), new_lengths
+
+
+class PadOrCrop(RandomCrop):
+    """Bring every item to exactly ``size`` samples: crop (``mode`` 'random', 'center' or 'start') or zero-pad."""
+
+    def __init__(self, size: int | None = None, mode: str = "center", duration: float | None = None,
+                 sample_rate: int | None = None, seed: int | None = None) -> None:
+        super().__init__(size, duration, sample_rate, 1.0, seed)
+        if mode not in ("random", "center", "start"):
+            raise ParameterError(f"mode must be 'random', 'center' or 'start', got {mode!r}")
+        self.mode = mode
+
+    def offsets(self, lengths):
+        if self.mode == "random":
+            return super().offsets(lengths)
+        room = (lengths - self.size).clamp(min=0).cpu()
+        return room // 2 if self.mode == "center" else torch.zeros_like(room)
+
+    def apply(self, x, lengths):
+        if x.shape[-1] < self.size:
+            x = torch.nn.functional.pad(x, (0, self.size - x.shape[-1]))
+        return super().apply(x, lengths)
