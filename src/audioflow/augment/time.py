@@ -16,6 +16,8 @@ from ..dsp import get_window, istft, phase_vocoder, resample_batch, stft
 from ..errors import ParameterError
 from .base import Transform, valid_mask
 
+_CPU_CHUNK = 2  # items per stretch pass on the CPU
+
 
 def stretch_and_shift(x: torch.Tensor, lengths: torch.Tensor, rate: torch.Tensor, semitones: torch.Tensor,
                       n_fft: int = 2048, hop_length: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -26,6 +28,13 @@ def stretch_and_shift(x: torch.Tensor, lengths: torch.Tensor, rate: torch.Tensor
     (``round(lengths / rate)``).
     """
     n, channels, size = x.shape
+    if x.device.type == "cpu" and n > _CPU_CHUNK:
+        # a few items at a time keep the STFT intermediates in cache (measured ~2x per item at 32)
+        parts = [stretch_and_shift(x[i:i + _CPU_CHUNK], lengths[i:i + _CPU_CHUNK], rate[i:i + _CPU_CHUNK],
+                                   semitones[i:i + _CPU_CHUNK], n_fft, hop_length) for i in range(0, n, _CPU_CHUNK)]
+        size_out = max(p[0].shape[-1] for p in parts)
+        y = torch.cat([torch.nn.functional.pad(p[0], (0, size_out - p[0].shape[-1])) for p in parts])
+        return y, torch.cat([p[1] for p in parts])
     hop = hop_length or n_fft // 4
     factor = torch.pow(2.0, semitones.double() / 12.0).cpu()
     pv_rate = (rate.double().cpu() / factor).float()

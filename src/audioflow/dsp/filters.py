@@ -34,21 +34,26 @@ def butterworth_response(freqs: torch.Tensor, cutoff: torch.Tensor, order: torch
 def fft_filter(x: torch.Tensor, response: torch.Tensor, pad: int = 2048) -> torch.Tensor:
     """Apply a real, zero-phase frequency response to ``x [batch, time]``.
 
-    ``response`` is ``[batch, pad_len // 2 + 1]`` sampled on ``torch.fft.rfftfreq(pad_len)`` with
-    ``pad_len = time + pad`` (see :func:`filter_length`); the zero padding keeps the filter's ringing
-    from wrapping around the ends.
+    ``response`` is ``[batch, n // 2 + 1]`` sampled on ``torch.fft.rfftfreq(n)`` with
+    ``n = filter_length(time, pad)``; the zero padding keeps the filter's ringing from wrapping
+    around the ends.
     """
-    n = x.shape[-1] + pad
+    n = filter_length(x.shape[-1], pad)
     spec = torch.fft.rfft(x, n=n, dim=-1) * response
     return torch.fft.irfft(spec, n=n, dim=-1)[..., : x.shape[-1]]
 
 
 def filter_length(time: int, pad: int = 2048) -> int:
-    return time + pad
+    """FFT size for :func:`fft_filter`: at least ``time + pad``, rounded up to a fast size."""
+    from .resample import next_fast_len
+
+    return next_fast_len(time + pad)
 
 
 def fft_convolve(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
     """Linear convolution of ``x [batch, time]`` with ``kernel [batch, k]``, first ``time`` samples."""
-    n = x.shape[-1] + kernel.shape[-1] - 1
+    from .resample import next_fast_len
+
+    n = next_fast_len(x.shape[-1] + kernel.shape[-1] - 1)
     spec = torch.fft.rfft(x, n=n, dim=-1) * torch.fft.rfft(kernel, n=n, dim=-1)
     return torch.fft.irfft(spec, n=n, dim=-1)[..., : x.shape[-1]]

@@ -45,6 +45,62 @@ def resample(x: torch.Tensor, orig_sr: int, new_sr: int, lowpass_filter_width: i
     return out[:, :target].reshape(*shape[:-1], target)
 
 
+def next_fast_len(n: int) -> int:
+    """Smallest 2^a 3^b 5^c >= ``n``: sizes the FFT libraries handle fastest."""
+    best = 1 << max(0, (n - 1).bit_length())
+    p5 = 1
+    while p5 < best:
+        p35 = p5
+        while p35 < best:
+            quotient = -(-n // p35)  # ceil
+            p2 = 1 << max(0, (quotient - 1).bit_length())
+            best = min(best, p2 * p35)
+            p35 *= 3
+        p5 *= 5
+    return best
+
+
+@lru_cache(maxsize=8)
+def _smooth_numbers(limit: int) -> tuple[int, ...]:
+    """All 2^a 3^b 5^c 7^d <= ``limit``, sorted: FFT sizes pocketfft and cuFFT handle fast."""
+    out = []
+    p7 = 1
+    while p7 <= limit:
+        p5 = p7
+        while p5 <= limit:
+            p3 = p5
+            while p3 <= limit:
+                p2 = p3
+                while p2 <= limit:
+                    out.append(p2)
+                    p2 *= 2
+                p3 *= 3
+            p5 *= 5
+        p7 *= 7
+    return tuple(sorted(out))
+
+
+def fft_sizes_for_ratio(n_in: int, ratio: float, tolerance: float = 1e-4) -> tuple[int, int]:
+    """``(n, m)``: fast FFT sizes with ``n >= n_in`` and ``m / n`` within ``tolerance`` of ``ratio``.
+
+    FFT resampling from ``n`` to ``m`` points resamples by exactly ``m / n``; searching the smooth
+    numbers just above ``n_in`` finds a pair that is both fast and accurate.
+    """
+    import bisect
+
+    limit = 1 << (max(n_in, round(n_in * ratio)) * 2).bit_length()
+    smooth = _smooth_numbers(limit)
+    start = bisect.bisect_left(smooth, n_in)
+    for n in smooth[start:start + 400]:
+        target = n * ratio
+        k = bisect.bisect_left(smooth, target)
+        for m in smooth[max(0, k - 1):k + 1]:
+            if m >= 1 and abs(m / n - ratio) <= tolerance * ratio:
+                return n, m
+    n = next_fast_len(n_in)
+    return n, max(1, round(n * ratio))
+
+
 def resample_batch(x: torch.Tensor, ratios: torch.Tensor, lengths: torch.Tensor | None = None,
                    out_size: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Resample each row of ``x [batch, time]`` by its own ``ratios[b]`` (output/input length).
@@ -71,11 +127,14 @@ def resample_batch(x: torch.Tensor, ratios: torch.Tensor, lengths: torch.Tensor 
         if n_in == n_out:
             part = x[idx, :n_in]
         else:
-            spec = torch.fft.rfft(x[idx, :n_in], dim=-1)
-            bins = n_out // 2 + 1
+            # zero-pad so that both FFT sizes are fast (a large prime factor costs up to 10x); the
+            # padded zeros resample to zeros past n_out, and the ratio moves by under 1e-4
+            n_fft, n_fft_out = fft_sizes_for_ratio(n_in, n_out / n_in)
+            spec = torch.fft.rfft(x[idx, :n_in], n=n_fft, dim=-1)
+            bins = n_fft_out // 2 + 1
             spec = spec[:, :bins] if spec.shape[-1] >= bins else torch.nn.functional.pad(
                 spec, (0, bins - spec.shape[-1]))
-            part = torch.fft.irfft(spec, n=n_out, dim=-1) * (n_out / n_in)
+            part = torch.fft.irfft(spec, n=n_fft_out, dim=-1)[:, :n_out] * (n_fft_out / n_fft)
         keep = min(n_out, out_size)
         y[idx, :keep] = part[:, :keep]
     return y, new_lengths.clamp(max=out_size).to(x.device)

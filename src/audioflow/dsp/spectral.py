@@ -75,24 +75,30 @@ def phase_vocoder(spec: torch.Tensor, rate: torch.Tensor | float, hop_length: in
     """
     batch, freq, frames = spec.shape
     device = spec.device
-    rate = torch.as_tensor(rate, dtype=torch.float32, device=device).reshape(-1).expand(batch)
-    valid = torch.ceil(frames / rate).long()
-    n_out = int(valid.max()) if n_frames is None else n_frames
-    steps = torch.arange(n_out, device=device, dtype=torch.float32)[None, :] * rate[:, None]  # [B, T]
+    rate = torch.as_tensor(rate, dtype=torch.float64).reshape(-1).expand(batch)
+    n_out = int(torch.ceil(frames / rate).max()) if n_frames is None else n_frames
+    steps = (torch.arange(n_out, dtype=torch.float64)[None, :] * rate[:, None]).to(device)  # [B, T]
     in_range = steps < frames
-    # pad two zero frames so frame t+1 exists at the end (librosa pads the same way)
-    padded = torch.nn.functional.pad(spec, (0, 2))
+    # magnitude and phase once per input frame (not per gathered column), two zero frames appended
+    # so frame t + 1 always exists (librosa pads the same way)
+    # (CPU: atan2/hypot on contiguous real parts are ~4x faster than angle()/abs() on complex)
+    parts = torch.view_as_real(spec)
+    re, im = parts[..., 0].contiguous(), parts[..., 1].contiguous()
+    mag = torch.nn.functional.pad(torch.hypot(re, im), (0, 2))
+    phase = torch.nn.functional.pad(torch.atan2(im, re), (0, 2))
     idx0 = steps.floor().long().clamp(max=frames)
-    frac = (steps - idx0).unsqueeze(1)  # [B, 1, T]
-    gather = lambda idx: torch.gather(padded, 2, idx.unsqueeze(1).expand(batch, freq, n_out))  # noqa: E731
-    col0, col1 = gather(idx0), gather(idx0 + 1)
-    mag = (1 - frac) * col0.abs() + frac * col1.abs()
-    expected = torch.linspace(0, math.pi * hop_length, freq, device=device)[None, :, None]
-    dphase = torch.angle(col1) - torch.angle(col0) - expected
-    dphase = dphase - 2 * math.pi * torch.round(dphase / (2 * math.pi))
-    # wrapped to [0, 2pi) before summing: float32 keeps ~1e-3 rad after thousands of frames
-    advance = torch.remainder(dphase + expected, 2 * math.pi)
+    frac = (steps - idx0).to(mag.dtype).unsqueeze(1)  # [B, 1, T]
+    index0 = idx0.unsqueeze(1).expand(batch, freq, n_out)
+    out_mag = torch.lerp(torch.gather(mag, 2, index0), torch.gather(mag, 2, index0 + 1), frac)
+    # the phase advance of every input frame pair, computed once and then gathered: the deviation
+    # from the bin's expected advance wrapped to (-pi, pi], the expected advance added back modulo
+    # 2 pi (so float32 keeps ~1e-3 rad after thousands of frames)
+    expected = torch.linspace(0, math.pi * hop_length, freq, device=device, dtype=mag.dtype)[None, :, None]
+    dphase = phase[..., 1:] - phase[..., :-1] - expected
+    dphase = torch.remainder(dphase + math.pi, 2 * math.pi) - math.pi
+    pair_advance = torch.remainder(dphase + torch.remainder(expected, 2 * math.pi), 2 * math.pi)
+    advance = torch.gather(pair_advance, 2, index0.clamp(max=frames))
     # the phase of output frame t is the first frame's phase plus the advances of frames before t
-    phase = torch.angle(spec[:, :, :1]) + torch.cumsum(advance, dim=2) - advance
-    out = torch.polar(mag, phase)
-    return out * in_range.unsqueeze(1)
+    acc = torch.cumsum(advance, dim=2) - advance + phase[:, :, :1]
+    out_mag = out_mag * in_range.unsqueeze(1)
+    return torch.complex(out_mag * torch.cos(acc), out_mag * torch.sin(acc))  # polar() is 2x slower on CPU
