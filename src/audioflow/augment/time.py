@@ -1,8 +1,9 @@
 """Time stretch, pitch shift, speed perturbation and cropping.
 
-Time stretch and pitch shift share one engine: one STFT, one phase-vocoder pass at rate
-``stretch / 2^(semitones/12)``, one inverse STFT and one resample by ``2^(-semitones/12)``. Applied
-together (``Compose`` fuses them), the pair costs one round trip, not two.
+Time stretch and pitch shift share one engine: one STFT, one phase-vocoder pass, and one inverse
+STFT whose frames are resynthesised on ``n_fft / 2^(semitones/12)`` points (a band-limited
+resample of each frame), so no separate resampling pass. Applied together (``Compose`` fuses
+them), the pair costs one round trip, not two.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ _CPU_CHUNK = 2  # items per stretch pass on the CPU
 def stretch_and_shift(x: torch.Tensor, lengths: torch.Tensor, rate: torch.Tensor, semitones: torch.Tensor,
                       n_fft: int = 2048, hop_length: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Stretch ``x [batch, channels, time]`` by ``rate[b]`` (> 1 shorter) and shift its pitch by
-    ``semitones[b]``, per item, in one phase-vocoder pass plus one resample.
+    ``semitones[b]``, per item, in one STFT, one phase-vocoder pass and one resampling inverse STFT.
 
     Returns the new batch (zero-padded to the longest item) and the new lengths
     (``round(lengths / rate)``).
@@ -36,24 +37,35 @@ def stretch_and_shift(x: torch.Tensor, lengths: torch.Tensor, rate: torch.Tensor
         y = torch.cat([torch.nn.functional.pad(p[0], (0, size_out - p[0].shape[-1])) for p in parts])
         return y, torch.cat([p[1] for p in parts])
     hop = hop_length or n_fft // 4
-    factor = torch.pow(2.0, semitones.double() / 12.0).cpu()
-    pv_rate = (rate.double().cpu() / factor).float()
+    overlap = max(1, n_fft // hop)
+    factor = torch.pow(2.0, semitones.double().cpu() / 12.0)
+    # the pitch change happens in the synthesis: each frame is inverse-transformed on
+    # n_syn = n_fft / factor points (its spectrum cut or zero-extended: a band-limited resample of the
+    # frame) and overlap-added at n_syn / overlap, so no separate resampling pass is needed;
+    # n_syn is a multiple of the overlap, which moves the pitch by under 0.2 % of a semitone step
+    n_syn = (torch.round(n_fft / factor / overlap) * overlap).long().clamp(min=2 * overlap)
+    scale = n_syn.double() / n_fft  # the resampling actually done
+    pv_rate = rate.double().cpu() * scale  # output length: frames * hop * scale = length / rate
     window = get_window("hann", n_fft, device=x.device, dtype=x.dtype)
-    flat = x.reshape(n * channels, size)
-    spec = stft(flat, n_fft, hop, window, center=True, pad_mode="constant")
-    rates = pv_rate.repeat_interleave(channels).to(x.device)
-    stretched = phase_vocoder(spec, rates, hop)
-    pv_lengths = torch.round(lengths.cpu().double() / pv_rate.double()).long().clamp(min=1)
-    out_size = (stretched.shape[-1] - 1) * hop
-    y = istft(stretched, n_fft, hop, window, length=max(out_size, int(pv_lengths.max())))
-    y_lengths = pv_lengths.repeat_interleave(channels).to(x.device)
-    if bool((factor != 1.0).any()):
-        y, y_lengths = resample_batch(y, (1.0 / factor).repeat_interleave(channels), y_lengths)
-    new_lengths = y_lengths.reshape(n, channels)[:, 0]
-    y = y.reshape(n, channels, -1)
+    spec = stft(x.reshape(n * channels, size), n_fft, hop, window, center=True, pad_mode="constant")
+    stretched = phase_vocoder(spec, pv_rate.repeat_interleave(channels).float(), hop)
+    new_lengths = torch.round(lengths.cpu().double() / rate.double().cpu()).long().clamp(min=1)
     size_out = int(new_lengths.max())
-    y = y[..., :size_out] if y.shape[-1] >= size_out else torch.nn.functional.pad(y, (0, size_out - y.shape[-1]))
-    return y * valid_mask(y, new_lengths.to(y.device)), new_lengths.to(x.device)
+    y = x.new_zeros(n * channels, size_out)
+    rows_syn = n_syn.repeat_interleave(channels)
+    for size_syn in rows_syn.unique().tolist():
+        rows = (rows_syn == size_syn).nonzero().squeeze(1).to(x.device)
+        bins = size_syn // 2 + 1
+        part = stretched[rows, :bins]
+        if part.shape[1] < bins:
+            part = torch.nn.functional.pad(part, (0, 0, 0, bins - part.shape[1]))
+        part = part * (size_syn / n_fft)
+        syn_window = window if size_syn == n_fft else get_window("hann", size_syn, device=x.device, dtype=x.dtype)
+        covered = min(size_out, (part.shape[-1] - 1) * (size_syn // overlap))
+        y[rows, :covered] = istft(part, size_syn, size_syn // overlap, syn_window, length=covered)
+    y = y.reshape(n, channels, size_out)
+    new_lengths = new_lengths.to(x.device)
+    return y * valid_mask(y, new_lengths), new_lengths
 
 
 class TimeStretch(Transform):

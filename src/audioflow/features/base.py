@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
@@ -31,11 +33,11 @@ def power_to_db(x: torch.Tensor, top_db: float | None = 80.0, amin: float = 1e-1
                 multiplier: float = 10.0, batch_dims: int = 1) -> torch.Tensor:
     """``multiplier * log10(max(amin, x) / ref)``, floored at ``top_db`` below each sample's maximum
     (the maximum is taken per item of the first ``batch_dims`` axes, as librosa does per array)."""
-    db = multiplier * torch.log10(x.clamp(min=amin))
+    db = torch.log10(x.clamp(min=amin)).mul_(multiplier)  # a fresh tensor: in place is safe
     if ref != 1.0:
-        db = db - multiplier * torch.log10(torch.tensor(max(amin, ref), dtype=x.dtype))
+        db = db - multiplier * math.log10(max(amin, ref))
     if top_db is not None:
-        peak = db.flatten(batch_dims).amax(-1) if db.ndim > batch_dims else db
-        peak = peak.reshape(*peak.shape, *([1] * (db.ndim - batch_dims)))
-        db = torch.maximum(db, peak - top_db)
+        dims = tuple(range(batch_dims, db.ndim))
+        peak = db.amax(dim=dims, keepdim=True) if dims else db.max()
+        db = db.clamp_(min=peak - top_db)
     return db

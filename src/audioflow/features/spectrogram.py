@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from ..dsp import create_dct, get_window, mel_filterbank, stft
+from ..dsp import create_dct, get_window, mel_filterbank, stft_frames
 from ..errors import ParameterError
 from .base import FeatureModule, power_to_db
 
@@ -50,11 +50,12 @@ class Spectrogram(FeatureModule):
         self.register_buffer("window", _window(window_fn, self.win_length, wkwargs), persistent=False)
 
     def spectrum(self, x: torch.Tensor, then: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
-        """``|STFT|^power`` of ``x [..., time]``, passed through ``then`` (e.g. the mel projection).
+        """``|STFT|^power`` of ``x [..., time]`` as ``[..., freq, frames]``; with ``then``, the frames-major
+        power ``[..., frames, freq]`` goes through ``then`` (e.g. the mel projection) and its result is
+        returned transposed, ``[..., features, frames]``.
 
-        On the CPU a large batch is done a few rows at a time, so the complex STFT of a chunk stays
-        in cache instead of streaming tens of MB through memory three times (measured ~3x faster for
-        32 x 10 s); on a GPU it is one pass.
+        On the CPU a large batch is done a few rows at a time, so a chunk's complex STFT stays in
+        cache instead of streaming tens of MB through memory three times; on a GPU it is one pass.
         """
         if self.pad:
             x = torch.nn.functional.pad(x, (self.pad, self.pad))
@@ -69,12 +70,12 @@ class Spectrogram(FeatureModule):
         return out.reshape(*x.shape[:-1], *out.shape[-2:])
 
     def _spectrum(self, x: torch.Tensor, then: Callable[[torch.Tensor], torch.Tensor] | None) -> torch.Tensor:
-        spec = stft(x, self.n_fft, self.hop_length, self.window.to(x.dtype), self.center, self.pad_mode)
+        spec = stft_frames(x, self.n_fft, self.hop_length, self.window.to(x.dtype), self.center, self.pad_mode)
         if self.normalized:
             spec = spec / self.window.pow(2).sum().sqrt()
         if self.power is not None:
             spec = spec.abs().pow(self.power) if self.power != 2.0 else spec.real.square() + spec.imag.square()
-        return spec if then is None else then(spec)
+        return (spec if then is None else then(spec)).transpose(-1, -2)
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None):
         return self.finish(self.spectrum(x), lengths)
@@ -109,8 +110,8 @@ class MelSpectrogram(Spectrogram):
         return cls(sample_rate, n_fft, hop_length=hop_length, n_mels=n_mels, **kwargs)
 
     def mel(self, x: torch.Tensor) -> torch.Tensor:
-        fb = self.fb.to(x.dtype)
-        return self.spectrum(x, lambda power: torch.matmul(fb, power))
+        fb_t = self.fb.to(x.dtype).T
+        return self.spectrum(x, lambda power: torch.matmul(power, fb_t))
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None):
         return self.finish(self.mel(x), lengths)
