@@ -3,6 +3,8 @@ randomness, lengths, seeds."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -259,3 +261,36 @@ def test_runs_on_gpu():  # pragma: no cover - GPU machines only
                       seed=0)
     y, lengths = chain(x, full(4, x.shape[-1]).cuda())
     assert y.device.type == "cuda" and lengths.device.type == "cuda"
+
+
+def test_spectral_stretch_without_augmentation_is_the_feature():
+    from audioflow import features as F
+
+    x = tones(n=3) + 0.01 * torch.randn(3, 32000, generator=torch.Generator().manual_seed(0))
+    lengths = torch.tensor([32000, 20000, 9000])
+    logmel = F.LogMel(SR, 1024, hop_length=256, n_mels=40, pad_mode="constant")
+    fused = A.SpectralStretch(logmel, p=0.0)
+    ours, frames = fused(x, lengths)
+    ref, ref_frames = logmel(x, lengths)
+    assert frames.tolist() == ref_frames.tolist()
+    torch.testing.assert_close(ours, ref, atol=1e-3, rtol=1e-4)
+
+
+def test_spectral_stretch_changes_frames_and_moves_pitch():
+    from audioflow import features as F
+
+    x = tones(1000.0, n=4)
+    spec = F.Spectrogram(4096, hop_length=1024, pad_mode="constant")
+    fused = A.SpectralStretch(spec, 0.7, 1.4, -3, 3, p=1.0, seed=1)
+    power, frames = fused(x, full(4, x.shape[-1]))
+    valid = 1 + x.shape[-1] // 1024
+    freqs = torch.fft.rfftfreq(4096, 1 / SR)
+    for i in range(4):
+        rate, semis = float(fused.last_rate[i]), float(fused.last_semitones[i])
+        assert int(frames[i]) == math.ceil(valid / rate)
+        profile = power[i, :, : int(frames[i])].mean(-1)
+        k = int(profile.argmax())
+        a, b, c = torch.log(profile[k - 1: k + 2] + 1e-20).tolist()
+        peak = float(freqs[k]) + 0.5 * (a - c) / (a - 2 * b + c) * float(freqs[1])
+        expected = 1000.0 * 2 ** (semis / 12)
+        assert abs(peak - expected) < 0.01 * expected

@@ -11,6 +11,7 @@ and optional ``lengths``; get ``x`` back, or ``(x, lengths)`` when lengths were 
 
 from .base import Transform
 from .compose import Compose, OneOf, SomeOf
+from .fused import SpectralStretch, warp_frequency
 from .spec import FreqMask, Mixup, TimeMask
 from .time import PadOrCrop, PitchShift, RandomCrop, SpeedPerturb, StretchAndShift, TimeStretch, stretch_and_shift
 from .waveform import (
@@ -52,6 +53,7 @@ __all__ = [
     "Reverb",
     "Shift",
     "SomeOf",
+    "SpectralStretch",
     "SpeedPerturb",
     "StretchAndShift",
     "TanhDistortion",
@@ -61,4 +63,5 @@ __all__ = [
     "colored_noise",
     "stretch_and_shift",
     "synthetic_rir",
+    "warp_frequency",
 ]

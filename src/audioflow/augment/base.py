@@ -41,19 +41,26 @@ class Transform(nn.Module):
 
     # random draws: on the CPU generator (cheap, reproducible), moved to the data's device
     def uniform(self, n: int, low: float, high: float, device: torch.device) -> torch.Tensor:
-        return (low + (high - low) * torch.rand(n, generator=self.generator, dtype=torch.float64)).to(device)
+        values = torch.empty(n, dtype=torch.float64).uniform_(low, high, generator=self.generator)
+        return values if device.type == "cpu" else values.to(device)
 
     def randint(self, n: int, low: int, high: int, device: torch.device) -> torch.Tensor:
-        return torch.randint(low, high, (n,), generator=self.generator).to(device)
+        values = torch.randint(low, high, (n,), generator=self.generator)
+        return values if device.type == "cpu" else values.to(device)
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None):
         squeeze = x.ndim == 1
         batch = x[None, None] if squeeze else (x[:, None] if x.ndim == 2 else x)
         n = batch.shape[0]
-        full = torch.full((n,), batch.shape[-1], device=batch.device, dtype=torch.long)
-        lens = full if lengths is None else lengths.to(batch.device).long()
-        chosen = torch.rand(n, generator=self.generator) < self.p
-        out, out_lens = self.apply_to(batch, lens, chosen.to(batch.device))
+        if lengths is None:
+            lens = torch.full((n,), batch.shape[-1], device=batch.device, dtype=torch.long)
+        else:
+            lens = lengths.to(batch.device, torch.long)
+        if self.p >= 1.0:  # every item: no draw, no gather/scatter (this is most of a Gain's cost)
+            out, out_lens = self.apply(batch, lens)
+        else:
+            chosen = torch.rand(n, generator=self.generator) < self.p
+            out, out_lens = self.apply_to(batch, lens, chosen.to(batch.device))
         out = out[0, 0] if squeeze else (out[:, 0] if x.ndim == 2 else out)
         return out if lengths is None else (out, out_lens)
 

@@ -9,6 +9,7 @@ from typing import Any
 import torch
 
 from ..dsp import create_dct, get_window, mel_filterbank, stft_frames
+from ..dsp.lengths import mask_frames
 from ..errors import ParameterError
 from .base import FeatureModule, power_to_db
 
@@ -143,15 +144,18 @@ class LogMel(MelSpectrogram):
             raise ParameterError(f"log must be 'db' or 'log', got {log!r}")
         self.log, self.top_db, self.offset = log, top_db, offset
 
+    def from_mel(self, mel: torch.Tensor, frames: torch.Tensor | None = None) -> torch.Tensor:
+        """Log of a mel power spectrogram ``[..., n_mels, frames]``; ``frames``: valid frames per item."""
+        if frames is not None:  # padding must not set the floor of a sample's dB range
+            mel = mask_frames(mel, frames)
+        if self.log == "db":
+            return power_to_db(mel, self.top_db, batch_dims=1 if mel.ndim > 2 else 0)
+        return torch.log(mel + self.offset)
+
     def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None):
         mel = self.mel(x)
-        if lengths is not None:  # padding must not set the floor of a sample's dB range
-            mel = self.finish(mel, lengths)[0]
-        if self.log == "db":
-            out = power_to_db(mel, self.top_db, batch_dims=1 if mel.ndim > 2 else 0)
-        else:
-            out = torch.log(mel + self.offset)
-        return self.finish(out, lengths)
+        frames = None if lengths is None else self.output_lengths(lengths.to(mel.device), mel.shape[-1])
+        return self.finish(self.from_mel(mel, frames), lengths)
 
 
 class MFCC(FeatureModule):
@@ -186,15 +190,18 @@ class MFCC(FeatureModule):
                      "pad_mode": "constant", **melkwargs}
         return cls(sample_rate, n_mfcc, melkwargs=melkwargs, lifter=lifter)
 
-    def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None):
-        mel = self.melspec.mel(x)
-        if lengths is not None:
-            mel = self.finish(mel, lengths)[0]
+    def from_mel(self, mel: torch.Tensor, frames: torch.Tensor | None = None) -> torch.Tensor:
+        """Cepstra of a mel power spectrogram ``[..., n_mels, frames]``; ``frames``: valid frames per item."""
+        if frames is not None:
+            mel = mask_frames(mel, frames)
         if self.log_mels:
             mel = torch.log(mel + 1e-6)
         else:
             mel = power_to_db(mel, self.top_db, batch_dims=1 if mel.ndim > 2 else 0)
         mfcc = torch.matmul(mel.transpose(-1, -2), self.dct_mat.to(mel.dtype)).transpose(-1, -2)
-        if self.lifter > 0:
-            mfcc = mfcc * self.lift.to(mfcc.dtype)
-        return self.finish(mfcc, lengths)
+        return mfcc * self.lift.to(mfcc.dtype) if self.lifter > 0 else mfcc
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None):
+        mel = self.melspec.mel(x)
+        frames = None if lengths is None else self.output_lengths(lengths.to(mel.device), mel.shape[-1])
+        return self.finish(self.from_mel(mel, frames), lengths)
