@@ -106,9 +106,18 @@ def demo(
         table.add_row(row.file, row.format, f"{row.duration:.2f}", f"{row.decode_ms:.2f}",
                       f"{row.realtime:,.0f}")
     console.print(table)
+    from .demo import run_feature_demo
+
+    with user_errors():
+        steps = run_feature_demo(folder)
+    table = Table("step (one batch of the FLAC clips, 16 kHz)", "output", "ms per clip", "x realtime",
+                  title="audioflow.augment and audioflow.features (CPU)")
+    for step in steps:
+        table.add_row(step.step, step.shape, f"{step.ms_per_clip:.2f}", f"{step.realtime:,.0f}")
+    console.print(table)
     for note in notes:
         console.print(f"[yellow]note:[/] {note}")
-    console.print(f"corpus left in [bold]{folder}[/]")
+    console.print(f"corpus (and an augmented speech clip, *.augmented.wav) left in [bold]{folder}[/]")
 
 
 def main() -> None:

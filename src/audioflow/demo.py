@@ -86,3 +86,58 @@ def run_demo(out_dir: Path | None = None) -> tuple[Path, list[DemoRow], list[str
             elapsed = time.perf_counter() - t0
             rows.append(DemoRow(path.name, fmt, decoded.shape[-1] / sr, elapsed * 1000))
     return out_dir, rows, notes
+
+
+@dataclass
+class StepRow:
+    step: str
+    shape: str
+    ms_per_clip: float
+    seconds_per_clip: float
+
+    @property
+    def realtime(self) -> float:
+        return self.seconds_per_clip / (self.ms_per_clip / 1000) if self.ms_per_clip else float("inf")
+
+
+def run_feature_demo(out_dir: Path, sample_rate: int = 16000) -> list[StepRow]:
+    """Load the corpus at 16 kHz mono as one padded batch, augment it and extract features; time each
+    step per clip, and write the augmented speech (or tone) next to the corpus for listening."""
+    import torch
+
+    from . import augment as A
+    from . import features as F
+    from . import io
+
+    paths = sorted(out_dir.glob("*.flac"))
+    clips = [torch.from_numpy(io.load(p, sr=sample_rate)[0]) for p in paths]
+    lengths = torch.tensor([len(c) for c in clips])
+    batch = torch.zeros(len(clips), int(lengths.max()))
+    for i, c in enumerate(clips):
+        batch[i, : len(c)] = c
+    seconds = float(lengths.double().mean()) / sample_rate
+    augment = A.Compose([A.TimeStretch(0.85, 1.15, p=1.0), A.PitchShift(-2, 2, p=1.0),
+                         A.AddNoise(snr_db=(15, 30), noise_color=["white", "pink"], p=1.0),
+                         A.LowPassFilter(sample_rate, 3000, 7500, p=0.5), A.Gain(-6, 6, p=1.0)], seed=0)
+    steps = {
+        "augment (stretch+shift, noise, filter, gain)": lambda: augment(batch, lengths),
+        "log-mel (80 bands)": lambda: F.LogMel(sample_rate, 400, hop_length=160, n_mels=80)(batch, lengths),
+        "MFCC (40)": lambda: F.MFCC(sample_rate, 40, melkwargs={"n_fft": 400, "hop_length": 160,
+                                                                "n_mels": 80})(batch, lengths),
+        "Whisper log-mel": lambda: F.WhisperLogMel()(batch, lengths),
+        "Kaldi fbank (80)": lambda: F.Fbank(sample_rate, 80)(batch * 32768, lengths),
+        "fused stretch -> log-mel": lambda: A.SpectralStretch(F.LogMel(sample_rate, 400, hop_length=160, n_mels=80),
+                                                              0.85, 1.15, -2, 2, p=1.0, seed=0)(batch, lengths),
+    }
+    rows = []
+    for name, fn in steps.items():
+        fn()  # warm up
+        t0 = time.perf_counter()
+        out = fn()
+        elapsed = (time.perf_counter() - t0) * 1000 / len(clips)
+        shape = out[0].shape if isinstance(out, tuple) else out.shape
+        rows.append(StepRow(name, "x".join(str(d) for d in shape), elapsed, seconds))
+    augmented, aug_lengths = augment(batch, lengths)
+    pick = next((i for i, p in enumerate(paths) if p.stem.startswith("speech")), 0)
+    io.save(out_dir / f"{paths[pick].stem}.augmented.wav", augmented[pick, : aug_lengths[pick]].numpy(), sample_rate)
+    return rows

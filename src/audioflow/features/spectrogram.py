@@ -71,6 +71,10 @@ class Spectrogram(FeatureModule):
         return out.reshape(*x.shape[:-1], *out.shape[-2:])
 
     def _spectrum(self, x: torch.Tensor, then: Callable[[torch.Tensor], torch.Tensor] | None) -> torch.Tensor:
+        if x.dtype in (torch.float16, torch.bfloat16):
+            # half-precision FFTs are limited (powers of two on CUDA) and lose the low bins' dynamic
+            # range: transform in float32, hand the result back in the input's dtype
+            return self._spectrum(x.float(), then).to(x.dtype)
         spec = stft_frames(x, self.n_fft, self.hop_length, self.window.to(x.dtype), self.center, self.pad_mode)
         if self.normalized:
             spec = spec / self.window.pow(2).sum().sqrt()
@@ -111,8 +115,8 @@ class MelSpectrogram(Spectrogram):
         return cls(sample_rate, n_fft, hop_length=hop_length, n_mels=n_mels, **kwargs)
 
     def mel(self, x: torch.Tensor) -> torch.Tensor:
-        fb_t = self.fb.to(x.dtype).T
-        return self.spectrum(x, lambda power: torch.matmul(power, fb_t))
+        fb_t = self.fb.T
+        return self.spectrum(x, lambda power: torch.matmul(power, fb_t.to(power.dtype)))
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None):
         return self.finish(self.mel(x), lengths)
