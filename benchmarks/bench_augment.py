@@ -61,8 +61,9 @@ def peers(rng: np.random.Generator) -> dict[str, dict[str, object]]:
         "pedalboard": pb and (lambda y: pb.time_stretch(y, SR, stretch_factor=u(0.8, 1.25),
                                                         pitch_shift_in_semitones=u(-4, 4))),
     }
-    logmel = (lambda y: librosa.power_to_db(librosa.feature.melspectrogram(y=y, sr=SR, n_fft=512, hop_length=160,
-                                                                             n_mels=64)))
+    def logmel(y):
+        return librosa.power_to_db(librosa.feature.melspectrogram(y=y, sr=SR, n_fft=512, hop_length=160, n_mels=64))
+
     am_pair = out["stretch+shift"]["audiomentations"]
     both = {"audiomentations": am_pair and (lambda y: logmel(am_pair(y))),
             "librosa": lambda y: logmel(out["stretch+shift"]["librosa"](y))}
@@ -138,7 +139,8 @@ def ours() -> dict[str, torch.nn.Module]:
     }
 
 
-TARGETS = {"stretch+shift": ("audiomentations", 8.0), "fused stretch+shift -> log-mel": ("audiomentations", 8.0), "add_noise (white)": ("all", 1.0),
+TARGETS = {"stretch+shift": ("audiomentations", 8.0),
+           "fused stretch+shift -> log-mel": ("audiomentations", 8.0), "add_noise (white)": ("all", 1.0),
            "add_noise (pink)": ("all", 1.0), "gain": ("all", 1.0), "low-pass": ("all", 1.0),
            "high-pass": ("all", 1.0)}
 

@@ -12,6 +12,8 @@ from ..dsp import frame_lengths, mask_frames, phase_vocoder, stft
 from ..errors import ParameterError
 from ..features import MFCC, LogMel, MelSpectrogram, Spectrogram
 
+_CPU_CHUNK = 2
+
 
 def warp_frequency(power: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
     """Move every partial of ``power [batch, freq, frames]`` from ``f`` to ``f * factor[b]`` (linear
@@ -62,11 +64,26 @@ class SpectralStretch(nn.Module):
         return rate, torch.where(chosen, semis, torch.zeros(n, dtype=torch.float64))
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None):
-        spec_module = self.spec
         batch = x.reshape(-1, x.shape[-1])
         n = batch.shape[0]
         rate, semitones = self.draw(n)
         self.last_rate, self.last_semitones = rate, semitones
+        lens = torch.full((n,), batch.shape[-1]) if lengths is None else lengths.cpu().reshape(-1)
+        if batch.device.type == "cpu" and n > _CPU_CHUNK:
+            # a couple of items at a time keep the STFT intermediates in cache (~4x per item at 32)
+            parts = [self._features(batch[i:i + _CPU_CHUNK], lens[i:i + _CPU_CHUNK], rate[i:i + _CPU_CHUNK],
+                                    semitones[i:i + _CPU_CHUNK]) for i in range(0, n, _CPU_CHUNK)]
+            size = max(p[0].shape[-1] for p in parts)
+            out = torch.cat([torch.nn.functional.pad(p[0], (0, size - p[0].shape[-1])) for p in parts])
+            frames = torch.cat([p[1] for p in parts])
+        else:
+            out, frames = self._features(batch, lens, rate, semitones)
+        out = out.reshape(*x.shape[:-1], *out.shape[-2:])
+        return out if lengths is None else (out, frames)
+
+    def _features(self, batch: torch.Tensor, lens: torch.Tensor, rate: torch.Tensor,
+                  semitones: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        spec_module = self.spec
         window = spec_module.window.to(batch.dtype)
         spec = stft(batch, spec_module.n_fft, spec_module.hop_length, window, spec_module.center,
                     spec_module.pad_mode)
@@ -75,8 +92,7 @@ class SpectralStretch(nn.Module):
             stretched.real.square() + stretched.imag.square()
         if bool((semitones != 0).any()):
             power = warp_frequency(power, torch.pow(2.0, semitones / 12.0).to(power.device))
-        valid = frame_lengths(torch.full((n,), batch.shape[-1]) if lengths is None else lengths.cpu(),
-                              spec_module.n_fft, spec_module.hop_length, spec_module.center)
+        valid = frame_lengths(lens, spec_module.n_fft, spec_module.hop_length, spec_module.center)
         frames = torch.ceil(valid.double() / rate).long().clamp(max=power.shape[-1]).to(power.device)
         power = mask_frames(power, frames)
         if isinstance(self.feature, (MelSpectrogram, MFCC)):
@@ -85,6 +101,4 @@ class SpectralStretch(nn.Module):
                 out = self.feature.from_mel(out, frames)
         else:
             out = power
-        out = mask_frames(out, frames)
-        out = out.reshape(*x.shape[:-1], *out.shape[-2:])
-        return out if lengths is None else (out, frames)
+        return mask_frames(out, frames), frames
