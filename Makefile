@@ -20,9 +20,9 @@ test-fast:  ## the inner loop: skip tests marked slow
 lint:
 	$(PY) -m ruff check src tests benchmarks
 
-bench:  ## benchmarks against librosa, soundfile, PyAV, pedalboard; writes docs/benchmarks.md
+bench:  ## benchmarks side by side with the libraries users would pick instead; writes docs/benchmarks.md
 	scripts/setup.sh dev,bench
-	$(PY) benchmarks/bench_io.py
+	cd benchmarks && ../$(PY) bench_io.py && ../$(PY) bench_features.py && ../$(PY) bench_augment.py
 
 setup:
 	scripts/setup.sh dev
