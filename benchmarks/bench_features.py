@@ -76,7 +76,7 @@ def _nnaudio_layers() -> dict[str, torch.nn.Module]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--passes", type=int, default=15)
+    parser.add_argument("--passes", type=int, default=7)
     args = parser.parse_args()
     torch.set_num_threads(os.cpu_count() or 1)
     table = cases(clips())
@@ -85,7 +85,8 @@ def main() -> None:
         "## Features: `audioflow.features` against librosa and nnAudio",
         "",
         f"`benchmarks/bench_features.py` on {machine()}. 10 s at 16 kHz, n_fft {N_FFT}, hop {HOP}, "
-        f"{N_MELS} mels, {N_MFCC} MFCCs; milliseconds per clip, best of {args.passes} passes; batch: "
+        f"{N_MELS} mels, {N_MFCC} MFCCs; milliseconds per clip, best of {args.passes} interleaved passes of 3 "
+        f"calls each (a library's first call after another's pays torch's thread wake-up); batch: "
         f"{BATCH} clips in one call (librosa: a loop, as its users write), divided by {BATCH}. **ratio** = "
         "librosa / audioflow. torchaudio: n/a (its 2.11 build does not load with torch 2.13 here).",
         "",

@@ -294,3 +294,13 @@ def test_spectral_stretch_changes_frames_and_moves_pitch():
         peak = float(freqs[k]) + 0.5 * (a - c) / (a - 2 * b + c) * float(freqs[1])
         expected = 1000.0 * 2 ** (semis / 12)
         assert abs(peak - expected) < 0.01 * expected
+
+
+def test_a_torch_generator_drives_the_draws():
+    x = tones()
+    a = A.Gain(-12, 12, p=0.5, seed=torch.Generator().manual_seed(3))(x)
+    b = A.Gain(-12, 12, p=0.5, seed=torch.Generator().manual_seed(3))(x)
+    torch.testing.assert_close(a, b)
+    chain = A.Compose([A.Gain(p=1.0), A.AddNoise(p=1.0)], seed=torch.Generator().manual_seed(1))
+    again = A.Compose([A.Gain(p=1.0), A.AddNoise(p=1.0)], seed=torch.Generator().manual_seed(1))
+    torch.testing.assert_close(chain(x), again(x))

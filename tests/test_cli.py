@@ -53,7 +53,8 @@ def test_user_error_is_one_line_and_debug_shows_traceback(tmp_path):
 def test_demo(tmp_path):
     out = tmp_path / "demo"
     result = run("demo", "--out", str(out))
-    assert "corpus left in" in result.stdout
+    assert "left in" in result.stdout and "log-mel" in result.stdout
+    assert any(f.name.endswith(".augmented.wav") for f in Path(out).iterdir())
     files = list(Path(out).iterdir())
     for fmt in ("wav", "flac", "mp3", "ogg", "opus", "m4a", "aiff"):
         assert any(f.suffix == f".{fmt}" for f in files), fmt

@@ -9,6 +9,14 @@ from torch import nn
 from ..errors import ParameterError
 
 
+def make_generator(seed: int | torch.Generator | None) -> torch.Generator | None:
+    """A transform's random source: a seed (its own CPU generator), a ``torch.Generator``, or None
+    (torch's global RNG)."""
+    if seed is None or isinstance(seed, torch.Generator):
+        return seed
+    return torch.Generator().manual_seed(int(seed))
+
+
 def device_generator(generator: torch.Generator | None, device: torch.device) -> torch.Generator | None:
     """A generator on ``device`` derived from ``generator`` (so a CPU seed drives GPU noise too)."""
     if generator is None or generator.device == device:
@@ -27,17 +35,18 @@ class Transform(nn.Module):
 
     Args:
         p: probability of transforming each item.
-        seed: seed of this transform's own ``torch.Generator`` (default: torch's global RNG).
+        seed: an int (this transform's own ``torch.Generator``), a ``torch.Generator`` to draw from, or
+            None for torch's global RNG.
     """
 
     changes_length = False
 
-    def __init__(self, p: float = 0.5, seed: int | None = None) -> None:
+    def __init__(self, p: float = 0.5, seed: int | torch.Generator | None = None) -> None:
         super().__init__()
         if not 0.0 <= p <= 1.0:
             raise ParameterError(f"p must be in [0, 1], got {p}")
         self.p = p
-        self.generator = torch.Generator().manual_seed(seed) if seed is not None else None
+        self.generator = make_generator(seed)
 
     # random draws: on the CPU generator (cheap, reproducible), moved to the data's device
     def uniform(self, n: int, low: float, high: float, device: torch.device) -> torch.Tensor:

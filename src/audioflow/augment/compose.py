@@ -37,11 +37,12 @@ class Compose(Transform):
     changes_length = True
 
     def __init__(self, transforms: Sequence[Transform], p: float = 1.0, shuffle: bool = False,
-                 seed: int | None = None) -> None:
+                 seed: int | torch.Generator | None = None) -> None:
         super().__init__(p, seed)
-        if seed is not None:
-            for k, t in enumerate(transforms):
-                t.generator = torch.Generator().manual_seed(seed * 1000 + k + 1)
+        if seed is not None:  # every member gets its own stream, drawn from the chain's
+            for t in transforms:
+                t.generator = torch.Generator().manual_seed(int(torch.randint(0, 2**62, (1,),
+                                                                              generator=self.generator)))
         self.shuffle = shuffle
         self.transforms = torch.nn.ModuleList(list(transforms))
         self.fused = torch.nn.ModuleList(_fuse(list(transforms))) if not shuffle else self.transforms

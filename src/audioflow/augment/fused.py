@@ -11,6 +11,7 @@ from torch import nn
 from ..dsp import frame_lengths, mask_frames, phase_vocoder, stft
 from ..errors import ParameterError
 from ..features import MFCC, LogMel, MelSpectrogram, Spectrogram
+from .base import make_generator
 
 _CPU_CHUNK = 2
 
@@ -52,7 +53,7 @@ class SpectralStretch(nn.Module):
         self.feature, self.spec = feature, spec
         self.min_rate, self.max_rate = min_rate, max_rate
         self.min_semitones, self.max_semitones, self.p = min_semitones, max_semitones, p
-        self.generator = torch.Generator().manual_seed(seed) if seed is not None else None
+        self.generator = make_generator(seed)
 
     def draw(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
         chosen = torch.rand(n, generator=self.generator) < self.p

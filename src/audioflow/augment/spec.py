@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from ..errors import ParameterError
+from .base import make_generator
 
 
 class _Mask(nn.Module):
@@ -18,7 +19,7 @@ class _Mask(nn.Module):
             raise ParameterError("max_width and num_masks must be >= 0")
         self.max_width, self.num_masks, self.p, self.max_fraction = max_width, num_masks, p, max_fraction
         self.mask_value = mask_value
-        self.generator = torch.Generator().manual_seed(seed) if seed is not None else None
+        self.generator = make_generator(seed)
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None):
         n, size = x.shape[0], x.shape[self.axis]
@@ -66,7 +67,7 @@ class Mixup(nn.Module):
                  seed: int | None = None) -> None:
         super().__init__()
         self.alpha, self.p, self.num_classes = alpha, p, num_classes
-        self.generator = torch.Generator().manual_seed(seed) if seed is not None else None
+        self.generator = make_generator(seed)
 
     def forward(self, x: torch.Tensor, targets: torch.Tensor, lengths: torch.Tensor | None = None):
         n = x.shape[0]
