@@ -304,3 +304,22 @@ def test_a_torch_generator_drives_the_draws():
     chain = A.Compose([A.Gain(p=1.0), A.AddNoise(p=1.0)], seed=torch.Generator().manual_seed(1))
     again = A.Compose([A.Gain(p=1.0), A.AddNoise(p=1.0)], seed=torch.Generator().manual_seed(1))
     torch.testing.assert_close(chain(x), again(x))
+
+
+def test_stretch_and_shift_levels_match_librosa():
+    librosa = pytest.importorskip("librosa")
+    x = tones(n=4)
+    y_np = x[0].numpy()
+
+    def rms(a):
+        return float(np.sqrt(np.mean(np.asarray(a)[2048:-2048] ** 2)))
+
+    shift = A.PitchShift(-4, 4, p=1.0, seed=0)
+    shifted, _ = shift(x, full(4, x.shape[-1]))
+    stretch = A.TimeStretch(0.8, 1.25, p=1.0, seed=0)
+    stretched, lengths = stretch(x, full(4, x.shape[-1]))
+    for i in range(4):
+        ref = librosa.effects.pitch_shift(y_np, sr=SR, n_steps=float(shift.last_semitones[i]))
+        assert abs(rms(shifted[i]) / rms(ref) - 1) < 0.02  # phase-vocoder level, as librosa's
+        ref = librosa.effects.time_stretch(y_np, rate=float(stretch.last_rate[i]))
+        assert abs(rms(stretched[i, : lengths[i]]) / rms(ref) - 1) < 0.02

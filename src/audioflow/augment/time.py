@@ -59,8 +59,9 @@ def stretch_and_shift(x: torch.Tensor, lengths: torch.Tensor, rate: torch.Tensor
         part = stretched[rows, :bins]
         if part.shape[1] < bins:
             part = torch.nn.functional.pad(part, (0, 0, 0, bins - part.shape[1]))
-        part = part * (size_syn / n_fft)
-        syn_window = window if size_syn == n_fft else get_window("hann", size_syn, device=x.device, dtype=x.dtype)
+        # the frames come back n_fft / size_syn times too loud; istft divides by the squared window,
+        # so a window scaled by n_fft / size_syn corrects that without touching the spectrum
+        syn_window = get_window("hann", size_syn, device=x.device, dtype=x.dtype) * (n_fft / size_syn)
         covered = min(size_out, (part.shape[-1] - 1) * (size_syn // overlap))
         y[rows, :covered] = istft(part, size_syn, size_syn // overlap, syn_window, length=covered)
     y = y.reshape(n, channels, size_out)

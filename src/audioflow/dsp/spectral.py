@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 import torch
 
 from ..errors import ParameterError
@@ -131,7 +129,9 @@ def phase_vocoder(spec: torch.Tensor, rate: torch.Tensor | float, hop_length: in
     Args:
         spec: complex ``[batch, freq, frames]``.
         rate: one rate, or ``[batch]`` rates (each sample its own).
-        hop_length: STFT hop in samples (sets the expected phase advance per bin).
+        hop_length: STFT hop in samples. Kept for librosa's signature: librosa adds each bin's
+            expected advance and the wrapped deviation from it, which modulo 2 pi is the plain phase
+            difference of the two frames, so the result does not depend on it.
         n_frames: output frames (default: enough for the slowest sample in the batch).
 
     Returns:
@@ -145,26 +145,24 @@ def phase_vocoder(spec: torch.Tensor, rate: torch.Tensor | float, hop_length: in
     n_out = int(torch.ceil(frames / rate).max()) if n_frames is None else n_frames
     steps = (torch.arange(n_out, dtype=torch.float64)[None, :] * rate[:, None]).to(device)  # [B, T]
     in_range = steps < frames
-    # magnitude and phase once per input frame (not per gathered column), two zero frames appended
-    # so frame t + 1 always exists (librosa pads the same way)
-    # (CPU: atan2/hypot on contiguous real parts are ~4x faster than angle()/abs() on complex)
+    # magnitude and phase once per input frame, not per gathered column (CPU: atan2/hypot on
+    # contiguous real parts are ~4x faster than angle()/abs() on complex)
     parts = torch.view_as_real(spec)
     re, im = parts[..., 0].contiguous(), parts[..., 1].contiguous()
-    mag = torch.nn.functional.pad(torch.hypot(re, im), (0, 2))
-    phase = torch.nn.functional.pad(torch.atan2(im, re), (0, 2))
-    idx0 = steps.floor().long().clamp(max=frames)
+    mag, phase = torch.hypot(re, im), torch.atan2(im, re)
+    idx0 = steps.floor().long().clamp(max=frames - 1)
     frac = (steps - idx0).to(mag.dtype).unsqueeze(1)  # [B, 1, T]
     index0 = idx0.unsqueeze(1).expand(batch, freq, n_out)
-    out_mag = torch.lerp(torch.gather(mag, 2, index0), torch.gather(mag, 2, index0 + 1), frac)
-    # the phase advance of every input frame pair, computed once and then gathered: the deviation
-    # from the bin's expected advance wrapped to (-pi, pi], the expected advance added back modulo
-    # 2 pi (so float32 keeps ~1e-3 rad after thousands of frames)
-    expected = torch.linspace(0, math.pi * hop_length, freq, device=device, dtype=mag.dtype)[None, :, None]
-    dphase = phase[..., 1:] - phase[..., :-1] - expected
-    dphase = torch.remainder(dphase + math.pi, 2 * math.pi) - math.pi
-    pair_advance = torch.remainder(dphase + torch.remainder(expected, 2 * math.pi), 2 * math.pi)
-    advance = torch.gather(pair_advance, 2, index0.clamp(max=frames))
+    index1 = (index0 + 1).clamp(max=frames - 1)
+    last = (idx0 + 1 >= frames).unsqueeze(1)  # librosa's zero frame past the end
+    mag1 = torch.gather(mag, 2, index1).masked_fill_(last, 0.0)
+    out_mag = torch.lerp(torch.gather(mag, 2, index0), mag1, frac) * in_range.unsqueeze(1)
+    # librosa adds the bin's expected advance plus the wrapped deviation from it; modulo 2 pi that
+    # sum is just the phase difference of the two frames, and only its cosine and sine are used
+    advance = torch.gather(phase, 2, index1).masked_fill_(last, 0.0) - torch.gather(phase, 2, index0)
     # the phase of output frame t is the first frame's phase plus the advances of frames before t
-    acc = torch.cumsum(advance, dim=2) - advance + phase[:, :, :1]
-    out_mag = out_mag * in_range.unsqueeze(1)
-    return torch.complex(out_mag * torch.cos(acc), out_mag * torch.sin(acc))  # polar() is 2x slower on CPU
+    acc = torch.cumsum(advance, dim=2).sub_(advance).add_(phase[:, :, :1])
+    out = torch.empty((*out_mag.shape, 2), dtype=out_mag.dtype, device=device)
+    torch.mul(out_mag, torch.cos(acc), out=out[..., 0])
+    torch.mul(out_mag, torch.sin(acc), out=out[..., 1])
+    return torch.view_as_complex(out)
