@@ -127,3 +127,12 @@ def test_cold_import_pulls_in_no_heavy_library(corpus):
     result = subprocess.run([sys.executable, "-c", code, str(corpus["mp3"])], capture_output=True, text=True,
                             timeout=120, check=True, env={**os.environ, "PYTHONWARNINGS": "ignore"})
     assert result.stdout.strip() == "", result.stdout
+
+
+def test_subpackages_load_on_first_use():
+    code = ("import sys, audioflow\n"
+            "assert 'torch' not in sys.modules\n"
+            "m = audioflow.features.MFCC(16000, 13)\n"
+            "print(type(m).__name__, 'torch' in sys.modules)\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert result.stdout.split() == ["MFCC", "True"]

@@ -60,7 +60,14 @@ __all__ = [
 ]
 
 
+_SUBMODULES = ("io", "dsp", "features", "augment", "audio", "errors")
+
+
 def __getattr__(name: str) -> Any:
+    if name in _SUBMODULES:  # `audioflow.features.MFCC` works after a bare `import audioflow`
+        module = import_module(f".{name}", __name__)
+        globals()[name] = module
+        return module
     if name in _LAZY:
         value = getattr(import_module(f".{_LAZY[name]}", __name__), name)
         globals()[name] = value
