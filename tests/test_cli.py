@@ -59,3 +59,23 @@ def test_demo(tmp_path):
     for fmt in ("wav", "flac", "mp3", "ogg", "opus", "m4a", "aiff"):
         assert any(f.suffix == f".{fmt}" for f in files), fmt
     assert "tone_440hz.flac" in result.stdout
+
+
+def test_pack(corpus, tmp_path):
+    import shutil
+
+    src = tmp_path / "src"
+    src.mkdir()
+    shutil.copy(corpus["flac"], src / "a.flac")
+    shutil.copy(corpus["wav_pcm16"], src / "b.wav")
+    (src / "c.wav").write_text("broken")
+    out = tmp_path / "ds"
+    result = run("pack", str(src), str(out), "--field", "audio=waveform:sr=16000", "--field", "mel=mel:n_mels=40",
+                 "--workers", "0")
+    assert "2 rows" in result.stdout and "skipped" in result.stdout and "c.wav" in result.stdout
+    from audioflow import store
+
+    ds = store.open(out)
+    assert len(ds) == 2 and ds[0]["mel"].shape[0] == 40
+    bad = run("pack", str(src), str(out), "--field", "audio=waveform", check=False)
+    assert bad.returncode == 1 and "already exists" in bad.stderr

@@ -24,6 +24,7 @@ from .errors import (
     MissingDependencyError,
     ParameterError,
     SourceError,
+    StoreError,
     UnsupportedFormatError,
 )
 
@@ -50,6 +51,7 @@ __all__ = [
     "ParameterError",
     "Segment",
     "SourceError",
+    "StoreError",
     "UnsupportedFormatError",
     "__version__",
     "info",
@@ -60,7 +62,7 @@ __all__ = [
 ]
 
 
-_SUBMODULES = ("io", "dsp", "features", "augment", "audio", "errors")
+_SUBMODULES = ("io", "dsp", "features", "augment", "store", "audio", "errors")
 
 
 def __getattr__(name: str) -> Any:

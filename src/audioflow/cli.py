@@ -93,6 +93,31 @@ def convert(
 
 
 @app.command()
+def pack(
+    source: Annotated[str, typer.Argument(help="A folder of audio, a CSV/JSONL manifest, or a list file.")],
+    out: Annotated[str, typer.Argument(help="The dataset directory to create.")],
+    field: Annotated[list[str], typer.Option("--field", "-f", help="name=kind[:key=value,...], e.g. "
+                                             "audio=mel:n_mels=80, audio=waveform:sr=16000, label=int")],
+    shard_size: Annotated[int, typer.Option(help="Rows per shard.")] = 1000,
+    workers: Annotated[str, typer.Option(help="Encoding processes, or 'auto'.")] = "auto",
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing dataset (atomically).")] = False,
+) -> None:
+    """Pack SOURCE into a dataset of typed fields in Arrow shards (audioflow.store)."""
+    from .store import parse_field, write
+
+    with user_errors():
+        fields = dict(parse_field(spec) for spec in field)
+        manifest = write(source, out, fields, shard_size=shard_size,
+                         num_workers=workers if workers == "auto" else int(workers), overwrite=overwrite)
+    console.print(f"wrote {out}: {manifest['rows']} rows in {len(manifest['shards'])} shards, "
+                  f"{manifest['audio_seconds'] / 3600:.3f} h of audio, {manifest['write_seconds']:.1f} s")
+    for item in manifest["skipped"][:20]:
+        console.print(f"[yellow]skipped[/] {item['source']}: {item['reason']}", highlight=False)
+    if len(manifest["skipped"]) > 20:
+        console.print(f"[yellow]... and {len(manifest['skipped']) - 20} more (see manifest.json)[/]")
+
+
+@app.command()
 def demo(
     out: Annotated[Optional[Path], typer.Option(help="Folder for the corpus (default: a temp folder).")] = None,  # noqa: UP045
 ) -> None:

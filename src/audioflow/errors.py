@@ -19,6 +19,7 @@ __all__ = [
     "MissingDependencyError",
     "ParameterError",
     "SourceError",
+    "StoreError",
     "UnsupportedFormatError",
 ]
 
@@ -70,6 +71,10 @@ class AudioTooLargeError(DecodeError):
 
 class EncodeError(AudioflowError):
     """Writing audio failed (unsupported format/subtype combination, backend error)."""
+
+
+class StoreError(AudioflowError):
+    """A packed dataset is missing, incomplete, corrupt, or from a newer format version."""
 
 
 class ParameterError(AudioflowError, ValueError):

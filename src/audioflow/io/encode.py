@@ -72,6 +72,20 @@ def save(path: str | os.PathLike[str], y: np.ndarray, sr: int, format: str | Non
             os.unlink(tmp)
 
 
+def encode(y: np.ndarray, sr: int, format: str, subtype: str | None = None, bitrate: int | None = None) -> bytes:
+    """The bytes of a file of ``format`` holding ``y`` (what :func:`save` writes), for containers
+    that store encoded audio (packed datasets, HTTP responses).
+
+    Args:
+        y: ``[frames]`` or ``[channels, frames]``. sr: sample rate in Hz. format, subtype, bitrate: as
+        :func:`save` (bitrate in kbit/s).
+    """
+    fmt = _format_for("", format)
+    buf = io.BytesIO()
+    _encode(buf, _validate(y, sr), sr, fmt, subtype, bitrate, f"<{fmt} bytes>")
+    return buf.getvalue()
+
+
 def _format_for(path: str, format: str | None) -> str:
     if format is None:
         ext = os.path.splitext(path.split("?")[0])[1].lower()

@@ -1,0 +1,271 @@
+"""The parallel, atomic writer of packed datasets."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import time
+from collections.abc import Iterable, Iterator, Mapping
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from ..errors import AudioflowError, ParameterError, StoreError
+from .fields import Field
+
+FORMAT = "audioflow-store"
+VERSION = 1
+AUDIO_EXTENSIONS = (".wav", ".flac", ".mp3", ".ogg", ".oga", ".opus", ".m4a", ".aac", ".aif", ".aiff", ".aifc")
+_CHUNK_ROWS = 16  # rows per task sent to a worker process
+
+
+def iter_rows(source: Any) -> tuple[list[dict[str, Any]] | Any, str]:
+    """Rows (dicts) from a folder, a list of paths, a CSV/JSONL manifest, or an indexable dataset of
+    dicts; and a description for messages. Relative manifest paths resolve against its folder."""
+    if isinstance(source, (str, os.PathLike)):
+        p = Path(source)
+        if p.is_dir():
+            files = sorted(f for f in p.rglob("*") if f.suffix.lower() in AUDIO_EXTENSIONS and f.is_file())
+            return [{"path": str(f)} for f in files], str(p)
+        if p.suffix.lower() in (".csv", ".jsonl", ".json"):
+            return _manifest_rows(p), str(p)
+        raise ParameterError(f"source must be a folder, a .csv/.jsonl manifest, a list or a dataset, got {p}")
+    if isinstance(source, (list, tuple)) and all(isinstance(s, (str, os.PathLike)) for s in source):
+        return [{"path": os.fspath(s)} for s in source], f"{len(source)} paths"
+    if hasattr(source, "__len__") and hasattr(source, "__getitem__"):
+        return source, type(source).__name__
+    raise ParameterError(f"cannot read rows from a {type(source).__name__}")
+
+
+def _manifest_rows(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        raise ParameterError(f"manifest {path} does not exist")
+    if path.suffix.lower() == ".csv":
+        with open(path, newline="") as f:
+            rows = list(csv.DictReader(f))
+    else:
+        with open(path) as f:
+            rows = [json.loads(line) for line in f if line.strip()]
+    for row in rows:
+        for key in ("path", "audio"):
+            value = row.get(key)
+            if isinstance(value, str) and "://" not in value and not os.path.isabs(value):
+                row[key] = str(path.parent / value)
+    return rows
+
+
+_FIELDS: dict[str, Field] = {}
+
+
+def _init_worker(fields: dict[str, Field]) -> None:
+    import torch
+
+    torch.set_num_threads(1)  # one thread per worker process: the pool is the parallelism
+    _FIELDS.clear()
+    _FIELDS.update(fields)
+
+
+def _encode_chunk(rows: list[tuple[int, Mapping[str, Any]]]) -> list[tuple[int, dict[str, Any] | None, str]]:
+    out = []
+    for index, row in rows:
+        try:
+            columns: dict[str, Any] = {"_seconds": 0.0}
+            for name, field in _FIELDS.items():
+                value = row.get(name, row.get("path") if field.audio else None)
+                if value is None:
+                    raise ParameterError(f"row has no value for field {name!r}")
+                encoded = field.encode(value)
+                columns["_seconds"] = max(columns["_seconds"], encoded.pop("_seconds", 0.0))
+                columns.update(encoded)
+            out.append((index, columns, ""))
+        except AudioflowError as e:
+            out.append((index, None, str(e)))
+        except Exception as e:
+            out.append((index, None, f"{_describe(row)}: {type(e).__name__}: {e}"))
+    return out
+
+
+def _describe(row: Mapping[str, Any]) -> str:
+    return str(row.get("path") or row.get("audio") or row.get("id") or "<row>")
+
+
+def write(source: Any, path: str | os.PathLike[str], fields: dict[str, Field], shard_size: int = 1000,
+          num_workers: int | str = "auto", overwrite: bool = False, progress: bool = True) -> dict[str, Any]:
+    """Pack ``source`` into a dataset directory at ``path``.
+
+    Args:
+        source: a folder (recursive, by audio extension), a list of paths, a CSV/JSONL manifest
+            (columns become row keys; ``path`` is the audio), or an indexable dataset of dicts.
+        path: the dataset directory to create.
+        fields: ``{name: Field}``; audio fields read the row's ``name`` key, else its ``path``.
+        shard_size: rows per shard file.
+        num_workers: encoding processes ('auto': the machine's cores; 0: in this process).
+        overwrite: replace an existing dataset (atomically: the old one stays readable until the new
+            one is complete).
+        progress: show a rich progress bar (files, audio hours, rate).
+
+    Returns:
+        The manifest (also written to ``path/manifest.json``): rows, shards, audio seconds, and the
+        rows skipped with their reason.
+    """
+    target = Path(path)
+    if target.exists() and not overwrite:
+        raise StoreError("already exists (pass overwrite=True to replace it)", str(target))
+    if not fields:
+        raise ParameterError("give at least one field")
+    bound = {name: field.bind(name) for name, field in fields.items()}
+    rows, described = iter_rows(source)
+    total = len(rows)
+    workers = (os.cpu_count() or 1) if num_workers == "auto" else int(num_workers)
+    tmp = target.parent / f".{target.name}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    schema = _schema(bound)
+    shards: list[dict[str, Any]] = []
+    skipped: list[dict[str, str]] = []
+    buffer: dict[str, list[Any]] = {f.name: [] for f in schema}
+    seconds = 0.0
+    start = time.perf_counter()
+    try:
+        with _Progress(progress, total, described) as bar:
+            for index, columns, error in _encoded(rows, bound, workers):
+                if columns is None:
+                    skipped.append({"source": _describe(rows[index]) if isinstance(rows[index], Mapping)
+                                    else str(index), "reason": error})
+                    bar.advance(0.0)
+                    continue
+                seconds += columns.pop("_seconds")
+                for name in buffer:
+                    buffer[name].append(columns[name])
+                bar.advance(seconds)
+                if len(buffer[schema[0].name]) >= shard_size:
+                    shards.append(_write_shard(tmp, len(shards), schema, buffer))
+            if buffer[schema[0].name]:
+                shards.append(_write_shard(tmp, len(shards), schema, buffer))
+        if not shards and total:
+            first = skipped[0]["reason"] if skipped else "no rows"
+            raise StoreError(f"none of the {total} rows could be encoded (first: {first}); nothing written",
+                             str(target))
+        manifest = {
+            "format": FORMAT, "version": VERSION, "fields": {n: f.to_spec() for n, f in bound.items()},
+            "shards": shards, "rows": sum(s["rows"] for s in shards), "audio_seconds": round(seconds, 3),
+            "skipped": skipped, "source": described, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "write_seconds": round(time.perf_counter() - start, 3),
+        }
+        _write_json(tmp / "manifest.json", manifest)  # the manifest last: only a complete dataset has one
+        _swap_in(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return manifest
+
+
+def _schema(fields: dict[str, Field]) -> pa.Schema:
+    columns = [c for f in fields.values() for c in f.columns()]
+    meta = {b"audioflow.fields": json.dumps({n: f.to_spec() for n, f in fields.items()}).encode(),
+            b"audioflow.version": str(VERSION).encode()}
+    return pa.schema(columns, metadata=meta)
+
+
+def _encoded(rows: Any, fields: dict[str, Field], workers: int) -> Iterator[tuple[int, dict | None, str]]:
+    chunks = _chunks(rows)
+    if workers <= 1:
+        _init_worker(fields)
+        for chunk in chunks:
+            yield from _encode_chunk(chunk)
+        return
+    import multiprocessing
+    from concurrent.futures.process import BrokenProcessPool
+
+    context = multiprocessing.get_context("spawn")  # fork after torch/OpenMP start is unsafe
+    try:
+        with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=(fields,)) as pool:
+            for result in pool.map(_encode_chunk, chunks):
+                yield from result
+    except BrokenProcessPool as e:
+        raise StoreError(f"an encoding worker process died ({e}); nothing was written") from None
+
+
+def _chunks(rows: Any) -> Iterable[list[tuple[int, Mapping[str, Any]]]]:
+    chunk = []
+    for i in range(len(rows)):
+        row = rows[i]
+        chunk.append((i, row if isinstance(row, Mapping) else {"path": row}))
+        if len(chunk) == _CHUNK_ROWS:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def _write_shard(directory: Path, number: int, schema: pa.Schema, buffer: dict[str, list[Any]]) -> dict[str, Any]:
+    name = f"shard-{number:05d}.arrow"
+    batch = pa.RecordBatch.from_pydict(buffer, schema=schema)
+    part = directory / f".{name}.part"
+    with pa.OSFile(str(part), "wb") as sink, pa.ipc.new_file(sink, schema) as writer:
+        writer.write_batch(batch)
+    with open(part, "rb") as f:
+        os.fsync(f.fileno())
+    os.replace(part, directory / name)
+    rows = batch.num_rows
+    for values in buffer.values():
+        values.clear()
+    return {"file": name, "rows": rows, "bytes": (directory / name).stat().st_size}
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    part = path.with_name(f".{path.name}.part")
+    with open(part, "w") as f:
+        json.dump(data, f, indent=1)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(part, path)
+
+
+def _swap_in(tmp: Path, target: Path) -> None:
+    """Put the finished dataset in place; an old one is replaced only once the new one is complete."""
+    if target.exists():
+        old = target.parent / f".{target.name}.old-{os.getpid()}"
+        os.replace(target, old)
+        os.replace(tmp, target)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, target)
+
+
+class _Progress:
+    """A rich progress bar of files, audio hours and rate (nothing when disabled)."""
+
+    def __init__(self, enabled: bool, total: int, described: str) -> None:
+        self.enabled, self.total, self.described = enabled, total, described
+        self.bar = self.task = None
+        self.seconds = 0.0
+
+    def __enter__(self) -> _Progress:
+        if self.enabled:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+            self.bar = Progress(TextColumn("packing {task.description}"), BarColumn(), MofNCompleteColumn(),
+                                TextColumn("{task.fields[hours]:.2f} h audio"), TextColumn("{task.fields[rate]}"),
+                                TimeRemainingColumn(), transient=True)
+            self.bar.__enter__()
+            self.task = self.bar.add_task(self.described, total=self.total, hours=0.0, rate="")
+            self.start = time.perf_counter()
+        return self
+
+    def advance(self, seconds_so_far: float) -> None:
+        if self.bar is None:
+            return
+        if seconds_so_far:
+            self.seconds = seconds_so_far
+        elapsed = max(time.perf_counter() - self.start, 1e-9)
+        self.bar.update(self.task, advance=1, hours=self.seconds / 3600,
+                        rate=f"{self.seconds / elapsed:,.0f}x realtime")
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(*exc)
