@@ -123,8 +123,7 @@ class StringField(Field):
         return {self.name: str(value)}
 
     def decode(self, table, rows):
-        column = table.batch.column(self.name)
-        return [column[int(r)].as_py() for r in rows]
+        return table.batch.column(self.name).take(pa.array(rows)).to_pylist()
 
 
 class JSONField(Field):
@@ -139,8 +138,7 @@ class JSONField(Field):
         return {self.name: json.dumps(value, separators=(",", ":"))}
 
     def decode(self, table, rows):
-        column = table.batch.column(self.name)
-        return [json.loads(column[int(r)].as_py()) for r in rows]
+        return [json.loads(text) for text in table.batch.column(self.name).take(pa.array(rows)).to_pylist()]
 
 
 class NDArrayField(Field):
@@ -165,12 +163,9 @@ class NDArrayField(Field):
         return {self.name: array.tobytes(), f"{self.name}.shape": list(array.shape)}
 
     def decode(self, table, rows):
-        shapes = table.batch.column(f"{self.name}.shape")
-        out = []
-        for r in rows:
-            shape = tuple(shapes[int(r)].as_py())
-            out.append(np.frombuffer(table.bytes_of(self.name, int(r)), self.dtype).reshape(shape))
-        return out
+        shapes = table.batch.column(f"{self.name}.shape").take(pa.array(rows)).to_pylist()
+        return [np.frombuffer(table.bytes_of(self.name, int(r)), self.dtype).reshape(shape)
+                for r, shape in zip(rows, shapes, strict=True)]
 
 
 # --- audio --------------------------------------------------------------------------------------
@@ -229,6 +224,20 @@ class WaveformField(Field):
             y = raw * scale if scale is not None else raw.astype(np.float32)
             out.append(y[0] if self.mono else y)
         return out
+
+    def frames(self, table: ColumnViews, rows: np.ndarray) -> np.ndarray:
+        return table.primitive(f"{self.name}.frames")[rows]
+
+    def gather(self, table: ColumnViews, rows: np.ndarray, out: np.ndarray, slots: np.ndarray) -> None:
+        """Write rows (mono) straight into ``out[slots, :frames]``: one conversion pass, no temporaries."""
+        offsets, values = table.binary(self.name)
+        dtype = np.dtype("<i2") if self.dtype == "int16" else np.dtype("<f4")
+        for slot, r in zip(slots.tolist(), rows.tolist(), strict=True):
+            raw = values[offsets[r]:offsets[r + 1]].view(dtype)
+            if self.dtype == "int16":
+                np.multiply(raw, np.float32(1 / 32768), out=out[slot, : raw.shape[0]])
+            else:
+                out[slot, : raw.shape[0]] = raw
 
 
 class CompressedField(WaveformField):
@@ -306,6 +315,17 @@ class MelSpectrogramField(Field):
         dtype = self.store_dtype.newbyteorder("<")
         return [values[offsets[r]:offsets[r + 1]].view(dtype).reshape(-1, self.n_mels).T.astype(np.float32)
                 for r in rows]
+
+    def frames(self, table: ColumnViews, rows: np.ndarray) -> np.ndarray:
+        return table.primitive(f"{self.name}.frames")[rows]
+
+    def gather(self, table: ColumnViews, rows: np.ndarray, out: np.ndarray, slots: np.ndarray) -> None:
+        """Write rows into ``out[slots, :, :frames]`` (``out`` is ``[batch, n_mels, frames]`` float32)."""
+        offsets, values = table.binary(self.name)
+        dtype = self.store_dtype.newbyteorder("<")
+        for slot, r in zip(slots.tolist(), rows.tolist(), strict=True):
+            mel = values[offsets[r]:offsets[r + 1]].view(dtype).reshape(-1, self.n_mels)
+            out[slot, :, : mel.shape[0]] = mel.T
 
 
 _KINDS = {cls.kind: cls for cls in (IntField, FloatField, StringField, JSONField, NDArrayField, WaveformField,
