@@ -194,3 +194,26 @@ def test_parse_field_specs():
     assert isinstance(store.parse_field("a=flac:sr=22050")[1], store.CompressedField)
     with pytest.raises(audioflow.ParameterError):
         store.parse_field("a=nonsense")
+
+
+@pytest.mark.parametrize("codec", ["pcm", "flac"])
+def test_chunked_field_reads_only_the_chunks_of_a_window(tmp_path, codec):
+    long = make_file(tmp_path, "flac", seconds=30.0, channels=1, sr=16000)
+    out = tmp_path / f"chunked-{codec}"
+    store.write([str(long)], out, {"audio": store.ChunkedAudioField(2.0, 16000, codec)}, num_workers=0,
+                progress=False)
+    ds = store.open(out)
+    ref, _ = audioflow.load(long)
+    window = ds.read_window(0, "audio", offset=12.3, duration=1.5)
+    start = round(12.3 * 16000)
+    assert len(window) == 24000
+    assert np.abs(window - ref[start:start + 24000]).max() <= 1 / 32768 + 1e-7
+    field = ds.fields["audio"]
+    calls = []
+    original = field.chunk
+    field.chunk = lambda table, row, k: calls.append(k) or original(table, row, k)  # count chunk decodes
+    ds.read_window(0, "audio", offset=12.3, duration=1.5)
+    assert calls == [6]  # 12.3-13.8 s lies inside chunk 6 (12-14 s): the other 14 chunks stay untouched
+    field.chunk = original
+    whole = ds[0]["audio"]
+    assert len(whole) == len(ref)

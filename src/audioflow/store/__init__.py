@@ -6,6 +6,7 @@
 """
 
 from .fields import (
+    ChunkedAudioField,
     CompressedField,
     Field,
     FloatField,
@@ -26,6 +27,7 @@ open = open_dataset
 __all__ = [
     "FORMAT",
     "VERSION",
+    "ChunkedAudioField",
     "CompressedField",
     "Dataset",
     "Field",

@@ -328,8 +328,71 @@ class MelSpectrogramField(Field):
             out[slot, :, : mel.shape[0]] = mel.T
 
 
+class ChunkedAudioField(Field):
+    """Long audio cut into ``chunk_duration``-second chunks, each stored as int16 PCM ('pcm') or FLAC
+    ('flac'): reading a window decodes only the chunks it overlaps (``Dataset.read_window``).
+    Decoding a whole row joins all its chunks."""
+
+    kind = "chunked"
+    audio = True
+
+    def __init__(self, chunk_duration: float = 10.0, sr: int = 16000, codec: str = "pcm") -> None:
+        super().__init__()
+        if codec not in ("pcm", "flac"):
+            raise ParameterError(f"ChunkedAudioField codec must be 'pcm' or 'flac', got {codec!r}")
+        self.chunk_duration, self.sr, self.codec = float(chunk_duration), int(sr), codec
+        self.chunk_frames = round(self.chunk_duration * self.sr)
+
+    def to_spec(self):
+        return {"kind": self.kind, "chunk_duration": self.chunk_duration, "sr": self.sr, "codec": self.codec}
+
+    def columns(self):
+        return [pa.field(self.name, pa.large_list(pa.large_binary())), pa.field(f"{self.name}.frames", pa.int64())]
+
+    def encode(self, value):
+        from ..io import encode
+
+        y = _load_audio(value, self.sr, True)[0]
+        chunks = []
+        for start in range(0, max(len(y), 1), self.chunk_frames):
+            part = y[start:start + self.chunk_frames]
+            if self.codec == "flac":
+                chunks.append(encode(part, self.sr, "flac"))
+            else:
+                chunks.append(np.clip(np.round(part * 32768.0), -32768, 32767).astype("<i2").tobytes())
+        return {self.name: chunks, f"{self.name}.frames": len(y), "_seconds": len(y) / self.sr}
+
+    def chunk(self, table: ColumnViews, row: int, k: int) -> np.ndarray:
+        lists = table.batch.column(self.name)
+        data = lists.values  # the chunks of every row, one large_binary array
+        start = lists.offsets[row].as_py()
+        raw = data.buffers()
+        offsets = np.frombuffer(raw[1], np.int64, len(data) + 1, data.offset * 8)
+        values = np.frombuffer(raw[2], np.uint8)
+        piece = values[offsets[start + k]:offsets[start + k + 1]]
+        if self.codec == "flac":
+            from ..io import load
+
+            return load(piece.tobytes())[0]
+        return piece.view("<i2") * np.float32(1 / 32768)
+
+    def window(self, table: ColumnViews, row: int, offset: float, duration: float | None) -> np.ndarray:
+        total = int(table.primitive(f"{self.name}.frames")[row])
+        start = min(total, max(0, round(offset * self.sr)))
+        stop = total if duration is None else min(total, start + round(duration * self.sr))
+        if stop <= start:
+            return np.zeros(0, np.float32)
+        first, last = start // self.chunk_frames, (stop - 1) // self.chunk_frames
+        joined = np.concatenate([self.chunk(table, row, k) for k in range(first, last + 1)])
+        base = first * self.chunk_frames
+        return joined[start - base: stop - base]
+
+    def decode(self, table, rows):
+        return [self.window(table, int(r), 0.0, None) for r in rows]
+
+
 _KINDS = {cls.kind: cls for cls in (IntField, FloatField, StringField, JSONField, NDArrayField, WaveformField,
-                                    CompressedField, MelSpectrogramField)}
+                                    CompressedField, MelSpectrogramField, ChunkedAudioField)}
 
 
 def field_from_spec(spec: dict[str, Any]) -> Field:
@@ -355,7 +418,7 @@ def parse_field(text: str) -> tuple[str, Field]:
     kind, _, options = rest.partition(":")
     aliases = {"waveform": "waveform", "wav": "waveform", "pcm": "waveform", "flac": "compressed",
                "compressed": "compressed", "mel": "mel", "int": "int", "float": "float", "string": "string",
-               "str": "string", "json": "json", "ndarray": "ndarray"}
+               "str": "string", "json": "json", "ndarray": "ndarray", "chunked": "chunked"}
     if kind not in aliases:
         raise ParameterError(f"unknown field kind {kind!r}; use one of {', '.join(sorted(set(aliases)))}")
     args: dict[str, Any] = {}

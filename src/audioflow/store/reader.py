@@ -11,7 +11,7 @@ import numpy as np
 import pyarrow as pa
 
 from ..errors import StoreError
-from .fields import ColumnViews, Field, MelSpectrogramField, WaveformField, field_from_spec
+from .fields import ChunkedAudioField, ColumnViews, Field, MelSpectrogramField, WaveformField, field_from_spec
 from .writer import FORMAT, VERSION
 
 
@@ -142,13 +142,28 @@ class Dataset(Sequence):
             for shard, slots in groups:
                 for position, value in zip(slots.tolist(), field.decode(views[shard], rows[slots]), strict=True):
                     values[position] = value
-            if isinstance(field, (WaveformField, MelSpectrogramField)):
+            if isinstance(field, (WaveformField, MelSpectrogramField, ChunkedAudioField)):
                 out[name], out[f"{name}_lengths"] = pad_stack(values)
             elif field.kind in ("int", "float"):
                 out[name] = np.asarray(values)
             else:
                 out[name] = values
         return out
+
+    def read_window(self, index: int, field: str, offset: float = 0.0, duration: float | None = None) -> np.ndarray:
+        """``duration`` seconds from ``offset`` (seconds) of row ``index``'s ``field``: a chunked field
+        decodes only the chunks the window overlaps; other audio fields decode the row and slice it."""
+        shard, row = self._locate(np.array([int(index)]))
+        views = self._shard(int(shard[0]))
+        target = self.fields[field]
+        if isinstance(target, ChunkedAudioField):
+            return target.window(views, int(row[0]), offset, duration)
+        y = target.decode(views, row)[0]
+        rate = getattr(target, "sr", None)
+        if rate is None or not isinstance(y, np.ndarray):
+            raise StoreError(f"field {field!r} is not audio", self.path)
+        start = round(offset * rate)
+        return y[..., start: None if duration is None else start + round(duration * rate)]
 
     def info(self) -> dict[str, Any]:
         """Rows, shards, bytes, audio hours, fields and skipped sources, from the manifest."""
