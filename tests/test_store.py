@@ -217,3 +217,58 @@ def test_chunked_field_reads_only_the_chunks_of_a_window(tmp_path, codec):
     field.chunk = original
     whole = ds[0]["audio"]
     assert len(whole) == len(ref)
+
+
+class FrameVQ:
+    """A small deterministic tokenizer: two-stage residual vector quantisation of log-mel frames,
+    codebooks fitted by k-means on the clips themselves (no downloaded model)."""
+
+    def __init__(self, clips: list[np.ndarray], codes: int = 16, seed: int = 0) -> None:
+        frames = np.concatenate([self.features(y) for y in clips])
+        rng = np.random.default_rng(seed)
+        self.books = []
+        residual = frames
+        for _ in range(2):
+            book = residual[rng.choice(len(residual), codes, replace=False)]
+            for _ in range(10):  # Lloyd iterations
+                assign = self.nearest(residual, book)
+                book = np.stack([residual[assign == k].mean(0) if (assign == k).any() else book[k]
+                                 for k in range(codes)])
+            self.books.append(book)
+            residual = residual - book[self.nearest(residual, book)]
+
+    @staticmethod
+    def features(y: np.ndarray) -> np.ndarray:
+        mel = audioflow.features.LogMel(16000, 400, hop_length=320, n_mels=16, log="log")
+        return mel(torch.from_numpy(np.ascontiguousarray(y, np.float32))).numpy().T  # [frames, 16], 50 Hz
+
+    @staticmethod
+    def nearest(x: np.ndarray, book: np.ndarray) -> np.ndarray:
+        return ((x[:, None, :] - book[None]) ** 2).sum(-1).argmin(1)
+
+    def __call__(self, y: np.ndarray, sr: int) -> np.ndarray:
+        residual, tokens = self.features(y), []
+        for book in self.books:
+            idx = self.nearest(residual, book)
+            tokens.append(idx)
+            residual = residual - book[idx]
+        return np.stack(tokens)
+
+
+def test_codec_tokens_from_a_fitted_tokenizer(tmp_path, clips):
+    paths = sorted(clips.glob("clip*.flac"))
+    audio = [audioflow.load(p)[0] for p in paths]
+    vq = FrameVQ(audio)
+    out = tmp_path / "tokens"
+    rows = [{"path": str(p)} for p in paths] + [{"path": str(paths[0]), "tokens": np.full((2, 5), 99)}]
+    manifest = store.write(rows, out, {"tokens": store.CodecTokenField(2, 50.0, 16, encoder=vq)}, num_workers=0,
+                           progress=False)
+    assert manifest["rows"] == len(paths)
+    assert "outside [0, 16)" in manifest["skipped"][0]["reason"]  # the row that gave tokens of 99
+    ds = store.open(out)
+    for i, y in enumerate(audio):
+        np.testing.assert_array_equal(ds[i]["tokens"], vq(y, 16000))
+    assert json.loads((out / "manifest.json").read_text())["fields"]["tokens"] == {
+        "kind": "codec_tokens", "n_codebooks": 2, "frame_rate": 50.0, "vocab_size": 16, "sr": 16000}
+    with pytest.raises(audioflow.ParameterError):
+        store.CodecTokenField(2, 50.0, 70000)

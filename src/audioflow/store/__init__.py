@@ -7,6 +7,7 @@
 
 from .fields import (
     ChunkedAudioField,
+    CodecTokenField,
     CompressedField,
     Field,
     FloatField,
@@ -28,6 +29,7 @@ __all__ = [
     "FORMAT",
     "VERSION",
     "ChunkedAudioField",
+    "CodecTokenField",
     "CompressedField",
     "Dataset",
     "Field",

@@ -328,6 +328,59 @@ class MelSpectrogramField(Field):
             out[slot, :, : mel.shape[0]] = mel.T
 
 
+class CodecTokenField(Field):
+    """Discrete codec tokens ``[n_codebooks, frames]`` (audio language models), stored as uint16.
+
+    A row gives either audio (encoded by ``encoder(y, sr) -> int array [n_codebooks, frames]``: any
+    callable, e.g. a wrapped EnCodec/DAC model; it must pickle, as it runs in the writer's processes)
+    or the tokens themselves. Shape, integer dtype and the ``[0, vocab_size)`` range are checked.
+    """
+
+    kind = "codec_tokens"
+    audio = True
+
+    def __init__(self, n_codebooks: int, frame_rate: float, vocab_size: int, encoder: Any = None,
+                 sr: int = 16000) -> None:
+        super().__init__()
+        if not 0 < vocab_size <= 65536:
+            raise ParameterError(f"vocab_size must be in 1..65536 (stored as uint16), got {vocab_size}")
+        self.n_codebooks, self.frame_rate, self.vocab_size = int(n_codebooks), float(frame_rate), int(vocab_size)
+        self.encoder, self.sr = encoder, int(sr)
+
+    def to_spec(self):  # the encoder is code, not data: readers do not need it
+        return {"kind": self.kind, "n_codebooks": self.n_codebooks, "frame_rate": self.frame_rate,
+                "vocab_size": self.vocab_size, "sr": self.sr}
+
+    def columns(self):
+        return [pa.field(self.name, pa.large_binary()), pa.field(f"{self.name}.frames", pa.int64())]
+
+    def encode(self, value):
+        seconds = None
+        if isinstance(value, np.ndarray) and value.dtype.kind in "iu":
+            tokens = value
+        else:
+            if self.encoder is None:
+                raise ParameterError(f"field {self.name!r} got audio but has no encoder")
+            y = _load_audio(value, self.sr, True)[0]
+            tokens, seconds = np.asarray(self.encoder(y, self.sr)), len(y) / self.sr
+        if tokens.ndim != 2 or tokens.shape[0] != self.n_codebooks:
+            raise ParameterError(f"field {self.name!r} expects tokens [{self.n_codebooks}, frames], got shape "
+                                 f"{tokens.shape}")
+        if tokens.dtype.kind not in "iu":
+            raise ParameterError(f"field {self.name!r} expects integer tokens, got {tokens.dtype}")
+        if tokens.size and (tokens.min() < 0 or tokens.max() >= self.vocab_size):
+            raise ParameterError(f"field {self.name!r}: tokens outside [0, {self.vocab_size}) "
+                                 f"(min {tokens.min()}, max {tokens.max()})")
+        data = np.ascontiguousarray(tokens.T, "<u2")  # frames-major on disk
+        return {self.name: data.tobytes(), f"{self.name}.frames": tokens.shape[1],
+                "_seconds": seconds if seconds is not None else tokens.shape[1] / self.frame_rate}
+
+    def decode(self, table, rows):
+        offsets, values = table.binary(self.name)
+        return [values[offsets[r]:offsets[r + 1]].view("<u2").reshape(-1, self.n_codebooks).T.astype(np.int64)
+                for r in rows]
+
+
 class ChunkedAudioField(Field):
     """Long audio cut into ``chunk_duration``-second chunks, each stored as int16 PCM ('pcm') or FLAC
     ('flac'): reading a window decodes only the chunks it overlaps (``Dataset.read_window``).
@@ -392,7 +445,7 @@ class ChunkedAudioField(Field):
 
 
 _KINDS = {cls.kind: cls for cls in (IntField, FloatField, StringField, JSONField, NDArrayField, WaveformField,
-                                    CompressedField, MelSpectrogramField, ChunkedAudioField)}
+                                    CompressedField, MelSpectrogramField, ChunkedAudioField, CodecTokenField)}
 
 
 def field_from_spec(spec: dict[str, Any]) -> Field:
