@@ -272,3 +272,30 @@ def test_codec_tokens_from_a_fitted_tokenizer(tmp_path, clips):
         "kind": "codec_tokens", "n_codebooks": 2, "frame_rate": 50.0, "vocab_size": 16, "sr": 16000}
     with pytest.raises(audioflow.ParameterError):
         store.CodecTokenField(2, 50.0, 70000)
+
+
+def test_multitrack_and_hybrid_fields(tmp_path):
+    rng = np.random.default_rng(0)
+    stems = ("vocals", "drums", "bass", "other")
+    rows = []
+    for i in range(3):
+        n = 8000 + 1600 * i
+        rows.append({"mix": {s: (0.2 * rng.standard_normal(n).astype(np.float32), 16000) for s in stems},
+                     "both": (0.3 * np.sin(np.arange(n) / 10).astype(np.float32), 16000)})
+    rows.append({"mix": {"vocals": (np.zeros(100, np.float32), 16000), "drums": (np.zeros(200, np.float32), 16000),
+                         "bass": (np.zeros(100, np.float32), 16000), "other": (np.zeros(100, np.float32), 16000)},
+                 "both": (np.zeros(100, np.float32), 16000)})
+    out = tmp_path / "stems"
+    manifest = store.write(rows, out, {"mix": store.MultiTrackField(stems, store.WaveformField(dtype="float32")),
+                                       "both": store.HybridField(store.WaveformField(), store.MelSpectrogramField(20))},
+                           num_workers=0, progress=False)
+    assert manifest["rows"] == 3 and "not aligned" in manifest["skipped"][0]["reason"]
+    ds = store.open(out)
+    row = ds[1]
+    for s in stems:
+        np.testing.assert_array_equal(row["mix"][s], rows[1]["mix"][s][0])
+    assert set(row["both"]) == {"waveform", "spectrogram"} and row["both"]["spectrogram"].shape[0] == 20
+    batch = ds.get_batch([2, 0])
+    assert batch["mix.drums"].shape == (2, 11200) and batch["mix.drums_lengths"].tolist() == [11200, 8000]
+    assert batch["both.spectrogram"].shape[:2] == (2, 20)
+    assert store.open(out).fields["mix"].stems == list(stems)  # rebuilt from the manifest

@@ -125,7 +125,7 @@ class Dataset(Sequence):
         groups = [(int(shard), np.nonzero(shards == shard)[0]) for shard in np.unique(shards)]
         views = {shard: self._shard(shard) for shard, _ in groups}
         out: dict[str, Any] = {}
-        for name, field in self.fields.items():
+        for name, field in self._leaves().items():
             fast = getattr(field, "gather", None)
             if fast is not None and not (isinstance(field, WaveformField) and not field.mono) \
                     and field.kind != "compressed":
@@ -149,6 +149,13 @@ class Dataset(Sequence):
             else:
                 out[name] = values
         return out
+
+    def _leaves(self) -> dict[str, Field]:
+        """Batch keys and their fields: composite fields (multi-track, hybrid) expose each part."""
+        leaves: dict[str, Field] = {}
+        for name, field in self.fields.items():
+            leaves.update(field.leaves() if hasattr(field, "leaves") else {name: field})
+        return leaves
 
     def read_window(self, index: int, field: str, offset: float = 0.0, duration: float | None = None) -> np.ndarray:
         """``duration`` seconds from ``offset`` (seconds) of row ``index``'s ``field``: a chunked field
