@@ -149,12 +149,29 @@ def test_killed_writer_leaves_no_complete_looking_dataset(tmp_path, clips):
             "store.write(rows, sys.argv[1], {'n': Slow()}, shard_size=5, num_workers=0, progress=False)\n")
     proc = subprocess.Popen([sys.executable, "-c", code, str(out)], stdout=subprocess.PIPE, text=True)
     assert proc.stdout.readline().strip() == "go"
-    time.sleep(2.5)  # some shards are complete by now
+    progress = tmp_path / ".killed.partial" / "progress.json"
+    deadline = time.monotonic() + 60
+    while not progress.exists() and time.monotonic() < deadline:  # until a shard is complete
+        time.sleep(0.05)
+    time.sleep(0.3)
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=30)
     assert not out.exists()
     with pytest.raises(audioflow.StoreError):
         store.open(out)
+    # resume: the complete shards are kept, only the rest is encoded again
+    encoded = []
+
+    class Counting(store.IntField):
+        def encode(self, value):
+            encoded.append(value)
+            return super().encode(value)
+
+    rows = [{"n": i} for i in range(200)]
+    manifest = store.write(rows, out, {"n": Counting()}, shard_size=5, num_workers=0, progress=False, resume=True)
+    assert manifest["rows"] == 200 and store.open(out).get_batch(range(200))["n"].tolist() == list(range(200))
+    assert 0 < len(encoded) < 200 and encoded[0] % 5 == 0  # started after the last complete shard
+    assert not (tmp_path / ".killed.partial").exists()
 
 
 def test_damaged_datasets_raise_store_error(tmp_path, packed):

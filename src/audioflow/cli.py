@@ -101,6 +101,7 @@ def pack(
     shard_size: Annotated[int, typer.Option(help="Rows per shard.")] = 1000,
     workers: Annotated[str, typer.Option(help="Encoding processes, or 'auto'.")] = "auto",
     overwrite: Annotated[bool, typer.Option(help="Replace an existing dataset (atomically).")] = False,
+    resume: Annotated[bool, typer.Option(help="Continue an interrupted pack from its last complete shard.")] = False,
 ) -> None:
     """Pack SOURCE into a dataset of typed fields in Arrow shards (audioflow.store)."""
     from .store import parse_field, write
@@ -108,7 +109,8 @@ def pack(
     with user_errors():
         fields = dict(parse_field(spec) for spec in field)
         manifest = write(source, out, fields, shard_size=shard_size,
-                         num_workers=workers if workers == "auto" else int(workers), overwrite=overwrite)
+                         num_workers=workers if workers == "auto" else int(workers), overwrite=overwrite,
+                         resume=resume)
     console.print(f"wrote {out}: {manifest['rows']} rows in {len(manifest['shards'])} shards, "
                   f"{manifest['audio_seconds'] / 3600:.3f} h of audio, {manifest['write_seconds']:.1f} s")
     for item in manifest["skipped"][:20]:

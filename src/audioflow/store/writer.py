@@ -94,7 +94,8 @@ def _describe(row: Mapping[str, Any]) -> str:
 
 
 def write(source: Any, path: str | os.PathLike[str], fields: dict[str, Field], shard_size: int = 1000,
-          num_workers: int | str = "auto", overwrite: bool = False, progress: bool = True) -> dict[str, Any]:
+          num_workers: int | str = "auto", overwrite: bool = False, progress: bool = True,
+          resume: bool = False) -> dict[str, Any]:
     """Pack ``source`` into a dataset directory at ``path``.
 
     Args:
@@ -107,6 +108,8 @@ def write(source: Any, path: str | os.PathLike[str], fields: dict[str, Field], s
         overwrite: replace an existing dataset (atomically: the old one stays readable until the new
             one is complete).
         progress: show a rich progress bar (files, audio hours, rate).
+        resume: continue an interrupted write of the same source and fields from its last complete
+            shard (kept in the hidden ``.{name}.partial`` folder beside ``path``) instead of starting over.
 
     Returns:
         The manifest (also written to ``path/manifest.json``): rows, shards, audio seconds, and the
@@ -121,18 +124,23 @@ def write(source: Any, path: str | os.PathLike[str], fields: dict[str, Field], s
     rows, described = iter_rows(source)
     total = len(rows)
     workers = (os.cpu_count() or 1) if num_workers == "auto" else int(num_workers)
-    tmp = target.parent / f".{target.name}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
+    tmp = target.parent / f".{target.name}.partial"
     schema = _schema(bound)
-    shards: list[dict[str, Any]] = []
-    skipped: list[dict[str, str]] = []
+    identity = {"fields": {n: f.to_spec() for n, f in bound.items()}, "source": described, "rows_total": total,
+                "shard_size": shard_size}
+    state = _resume_state(tmp, identity) if resume else None
+    if state is None:
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        state = {**identity, "shards": [], "skipped": [], "audio_seconds": 0.0, "next_row": 0}
+    shards: list[dict[str, Any]] = state["shards"]
+    skipped: list[dict[str, str]] = list(state["skipped"])
     buffer: dict[str, list[Any]] = {f.name: [] for f in schema}
-    seconds = 0.0
+    seconds = float(state["audio_seconds"])
     start = time.perf_counter()
     try:
-        with _Progress(progress, total, described) as bar:
-            for index, columns, error in _encoded(rows, bound, workers):
+        with _Progress(progress, total, described, done=state["next_row"]) as bar:
+            for index, columns, error in _encoded(rows, bound, workers, state["next_row"]):
                 if columns is None:
                     skipped.append({"source": _describe(rows[index]) if isinstance(rows[index], Mapping)
                                     else str(index), "reason": error})
@@ -144,6 +152,9 @@ def write(source: Any, path: str | os.PathLike[str], fields: dict[str, Field], s
                 bar.advance(seconds)
                 if len(buffer[schema[0].name]) >= shard_size:
                     shards.append(_write_shard(tmp, len(shards), schema, buffer))
+                    # what a resumed write may skip: every row up to this one is in a complete shard
+                    _write_json(tmp / "progress.json", {**identity, "shards": shards, "skipped": skipped,
+                                                        "audio_seconds": seconds, "next_row": index + 1})
             if buffer[schema[0].name]:
                 shards.append(_write_shard(tmp, len(shards), schema, buffer))
         if not shards and total:
@@ -151,17 +162,32 @@ def write(source: Any, path: str | os.PathLike[str], fields: dict[str, Field], s
             raise StoreError(f"none of the {total} rows could be encoded (first: {first}); nothing written",
                              str(target))
         manifest = {
-            "format": FORMAT, "version": VERSION, "fields": {n: f.to_spec() for n, f in bound.items()},
+            "format": FORMAT, "version": VERSION, "fields": identity["fields"],
             "shards": shards, "rows": sum(s["rows"] for s in shards), "audio_seconds": round(seconds, 3),
             "skipped": skipped, "source": described, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "write_seconds": round(time.perf_counter() - start, 3),
         }
+        (tmp / "progress.json").unlink(missing_ok=True)
         _write_json(tmp / "manifest.json", manifest)  # the manifest last: only a complete dataset has one
         _swap_in(tmp, target)
-    except BaseException:
+    except AudioflowError:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    # any other interruption (Ctrl-C, a crash) keeps the complete shards for resume=True
     return manifest
+
+
+def _resume_state(tmp: Path, identity: dict[str, Any]) -> dict[str, Any] | None:
+    """The progress of an interrupted write of the same source and fields, or None."""
+    try:
+        state = json.loads((tmp / "progress.json").read_text())
+    except (OSError, ValueError):
+        return None
+    if any(state.get(k) != v for k, v in identity.items()):
+        return None
+    if not all((tmp / shard["file"]).exists() for shard in state["shards"]):
+        return None
+    return state
 
 
 def _schema(fields: dict[str, Field]) -> pa.Schema:
@@ -171,8 +197,9 @@ def _schema(fields: dict[str, Field]) -> pa.Schema:
     return pa.schema(columns, metadata=meta)
 
 
-def _encoded(rows: Any, fields: dict[str, Field], workers: int) -> Iterator[tuple[int, dict | None, str]]:
-    chunks = _chunks(rows)
+def _encoded(rows: Any, fields: dict[str, Field], workers: int,
+             first: int = 0) -> Iterator[tuple[int, dict | None, str]]:
+    chunks = _chunks(rows, first)
     if workers <= 1:
         _init_worker(fields)
         for chunk in chunks:
@@ -190,9 +217,9 @@ def _encoded(rows: Any, fields: dict[str, Field], workers: int) -> Iterator[tupl
         raise StoreError(f"an encoding worker process died ({e}); nothing was written") from None
 
 
-def _chunks(rows: Any) -> Iterable[list[tuple[int, Mapping[str, Any]]]]:
+def _chunks(rows: Any, first: int = 0) -> Iterable[list[tuple[int, Mapping[str, Any]]]]:
     chunk = []
-    for i in range(len(rows)):
+    for i in range(first, len(rows)):
         row = rows[i]
         chunk.append((i, row if isinstance(row, Mapping) else {"path": row}))
         if len(chunk) == _CHUNK_ROWS:
@@ -240,8 +267,8 @@ def _swap_in(tmp: Path, target: Path) -> None:
 class _Progress:
     """A rich progress bar of files, audio hours and rate (nothing when disabled)."""
 
-    def __init__(self, enabled: bool, total: int, described: str) -> None:
-        self.enabled, self.total, self.described = enabled, total, described
+    def __init__(self, enabled: bool, total: int, described: str, done: int = 0) -> None:
+        self.enabled, self.total, self.described, self.done = enabled, total, described, done
         self.bar = self.task = None
         self.seconds = 0.0
 
@@ -253,7 +280,8 @@ class _Progress:
                                 TextColumn("{task.fields[hours]:.2f} h audio"), TextColumn("{task.fields[rate]}"),
                                 TimeRemainingColumn(), transient=True)
             self.bar.__enter__()
-            self.task = self.bar.add_task(self.described, total=self.total, hours=0.0, rate="")
+            self.task = self.bar.add_task(self.described, total=self.total, completed=self.done, hours=0.0,
+                                          rate="")
             self.start = time.perf_counter()
         return self
 
