@@ -89,7 +89,10 @@ def main() -> None:
             manifest = store.write(flac_dir, out, {"audio": field}, shard_size=500, progress=False)
             wall = time.perf_counter() - t0
             write_split.append(f"{label}: {wall:.1f} s wall for {manifest['audio_seconds'] / 3600:.2f} h "
-                               f"({manifest['audio_seconds'] / wall:,.0f}x realtime)")
+                               f"({manifest['audio_seconds'] / wall:,.0f}x realtime); encoding "
+                               f"{manifest['encode_cpu_seconds']:.1f} CPU s over {manifest['workers']} workers "
+                               f"(~{manifest['encode_cpu_seconds'] / manifest['workers']:.1f} s each), shard writes "
+                               f"{manifest['shard_write_seconds']:.2f} s")
             ds = store.open(out)
             ms = timed_batches(lambda idx, ds=ds: ds.get_batch(idx), len(ds), args.batches)
             rows.append((f"audioflow {label}", folder_bytes(out) / minutes / 1e6, ms, ""))

@@ -98,3 +98,22 @@ def test_save_to_s3_and_stream_back(s3, tmp_path):
     assert sr == 16000 and np.abs(back - y).max() < 1e-4  # 16-bit FLAC
     blocks = list(audioflow.stream("s3://audio/out/tone.flac", 0.25, storage_options=s3["options"]))
     np.testing.assert_array_equal(np.concatenate(blocks), back)
+
+
+def test_packed_dataset_read_from_s3(s3, tmp_path):
+    from audioflow import store
+
+    local = tmp_path / "ds"
+    store.write([str(p) for p in s3["files"].values()], local, {"audio": store.WaveformField(16000),
+                                                                "mel": store.MelSpectrogramField(40)},
+                shard_size=2, num_workers=0, progress=False)
+    for f in local.iterdir():
+        s3["fs"].put(str(f), f"audio/packed/{f.name}")
+    remote = store.open("s3://audio/packed", storage_options=s3["options"])
+    ref = store.open(local)
+    assert len(remote) == len(ref) == 4
+    a, b = remote.get_batch([3, 0, 2]), ref.get_batch([3, 0, 2])
+    np.testing.assert_array_equal(a["audio"], b["audio"])
+    np.testing.assert_array_equal(a["mel"], b["mel"])
+    with pytest.raises(audioflow.StoreError):
+        store.open("s3://audio/nothing-here", storage_options=s3["options"])

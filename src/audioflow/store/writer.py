@@ -69,7 +69,9 @@ def _init_worker(fields: dict[str, Field]) -> None:
     _FIELDS.update(fields)
 
 
-def _encode_chunk(rows: list[tuple[int, Mapping[str, Any]]]) -> list[tuple[int, dict[str, Any] | None, str]]:
+def _encode_chunk(rows: list[tuple[int, Mapping[str, Any]]]) -> tuple[list[tuple[int, dict[str, Any] | None, str]],
+                                                                    float]:
+    started = time.process_time()
     out = []
     for index, row in rows:
         try:
@@ -86,7 +88,7 @@ def _encode_chunk(rows: list[tuple[int, Mapping[str, Any]]]) -> list[tuple[int, 
             out.append((index, None, str(e)))
         except Exception as e:
             out.append((index, None, f"{_describe(row)}: {type(e).__name__}: {e}"))
-    return out
+    return out, time.process_time() - started
 
 
 def _describe(row: Mapping[str, Any]) -> str:
@@ -138,9 +140,10 @@ def write(source: Any, path: str | os.PathLike[str], fields: dict[str, Field], s
     buffer: dict[str, list[Any]] = {f.name: [] for f in schema}
     seconds = float(state["audio_seconds"])
     start = time.perf_counter()
+    stats: dict[str, float] = {"shard_write_seconds": 0.0}
     try:
         with _Progress(progress, total, described, done=state["next_row"]) as bar:
-            for index, columns, error in _encoded(rows, bound, workers, state["next_row"]):
+            for index, columns, error in _encoded(rows, bound, workers, state["next_row"], stats):
                 if columns is None:
                     skipped.append({"source": _describe(rows[index]) if isinstance(rows[index], Mapping)
                                     else str(index), "reason": error})
@@ -151,7 +154,9 @@ def write(source: Any, path: str | os.PathLike[str], fields: dict[str, Field], s
                     buffer[name].append(columns[name])
                 bar.advance(seconds)
                 if len(buffer[schema[0].name]) >= shard_size:
+                    t0 = time.perf_counter()
                     shards.append(_write_shard(tmp, len(shards), schema, buffer))
+                    stats["shard_write_seconds"] += time.perf_counter() - t0
                     # what a resumed write may skip: every row up to this one is in a complete shard
                     _write_json(tmp / "progress.json", {**identity, "shards": shards, "skipped": skipped,
                                                         "audio_seconds": seconds, "next_row": index + 1})
@@ -166,6 +171,9 @@ def write(source: Any, path: str | os.PathLike[str], fields: dict[str, Field], s
             "shards": shards, "rows": sum(s["rows"] for s in shards), "audio_seconds": round(seconds, 3),
             "skipped": skipped, "source": described, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "write_seconds": round(time.perf_counter() - start, 3),
+            # the split: CPU seconds spent encoding (all workers) and wall seconds writing shards
+            "encode_cpu_seconds": round(stats["encode_cpu_seconds"], 3),
+            "shard_write_seconds": round(stats["shard_write_seconds"], 3), "workers": workers,
         }
         (tmp / "progress.json").unlink(missing_ok=True)
         _write_json(tmp / "manifest.json", manifest)  # the manifest last: only a complete dataset has one
@@ -197,13 +205,18 @@ def _schema(fields: dict[str, Field]) -> pa.Schema:
     return pa.schema(columns, metadata=meta)
 
 
-def _encoded(rows: Any, fields: dict[str, Field], workers: int,
-             first: int = 0) -> Iterator[tuple[int, dict | None, str]]:
+def _encoded(rows: Any, fields: dict[str, Field], workers: int, first: int = 0,
+             stats: dict[str, float] | None = None) -> Iterator[tuple[int, dict | None, str]]:
+    """Encoded rows in order; ``stats["encode_cpu_seconds"]`` sums the CPU time spent encoding."""
+    stats = {} if stats is None else stats
+    stats.setdefault("encode_cpu_seconds", 0.0)
     chunks = _chunks(rows, first)
     if workers <= 1:
         _init_worker(fields)
         for chunk in chunks:
-            yield from _encode_chunk(chunk)
+            result, cpu = _encode_chunk(chunk)
+            stats["encode_cpu_seconds"] += cpu
+            yield from result
         return
     import multiprocessing
     from concurrent.futures.process import BrokenProcessPool
@@ -211,7 +224,8 @@ def _encoded(rows: Any, fields: dict[str, Field], workers: int,
     context = multiprocessing.get_context("spawn")  # fork after torch/OpenMP start is unsafe
     try:
         with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=(fields,)) as pool:
-            for result in pool.map(_encode_chunk, chunks):
+            for result, cpu in pool.map(_encode_chunk, chunks):
+                stats["encode_cpu_seconds"] += cpu
                 yield from result
     except BrokenProcessPool as e:
         raise StoreError(f"an encoding worker process died ({e}); nothing was written") from None
