@@ -299,6 +299,8 @@ class MelSpectrogramField(Field):
         from ..features import LogMel
 
         if self._module is None:
+            if torch.get_num_threads() > 1 and _in_worker():
+                torch.set_num_threads(1)  # one thread per writer process: the pool is the parallelism
             self._module = LogMel(self.sr, self.n_fft, hop_length=self.hop, n_mels=self.n_mels, log="log")
         y = _load_audio(value, self.sr, True)[0]
         with torch.no_grad():
@@ -532,6 +534,12 @@ class HybridField(_CompositeField):
 
     def part_value(self, value, part):
         return value
+
+
+def _in_worker() -> bool:
+    import multiprocessing
+
+    return multiprocessing.current_process().name != "MainProcess"
 
 
 _KINDS = {cls.kind: cls for cls in (IntField, FloatField, StringField, JSONField, NDArrayField, WaveformField,

@@ -8,7 +8,7 @@ import os
 import shutil
 import time
 from collections.abc import Iterable, Iterator, Mapping
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -62,9 +62,7 @@ _FIELDS: dict[str, Field] = {}
 
 
 def _init_worker(fields: dict[str, Field]) -> None:
-    import torch
-
-    torch.set_num_threads(1)  # one thread per worker process: the pool is the parallelism
+    # torch is imported only by the fields that need it (mel), which then use one thread each
     _FIELDS.clear()
     _FIELDS.update(fields)
 
@@ -141,6 +139,18 @@ def write(source: Any, path: str | os.PathLike[str], fields: dict[str, Field], s
     seconds = float(state["audio_seconds"])
     start = time.perf_counter()
     stats: dict[str, float] = {"shard_write_seconds": 0.0}
+    submitted = len(shards)
+
+    def flush(columns: dict[str, list[Any]], number: int, progress_state: dict[str, Any] | None) -> None:
+        # on the shard thread, in submission order: Arrow conversion and file I/O overlap the encoding
+        t0 = time.perf_counter()
+        shards.append(_write_shard(tmp, number, schema, columns))
+        if progress_state is not None:  # what a resumed write may skip: rows up to here are in shards
+            _write_json(tmp / "progress.json", {**identity, **progress_state, "shards": shards})
+        stats["shard_write_seconds"] += time.perf_counter() - t0
+
+    shard_thread = ThreadPoolExecutor(1)
+    pending = []
     try:
         with _Progress(progress, total, described, done=state["next_row"]) as bar:
             for index, columns, error in _encoded(rows, bound, workers, state["next_row"], stats):
@@ -154,14 +164,19 @@ def write(source: Any, path: str | os.PathLike[str], fields: dict[str, Field], s
                     buffer[name].append(columns[name])
                 bar.advance(seconds)
                 if len(buffer[schema[0].name]) >= shard_size:
-                    t0 = time.perf_counter()
-                    shards.append(_write_shard(tmp, len(shards), schema, buffer))
-                    stats["shard_write_seconds"] += time.perf_counter() - t0
-                    # what a resumed write may skip: every row up to this one is in a complete shard
-                    _write_json(tmp / "progress.json", {**identity, "shards": shards, "skipped": skipped,
-                                                        "audio_seconds": seconds, "next_row": index + 1})
+                    snapshot = {"skipped": list(skipped), "audio_seconds": seconds, "next_row": index + 1}
+                    pending.append(shard_thread.submit(flush, buffer, submitted, snapshot))
+                    submitted += 1
+                    buffer = {f.name: [] for f in schema}
+                    while len(pending) > 2:  # at most two shards in memory waiting for the disk
+                        pending.pop(0).result()
+                    for future in [f for f in pending if f.done()]:
+                        pending.remove(future)
+                        future.result()  # a failed shard write stops the pack now
             if buffer[schema[0].name]:
-                shards.append(_write_shard(tmp, len(shards), schema, buffer))
+                pending.append(shard_thread.submit(flush, buffer, submitted, None))
+            for future in pending:
+                future.result()
         if not shards and total:
             first = skipped[0]["reason"] if skipped else "no rows"
             raise StoreError(f"none of the {total} rows could be encoded (first: {first}); nothing written",
@@ -179,8 +194,11 @@ def write(source: Any, path: str | os.PathLike[str], fields: dict[str, Field], s
         _write_json(tmp / "manifest.json", manifest)  # the manifest last: only a complete dataset has one
         _swap_in(tmp, target)
     except AudioflowError:
+        shard_thread.shutdown(wait=True)
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    finally:
+        shard_thread.shutdown(wait=True)
     # any other interruption (Ctrl-C, a crash) keeps the complete shards for resume=True
     return manifest
 
@@ -253,8 +271,6 @@ def _write_shard(directory: Path, number: int, schema: pa.Schema, buffer: dict[s
         os.fsync(f.fileno())
     os.replace(part, directory / name)
     rows = batch.num_rows
-    for values in buffer.values():
-        values.clear()
     return {"file": name, "rows": rows, "bytes": (directory / name).stat().st_size}
 
 
