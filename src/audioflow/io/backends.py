@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import AudioflowError, AudioTooLargeError, DecodeError, MissingDependencyError, UnsupportedFormatError
-from .formats import MAX_CHANNELS, MAX_SAMPLE_RATE, Header, PcmLayout, max_decode_bytes
+from ..errors import AudioflowError, DecodeError, MissingDependencyError, UnsupportedFormatError
+from .formats import MAX_CHANNELS, MAX_SAMPLE_RATE, Header, PcmLayout, check_allocation, max_decode_bytes
 from .source import Source
 
 # A declared length this many times the file size (or more) is not believed: read in blocks
@@ -26,12 +26,6 @@ from .source import Source
 _PLAUSIBLE_EXPANSION = 256
 _BLOCK_FRAMES = 1 << 20
 _MP3_PREROLL = 4 * 1152  # frames
-
-
-def check_allocation(src: Source, frames: int, channels: int) -> None:
-    if frames * channels * 4 > max_decode_bytes():
-        raise AudioTooLargeError(f"decoding {frames} frames x {channels} channels exceeds the "
-                                 f"{max_decode_bytes()} byte limit (AUDIOFLOW_MAX_DECODE_BYTES)", src.name)
 
 
 def frame_window(sr: int, offset: float, duration: float | None) -> tuple[int, int | None]:
@@ -237,6 +231,7 @@ def _decode_av_stream(src: Source, container: Any, stream: Any, offset: float,
     planes: list[list[np.ndarray]] = [[] for _ in range(channels)]
     first, pos = None, 0  # first: frame index of the first kept sample
     end = None if count is None else start + count
+    limit_frames = max_decode_bytes() // (4 * channels)  # read once, not per frame
     for frame in container.decode(stream):
         n = frame.samples
         if first is None:
@@ -251,7 +246,7 @@ def _decode_av_stream(src: Source, container: Any, stream: Any, offset: float,
         _append_planes(planes, frame, lo, hi, channels)
         if end is not None and pos >= end:
             break
-        if (pos - start) * channels * 4 > max_decode_bytes():
+        if pos - start > limit_frames:
             check_allocation(src, pos - start, channels)
     out = join_planes(planes) if planes[0] else empty(channels)
     if count is None and declared is not None and not start and out.shape[1] + 2048 < declared:

@@ -106,6 +106,14 @@ def is_mpeg_audio_frame(b: bytes) -> bool:
     return version != 1 and (b[2] >> 4) not in _MPEG_BITRATE_BAD and ((b[2] >> 2) & 3) != 3
 
 
+def check_allocation(src: Source, frames: int, channels: int) -> None:
+    """Refuse a decode of ``frames`` x ``channels`` float32 samples over the configured limit."""
+    limit = max_decode_bytes()
+    if frames * channels * 4 > limit:
+        raise AudioTooLargeError(f"decoding {frames} frames x {channels} channels exceeds the {limit} byte "
+                                 "limit (AUDIOFLOW_MAX_DECODE_BYTES)", src.name)
+
+
 def _check_rate_channels(src: Source, sr: float, channels: int) -> None:
     if not 0 < sr <= MAX_SAMPLE_RATE or sr != sr:
         shown = int(sr) if sr == sr and sr == int(sr) else f"{sr:g}"
@@ -120,9 +128,7 @@ def _check_frames(src: Source, declared: int, available: int, channels: int, sr:
         raise DecodeError(
             f"truncated: header declares {declared} frames ({declared / sr:.3f} s) but the file holds "
             f"{available} ({available / sr:.3f} s)", src.name)
-    if declared * channels * 4 > max_decode_bytes():
-        raise AudioTooLargeError(f"decoding {declared} frames x {channels} channels exceeds the "
-                                 f"{max_decode_bytes()} byte limit (AUDIOFLOW_MAX_DECODE_BYTES)", src.name)
+    check_allocation(src, declared, channels)
 
 
 # --- WAV / RF64 ---------------------------------------------------------------------------------
@@ -270,9 +276,7 @@ def parse_flac(src: Source, start: int) -> Header:
     v = int.from_bytes(block[14:22], "big")
     sr, channels, bits, total = v >> 44, ((v >> 41) & 7) + 1, ((v >> 36) & 31) + 1, v & ((1 << 36) - 1)
     _check_rate_channels(src, sr, channels)
-    if total * channels * 4 > max_decode_bytes():
-        raise AudioTooLargeError(f"header declares {total} frames x {channels} channels, over the "
-                                 f"{max_decode_bytes()} byte limit (AUDIOFLOW_MAX_DECODE_BYTES)", src.name)
+    check_allocation(src, total, channels)
     return Header("flac", "flac", sr, channels, total or None, bits)
 
 

@@ -74,6 +74,18 @@ class ColumnViews:
             self._cache[column] = (offsets, values)
         return self._cache[column]
 
+    def chunk_views(self, column: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(row -> first chunk, chunk byte offsets, bytes)`` of a large_list<large_binary> column."""
+        key = column + "#chunks"
+        if key not in self._cache:
+            lists = self.batch.column(column)
+            data = lists.values  # the chunks of every row, one large_binary array
+            list_offsets = np.frombuffer(lists.buffers()[1], np.int64, len(lists) + 1, lists.offset * 8)
+            raw = data.buffers()
+            offsets = np.frombuffer(raw[1], np.int64, len(data) + 1, data.offset * 8)
+            self._cache[key] = (list_offsets, offsets, np.frombuffer(raw[2], np.uint8))
+        return self._cache[key]
+
     def bytes_of(self, column: str, row: int) -> memoryview:
         offsets, values = self.binary(column)
         return memoryview(values[offsets[row]:offsets[row + 1]])
@@ -419,13 +431,9 @@ class ChunkedAudioField(Field):
         return {self.name: chunks, f"{self.name}.frames": len(y), "_seconds": len(y) / self.sr}
 
     def chunk(self, table: ColumnViews, row: int, k: int) -> np.ndarray:
-        lists = table.batch.column(self.name)
-        data = lists.values  # the chunks of every row, one large_binary array
-        start = lists.offsets[row].as_py()
-        raw = data.buffers()
-        offsets = np.frombuffer(raw[1], np.int64, len(data) + 1, data.offset * 8)
-        values = np.frombuffer(raw[2], np.uint8)
-        piece = values[offsets[start + k]:offsets[start + k + 1]]
+        list_offsets, offsets, values = table.chunk_views(self.name)
+        first = list_offsets[row]
+        piece = values[offsets[first + k]:offsets[first + k + 1]]
         if self.codec == "flac":
             from ..io import load
 

@@ -108,7 +108,7 @@ class Dataset(Sequence):
             return self.get_batch(range(*index.indices(len(self))))  # type: ignore[return-value]
         shard, row = self._locate(np.array([int(index)]))
         views = self._shard(int(shard[0]))
-        return {name: _first(field.decode(views, row)) for name, field in self.fields.items()}
+        return {name: field.decode(views, row)[0] for name, field in self.fields.items()}
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         for i in range(len(self)):
@@ -181,10 +181,6 @@ class Dataset(Sequence):
 
     def __repr__(self) -> str:
         return f"Dataset({self.path!r}, rows={len(self)}, fields={list(self.fields)})"
-
-
-def _first(values: Any) -> Any:
-    return values[0]
 
 
 def pad_stack(arrays: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
