@@ -296,6 +296,31 @@ def test_spectral_stretch_changes_frames_and_moves_pitch():
         assert abs(peak - expected) < 0.01 * expected
 
 
+@pytest.mark.parametrize("kind", ["logmel", "mfcc"])
+def test_spectral_stretch_equals_vocoder_then_warp_then_feature(kind):
+    """The fused path (magnitude-only frame interpolation, warp folded into the mel matrix) gives the
+    numbers of the literal chain: phase vocoder, power, frequency warp, mel, log/DCT."""
+    from audioflow import dsp
+    from audioflow import features as F
+
+    x = 0.1 * torch.randn(5, 16000, generator=torch.Generator().manual_seed(0))
+    lengths = torch.tensor([16000, 15000, 12000, 16000, 9000])
+    feature = F.LogMel(SR, n_mels=64) if kind == "logmel" else F.MFCC(SR, 40)
+    fused = A.SpectralStretch(feature, 0.8, 1.25, -3, 3, p=(1.0, 0.6), seed=3)
+    ours, frames = fused(x, lengths)
+    rate, semitones = fused.last_rate, fused.last_semitones
+    spec_module = fused.spec
+    spec = dsp.stft(x, spec_module.n_fft, spec_module.hop_length, spec_module.window, spec_module.center,
+                    spec_module.pad_mode)
+    power = dsp.phase_vocoder(spec, rate.float(), spec_module.hop_length).abs().square()
+    power = A.warp_frequency(power, torch.pow(2.0, semitones / 12).float())
+    valid = dsp.frame_lengths(lengths, spec_module.n_fft, spec_module.hop_length, spec_module.center)
+    ref_frames = torch.ceil(valid.double() / rate).long()
+    ref = feature.from_mel(spec_module.fb @ dsp.mask_frames(power, ref_frames), ref_frames)
+    assert frames.tolist() == ref_frames.tolist()
+    torch.testing.assert_close(ours, dsp.mask_frames(ref, ref_frames), atol=2e-3, rtol=1e-4)  # float32 sums
+
+
 def test_a_torch_generator_drives_the_draws():
     x = tones()
     a = A.Gain(-12, 12, p=0.5, seed=torch.Generator().manual_seed(3))(x)

@@ -8,7 +8,7 @@ import math
 import torch
 from torch import nn
 
-from ..dsp import frame_lengths, mask_frames, phase_vocoder, stft
+from ..dsp import frame_lengths, mask_frames, stft_frames, stretch_frames
 from ..errors import ParameterError
 from ..features import MFCC, LogMel, MelSpectrogram, Spectrogram
 from .base import make_generator
@@ -34,17 +34,18 @@ class SpectralStretch(nn.Module):
     """A feature module (:class:`~audioflow.features.Spectrogram`, ``MelSpectrogram``, ``LogMel`` or
     ``MFCC``) computed on time-stretched and pitch-shifted audio, without leaving the STFT domain.
 
-    Per item, with probability ``p``: a rate from ``[min_rate, max_rate]`` (phase vocoder on the
-    STFT) and a shift from ``[min_semitones, max_semitones]`` (the power spectrum's frequency axis
-    scaled by ``2^(semitones/12)``), then the feature's own projection (mel, log, DCT). Compared with
-    ``Compose([TimeStretch, PitchShift])`` followed by the feature, it saves the inverse STFT, the
-    resynthesis and the second STFT.
+    Per item, with probability ``p`` (or ``(p_rate, p_shift)``, each drawn on its own): a rate from
+    ``[min_rate, max_rate]`` (the phase vocoder's magnitude: frames interpolated, no phase needed for a
+    power feature) and a shift from ``[min_semitones, max_semitones]`` (the power spectrum's frequency
+    axis scaled by ``2^(semitones/12)``, folded into each item's mel matrix), then the feature's own
+    projection (mel, log, DCT). Compared with ``Compose([TimeStretch, PitchShift])`` followed by the
+    feature, it saves the phase accumulation, the inverse STFT, the resynthesis and the second STFT.
 
     Returns the features, and with ``lengths`` (samples) also the valid frames per item.
     """
 
     def __init__(self, feature: nn.Module, min_rate: float = 0.8, max_rate: float = 1.25,
-                 min_semitones: float = 0.0, max_semitones: float = 0.0, p: float = 0.5,
+                 min_semitones: float = 0.0, max_semitones: float = 0.0, p: float | tuple[float, float] = 0.5,
                  seed: int | None = None) -> None:
         super().__init__()
         spec = feature.melspec if isinstance(feature, MFCC) else feature
@@ -53,16 +54,19 @@ class SpectralStretch(nn.Module):
         self.feature, self.spec = feature, spec
         self.min_rate, self.max_rate = min_rate, max_rate
         self.min_semitones, self.max_semitones, self.p = min_semitones, max_semitones, p
+        self.p_rate, self.p_shift = (p, p) if isinstance(p, (int, float)) else p
         self.generator = make_generator(seed)
 
     def draw(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
-        chosen = torch.rand(n, generator=self.generator) < self.p
+        chosen_rate = torch.rand(n, generator=self.generator) < self.p_rate
+        chosen_shift = chosen_rate if self.p_shift == self.p_rate else \
+            torch.rand(n, generator=self.generator) < self.p_shift
         log_rate = torch.empty(n, dtype=torch.float64).uniform_(math.log(self.min_rate), math.log(self.max_rate),
                                                                 generator=self.generator)
         semis = torch.empty(n, dtype=torch.float64).uniform_(self.min_semitones, self.max_semitones,
                                                              generator=self.generator)
-        rate = torch.where(chosen, log_rate.exp(), torch.ones(n, dtype=torch.float64))
-        return rate, torch.where(chosen, semis, torch.zeros(n, dtype=torch.float64))
+        rate = torch.where(chosen_rate, log_rate.exp(), torch.ones(n, dtype=torch.float64))
+        return rate, torch.where(chosen_shift, semis, torch.zeros(n, dtype=torch.float64))
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None):
         batch = x.reshape(-1, x.shape[-1])
@@ -86,20 +90,44 @@ class SpectralStretch(nn.Module):
                   semitones: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         spec_module = self.spec
         window = spec_module.window.to(batch.dtype)
-        spec = stft(batch, spec_module.n_fft, spec_module.hop_length, window, spec_module.center,
-                    spec_module.pad_mode)
-        stretched = phase_vocoder(spec, rate.float(), spec_module.hop_length)
-        power = stretched.abs().pow(spec_module.power) if spec_module.power != 2.0 else \
-            stretched.real.square() + stretched.imag.square()
-        if bool((semitones != 0).any()):
-            power = warp_frequency(power, torch.pow(2.0, semitones / 12.0).to(power.device))
+        spec = stft_frames(batch, spec_module.n_fft, spec_module.hop_length, window, spec_module.center,
+                           spec_module.pad_mode)
+        # the feature keeps only the power, so the vocoder's phase accumulation is skipped: its output
+        # magnitude is the input magnitude interpolated between frames
+        parts = torch.view_as_real(spec)
+        power = stretch_frames(torch.hypot(parts[..., 0], parts[..., 1]), rate)  # [B, frames, freq]
+        power = power.square_() if spec_module.power == 2.0 else power.pow_(spec_module.power)
         valid = frame_lengths(lens, spec_module.n_fft, spec_module.hop_length, spec_module.center)
         frames = torch.ceil(valid.double() / rate).long().clamp(max=power.shape[-1]).to(power.device)
-        power = mask_frames(power, frames)
+        shifted = bool((semitones != 0).any())
+        factor = torch.pow(2.0, semitones / 12.0).to(power.device)
         if isinstance(self.feature, (MelSpectrogram, MFCC)):
-            out = torch.matmul(spec_module.fb.to(power.dtype), power)
+            fb = spec_module.fb.to(power.dtype)
+            # the frequency warp is linear in the power, so it folds into each item's mel matrix:
+            # [n_mels, freq] per item instead of a pass over [freq, frames]
+            out = torch.matmul(power, (warp_filterbank(fb, factor) if shifted else fb).transpose(-1, -2))
+            out = mask_frames(out.transpose(-1, -2), frames)
             if isinstance(self.feature, (LogMel, MFCC)):
                 out = self.feature.from_mel(out, frames)
         else:
-            out = power
+            power = power.transpose(-1, -2)
+            out = warp_frequency(power, factor) if shifted else power
         return mask_frames(out, frames), frames
+
+
+def warp_filterbank(fb: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
+    """``[batch, n_mels, freq]``: ``fb [n_mels, freq]`` applied after :func:`warp_frequency` by
+    ``factor[b]``, as one matrix per item (``warp_filterbank(fb, k) @ p == fb @ warp_frequency(p, k)``)."""
+    n_mels, freq = fb.shape
+    batch = factor.shape[0]
+    source = torch.arange(freq, device=fb.device, dtype=fb.dtype)[None, :] / factor[:, None].to(fb.dtype)
+    low = source.floor().long()
+    frac = source - low
+    inside = (low < freq - 1).to(fb.dtype)
+    low = low.clamp(max=freq - 2)
+    weighted = fb[None] * inside[:, None, :]  # [B, M, F]: each output bin f reads bins low[f], low[f] + 1
+    index = low[:, None, :].expand(batch, n_mels, freq)
+    out = torch.zeros(batch, n_mels, freq, device=fb.device, dtype=fb.dtype)
+    out.scatter_add_(2, index, weighted * (1 - frac)[:, None, :])
+    out.scatter_add_(2, index + 1, weighted * frac[:, None, :])
+    return out

@@ -5,7 +5,7 @@ from .filters import butterworth_response, fft_convolve, fft_filter, filter_leng
 from .lengths import frame_lengths, mask_frames, time_mask
 from .mel import create_dct, hz_to_mel, kaldi_mel_banks, mel_filterbank, mel_frequencies, mel_to_hz
 from .resample import resample, resample_batch
-from .spectral import get_window, istft, phase_vocoder, stft, stft_frames
+from .spectral import get_window, istft, phase_vocoder, stft, stft_frames, stretch_frames
 
 __all__ = [
     "butterworth_response",
@@ -27,5 +27,6 @@ __all__ = [
     "resample_batch",
     "stft",
     "stft_frames",
+    "stretch_frames",
     "time_mask",
 ]

@@ -140,29 +140,63 @@ def phase_vocoder(spec: torch.Tensor, rate: torch.Tensor | float, hop_length: in
         the magnitude is interpolated between neighbouring frames and the phase accumulated.
     """
     batch, freq, frames = spec.shape
-    device = spec.device
-    rate = torch.as_tensor(rate, dtype=torch.float64).reshape(-1).expand(batch)
-    n_out = int(torch.ceil(frames / rate).max()) if n_frames is None else n_frames
-    steps = (torch.arange(n_out, dtype=torch.float64)[None, :] * rate[:, None]).to(device)  # [B, T]
-    in_range = steps < frames
     # magnitude and phase once per input frame, not per gathered column (CPU: atan2/hypot on
     # contiguous real parts are ~4x faster than angle()/abs() on complex)
     parts = torch.view_as_real(spec)
     re, im = parts[..., 0].contiguous(), parts[..., 1].contiguous()
     mag, phase = torch.hypot(re, im), torch.atan2(im, re)
-    idx0 = steps.floor().long().clamp(max=frames - 1)
-    frac = (steps - idx0).to(mag.dtype).unsqueeze(1)  # [B, 1, T]
-    index0 = idx0.unsqueeze(1).expand(batch, freq, n_out)
-    index1 = (index0 + 1).clamp(max=frames - 1)
-    last = (idx0 + 1 >= frames).unsqueeze(1)  # librosa's zero frame past the end
+    index0, index1, frac, last, in_range = _frame_steps(batch, freq, frames, rate, n_frames, spec.device)
     mag1 = torch.gather(mag, 2, index1).masked_fill_(last, 0.0)
-    out_mag = torch.lerp(torch.gather(mag, 2, index0), mag1, frac) * in_range.unsqueeze(1)
+    out_mag = torch.lerp(torch.gather(mag, 2, index0), mag1, frac.to(mag.dtype)) * in_range
     # librosa adds the bin's expected advance plus the wrapped deviation from it; modulo 2 pi that
     # sum is just the phase difference of the two frames, and only its cosine and sine are used
     advance = torch.gather(phase, 2, index1).masked_fill_(last, 0.0) - torch.gather(phase, 2, index0)
     # the phase of output frame t is the first frame's phase plus the advances of frames before t
     acc = torch.cumsum(advance, dim=2).sub_(advance).add_(phase[:, :, :1])
-    out = torch.empty((*out_mag.shape, 2), dtype=out_mag.dtype, device=device)
+    out = torch.empty((*out_mag.shape, 2), dtype=out_mag.dtype, device=spec.device)
     torch.mul(out_mag, torch.cos(acc), out=out[..., 0])
     torch.mul(out_mag, torch.sin(acc), out=out[..., 1])
     return torch.view_as_complex(out)
+
+
+def _frame_steps(batch: int, freq: int, frames: int, rate: torch.Tensor | float, n_frames: int | None,
+                 device: torch.device) -> tuple[torch.Tensor, ...]:
+    """Where each output frame of a stretch by ``rate`` reads: the two input frames (gather indices
+    ``[batch, freq, n_out]``), the fraction between them ``[batch, 1, n_out]``, which reads fall on
+    librosa's zero frame past the end, and which output frames exist for each sample."""
+    rate = torch.as_tensor(rate, dtype=torch.float64).reshape(-1).expand(batch)
+    n_out = int(torch.ceil(frames / rate).max()) if n_frames is None else n_frames
+    steps = (torch.arange(n_out, dtype=torch.float64)[None, :] * rate[:, None]).to(device)  # [B, T]
+    idx0 = steps.floor().long().clamp(max=frames - 1)
+    frac = (steps - idx0).unsqueeze(1)
+    index0 = idx0.unsqueeze(1).expand(batch, freq, n_out)
+    index1 = (idx0 + 1).clamp(max=frames - 1).unsqueeze(1).expand(batch, freq, n_out)
+    last = (idx0 + 1 >= frames).unsqueeze(1)
+    return index0, index1, frac, last, (steps < frames).unsqueeze(1)
+
+
+def stretch_frames(magnitude: torch.Tensor, rate: torch.Tensor | float, n_frames: int | None = None) -> torch.Tensor:
+    """The magnitude of :func:`phase_vocoder`'s output, from a frames-major magnitude spectrogram
+    ``[batch, frames, freq]`` (as :func:`stft_frames` lays it out): each output frame ``t`` of item ``b``
+    interpolates input frames ``t * rate[b]`` and the next. Returns ``[batch, n_out, freq]``, zeros past
+    each item's ``ceil(frames / rate[b])`` frames.
+
+    A consumer of power or magnitude features discards the phase, so this skips the vocoder's phase
+    accumulation and its sines and cosines; frames-major rows make the interpolation two row gathers.
+    """
+    batch, frames, freq = magnitude.shape
+    rate = torch.as_tensor(rate, dtype=torch.float64).reshape(-1).expand(batch).cpu()
+    n_out = int(torch.ceil(frames / rate).max()) if n_frames is None else n_frames
+    steps = torch.arange(n_out, dtype=torch.float64)[None, :] * rate[:, None]  # [B, T]
+    idx0 = steps.floor().long().clamp(max=frames - 1)
+    frac = (steps - idx0).reshape(-1, 1)
+    first = torch.arange(batch)[:, None] * frames
+    zero_row = batch * frames  # reads past the end (librosa's zero frame) land on an appended zero row
+    in_range = steps < frames
+    index0 = torch.where(in_range, first + idx0, zero_row).reshape(-1)
+    index1 = torch.where(in_range & (idx0 + 1 < frames), first + idx0 + 1, zero_row).reshape(-1)
+    rows = torch.cat([magnitude.reshape(-1, freq), magnitude.new_zeros(1, freq)])
+    device = magnitude.device
+    out = torch.lerp(rows.index_select(0, index0.to(device)), rows.index_select(0, index1.to(device)),
+                     frac.to(device, magnitude.dtype))
+    return out.reshape(batch, n_out, freq)
