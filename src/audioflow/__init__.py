@@ -30,15 +30,17 @@ from .errors import (
 
 if TYPE_CHECKING:
     from .audio import Audio, Segment
+    from .data import AudioDataLoader
     from .io import AudioInfo, info, load, resample, save, stream
 
 _LAZY = {
     "load": "io", "info": "io", "save": "io", "stream": "io", "resample": "io", "AudioInfo": "io",
-    "Audio": "audio", "Segment": "audio",
+    "Audio": "audio", "Segment": "audio", "AudioDataLoader": "data",
 }
 
 __all__ = [
     "Audio",
+    "AudioDataLoader",
     "AudioFileNotFoundError",
     "AudioInfo",
     "AudioPermissionError",
@@ -62,7 +64,7 @@ __all__ = [
 ]
 
 
-_SUBMODULES = ("io", "dsp", "features", "augment", "store", "audio", "errors")
+_SUBMODULES = ("io", "dsp", "features", "augment", "store", "data", "audio", "errors")
 
 
 def __getattr__(name: str) -> Any:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import shutil
@@ -15,47 +14,12 @@ from typing import Any
 import pyarrow as pa
 
 from ..errors import AudioflowError, ParameterError, StoreError
+from ..io.listing import list_rows
 from .fields import Field
 
 FORMAT = "audioflow-store"
 VERSION = 1
-AUDIO_EXTENSIONS = (".wav", ".flac", ".mp3", ".ogg", ".oga", ".opus", ".m4a", ".aac", ".aif", ".aiff", ".aifc")
 _CHUNK_ROWS = 16  # rows per task sent to a worker process
-
-
-def iter_rows(source: Any) -> tuple[list[dict[str, Any]] | Any, str]:
-    """Rows (dicts) from a folder, a list of paths, a CSV/JSONL manifest, or an indexable dataset of
-    dicts; and a description for messages. Relative manifest paths resolve against its folder."""
-    if isinstance(source, (str, os.PathLike)):
-        p = Path(source)
-        if p.is_dir():
-            files = sorted(f for f in p.rglob("*") if f.suffix.lower() in AUDIO_EXTENSIONS and f.is_file())
-            return [{"path": str(f)} for f in files], str(p)
-        if p.suffix.lower() in (".csv", ".jsonl", ".json"):
-            return _manifest_rows(p), str(p)
-        raise ParameterError(f"source must be a folder, a .csv/.jsonl manifest, a list or a dataset, got {p}")
-    if isinstance(source, (list, tuple)) and all(isinstance(s, (str, os.PathLike)) for s in source):
-        return [{"path": os.fspath(s)} for s in source], f"{len(source)} paths"
-    if hasattr(source, "__len__") and hasattr(source, "__getitem__"):
-        return source, type(source).__name__
-    raise ParameterError(f"cannot read rows from a {type(source).__name__}")
-
-
-def _manifest_rows(path: Path) -> list[dict[str, Any]]:
-    if not path.exists():
-        raise ParameterError(f"manifest {path} does not exist")
-    if path.suffix.lower() == ".csv":
-        with open(path, newline="") as f:
-            rows = list(csv.DictReader(f))
-    else:
-        with open(path) as f:
-            rows = [json.loads(line) for line in f if line.strip()]
-    for row in rows:
-        for key in ("path", "audio"):
-            value = row.get(key)
-            if isinstance(value, str) and "://" not in value and not os.path.isabs(value):
-                row[key] = str(path.parent / value)
-    return rows
 
 
 _FIELDS: dict[str, Field] = {}
@@ -121,7 +85,7 @@ def write(source: Any, path: str | os.PathLike[str], fields: dict[str, Field], s
     if not fields:
         raise ParameterError("give at least one field")
     bound = {name: field.bind(name) for name, field in fields.items()}
-    rows, described = iter_rows(source)
+    rows, described = list_rows(source)
     total = len(rows)
     workers = (os.cpu_count() or 1) if num_workers == "auto" else int(num_workers)
     tmp = target.parent / f".{target.name}.partial"

@@ -1,0 +1,27 @@
+"""Training input: :class:`AudioDataLoader` (sources, sampler, decoded-audio cache, workers, batch
+transform on the device, measured settings) and its parts for those who assemble their own."""
+
+from .cache import DecodedCache
+from .loader import AudioDataLoader, Batch, BatchMaker, resolve_device
+from .sampler import AudioSampler, distributed_rank_world
+from .sources import AudioSource, FileSource, MapSource, StoreSource, open_audio_source, resolve_labels
+from .transforms import BatchTransform, build_feature, plan
+
+__all__ = [
+    "AudioDataLoader",
+    "AudioSampler",
+    "AudioSource",
+    "Batch",
+    "BatchMaker",
+    "BatchTransform",
+    "DecodedCache",
+    "FileSource",
+    "MapSource",
+    "StoreSource",
+    "build_feature",
+    "distributed_rank_world",
+    "open_audio_source",
+    "plan",
+    "resolve_device",
+    "resolve_labels",
+]

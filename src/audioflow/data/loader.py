@@ -1,0 +1,677 @@
+"""AudioDataLoader: files (or a packed dataset) in, padded batches of features and labels out.
+
+The work is split the way the hardware wants it. Worker processes decode, resample, crop and collate
+(through a shared decoded-audio cache). The batch transform (augmentations, then features) runs where it
+is cheapest: on the accelerator, batched, in a feeder thread that pins each batch, copies it on a side
+CUDA stream and transforms it while the model runs on the previous one; on a CPU-only machine, in the
+workers, as the last step of making the batch, so every core makes whole batches. How many workers,
+how deep the prefetch, how many threads each, and whether the cache is worth it are chosen by probing
+a few items at the start, and the worker count grows while the consumer is seen waiting for data.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+import queue
+import random
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..errors import AudioflowError, InvalidAudioError, ParameterError
+from ..io.listing import AUDIO_EXTENSIONS, is_url
+from .cache import DecodedCache, default_memory_budget, parse_bytes, total_memory_bytes
+from .sampler import AudioSampler, distributed_rank_world
+from .sources import AudioSource, FileSource, open_audio_source, resolve_labels
+from .transforms import BatchTransform, build_feature, plan
+from .workers import ProcessPool, ThreadPool
+
+log = logging.getLogger("audioflow.data")
+
+_CHEAP_BATCH_S = 0.004  # a batch this quick to make is not worth a process hop (pickling, shared memory)
+_PREFETCH_BYTES = 1 << 30  # waiting batches, all workers together
+_ADAPT_EVERY = 8  # batches between looks at the consumer's waiting
+
+
+def usable_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - macOS
+        return os.cpu_count() or 1
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """'auto' → CUDA when available, then MPS, else CPU."""
+    if isinstance(device, torch.device):
+        return device
+    if device == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        return torch.device(device)
+    except RuntimeError as e:
+        raise ParameterError(f"unknown device {device!r}") from e
+
+
+class Batch:
+    """One batch. Unpacks as ``features, labels = batch``; also carries:
+
+    Attributes:
+        features: ``[batch, n_features, frames]`` (or ``[batch, time]`` waveforms without features).
+        labels: ``[batch]`` label ids (int64; float32 for numeric labels), or None.
+        lengths: valid frames per item (samples without features), ``[batch]``.
+        audio_lengths: valid samples per item after augmentation, ``[batch]``.
+        ids: item ids (file stems, or the manifest's ``id`` column).
+        indices: item positions in the source, ``[batch]``.
+    """
+
+    __slots__ = ("audio_lengths", "features", "ids", "indices", "labels", "lengths")
+
+    def __init__(self, features: torch.Tensor, labels: torch.Tensor | None, lengths: torch.Tensor,
+                 audio_lengths: torch.Tensor, ids: list[str], indices: torch.Tensor) -> None:
+        self.features, self.labels, self.lengths = features, labels, lengths
+        self.audio_lengths, self.ids, self.indices = audio_lengths, ids, indices
+
+    def __iter__(self) -> Iterator[Any]:
+        yield self.features
+        yield self.labels
+
+    def __len__(self) -> int:
+        return self.features.shape[0]
+
+    def to(self, device: str | torch.device, non_blocking: bool = False) -> Batch:
+        move = lambda t: None if t is None else t.to(device, non_blocking=non_blocking)  # noqa: E731
+        return Batch(move(self.features), move(self.labels), move(self.lengths), move(self.audio_lengths),
+                     self.ids, self.indices)
+
+    def __repr__(self) -> str:
+        labels = None if self.labels is None else len(self.labels)
+        return f"Batch(features={tuple(self.features.shape)}, labels={labels})"
+
+
+def _crop_start(length: int, size: int, mode: str, rng: np.random.Generator) -> int:
+    if length <= size:
+        return 0
+    if mode == "random":
+        return int(rng.integers(0, length - size + 1))
+    return (length - size) // 2 if mode == "center" else 0
+
+
+class BatchMaker:
+    """Makes one batch from item indices (in a worker, a thread, or the main process for the probe):
+    read through the cache, crop, pad into one buffer, and, when the transform runs here, augment and
+    extract features. Failed items are replaced by others or dropped, and reported."""
+
+    def __init__(self, source: AudioSource, sr: int, mono: bool, max_duration: float | None, crop: str,
+                 cache: DecodedCache | None, labels: np.ndarray | None, on_error: str,
+                 transform: BatchTransform | None) -> None:
+        self.source, self.sr, self.mono, self.max_duration, self.crop = source, sr, mono, max_duration, crop
+        self.cache, self.labels, self.on_error, self.transform = cache, labels, on_error, transform
+        self.max_samples = None if max_duration is None else max(1, round(max_duration * sr))
+        self.bad: set[int] = set()  # items that failed in this process: not tried again
+
+    def read(self, index: int, rng: np.random.Generator) -> tuple[np.ndarray, bool]:
+        """Samples of one item, cropped; and whether the cache had it."""
+        hit = False
+        if self.cache is not None:
+            key = f"{self.source.cache_key(index)}|{self.sr}|{int(self.mono)}"
+            y = self.cache.get(key)
+            hit = y is not None
+            if y is None:
+                y = self.source.read(index, self.sr, self.mono)
+                self.cache.put(key, y)
+        elif self.max_samples is not None and self.crop != "none":
+            # decode only the window: a random crop of a long file costs the crop, not the file
+            total = round(self.source.duration(index) * self.sr)
+            start = _crop_start(total, self.max_samples, self.crop, rng)
+            y = self.source.read(index, self.sr, self.mono, start / self.sr, self.max_samples / self.sr)
+        else:
+            y = self.source.read(index, self.sr, self.mono)
+        if self.max_samples is not None and y.shape[-1] > self.max_samples and self.crop != "none":
+            start = _crop_start(y.shape[-1], self.max_samples, self.crop, rng)
+            y = y[..., start:start + self.max_samples]
+        if y.shape[-1] == 0:
+            raise InvalidAudioError("no samples to train on", getattr(self.source, "rows", [{}])[index].get("path")
+                                    if isinstance(self.source, FileSource) else f"item {index}")
+        return y, hit
+
+    def __call__(self, task: tuple[list[int], int]) -> dict[str, Any]:
+        indices, seed = task
+        rng = np.random.default_rng(seed)
+        started = time.perf_counter()
+        samples, used, failures, hits = [], [], [], 0
+        for index in indices:
+            for _attempt in range(8):
+                try:
+                    if index in self.bad:
+                        raise InvalidAudioError("failed before", None)
+                    y, hit = self.read(index, rng)
+                except Exception as e:  # a bad file costs its item, never the batch
+                    if self.on_error == "raise":
+                        raise
+                    if index not in self.bad:
+                        message = str(e) if isinstance(e, AudioflowError) else f"{type(e).__name__}: {e}"
+                        failures.append((index, message))
+                        self.bad.add(index)
+                    if self.on_error == "skip":
+                        break
+                    index = int(rng.integers(len(self.source)))  # replace: another item, drawn from the seed
+                    continue
+                samples.append(y)
+                used.append(index)
+                hits += hit
+                break
+        if not samples:
+            first = failures[0][1] if failures else "no items"
+            raise InvalidAudioError(f"every item of the batch failed ({len(failures)} failures; first: {first})", None)
+        x, lengths = _pad(samples)
+        decoded = time.perf_counter()
+        audio_seconds = float(lengths.sum()) / self.sr
+        out, out_lengths = x, lengths
+        if self.transform is not None and not self.transform.is_identity:
+            self.transform.reseed(seed)
+            with torch.no_grad():
+                out, out_lengths = self.transform(x, lengths)
+        labels = None if self.labels is None else torch.from_numpy(self.labels[used])
+        return {"x": out, "lengths": out_lengths, "audio_lengths": lengths, "labels": labels,
+                "indices": torch.tensor(used, dtype=torch.long), "failures": failures, "hits": hits,
+                "decode_s": decoded - started, "transform_s": time.perf_counter() - decoded,
+                "audio_seconds": audio_seconds, "seed": seed}
+
+
+def _pad(samples: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+    channels = {y.shape[0] if y.ndim == 2 else None for y in samples}
+    if len(channels) > 1:
+        raise ParameterError(f"items have different channel counts {sorted(map(str, channels))}; use mono=True")
+    lengths = torch.tensor([y.shape[-1] for y in samples], dtype=torch.long)
+    shape = (len(samples), *samples[0].shape[:-1], int(lengths.max()))
+    x = torch.zeros(shape, dtype=torch.float32)
+    buffer = x.numpy()
+    for i, y in enumerate(samples):
+        buffer[i, ..., : y.shape[-1]] = y
+    return x, lengths
+
+
+class LoaderStats:
+    """Counters of a loader's life: what was delivered, how long the consumer waited, what workers did."""
+
+    def __init__(self) -> None:
+        self.batches = self.clips = self.cache_hits = self.failed_batches = 0
+        self.audio_seconds = self.wait_s = self.consume_s = self.decode_s = self.transform_s = 0.0
+        self.failures: list[tuple[str, str]] = []
+        self.window_wait = self.window_consume = 0.0
+        self.started: float | None = None
+        self.settings: dict[str, Any] = {}
+
+
+class AudioDataLoader:
+    """Batches of audio features and labels from files, a manifest, a packed dataset or a map-style
+    dataset, with augmentation and feature extraction batched on the device, tuned by measurement.
+
+    >>> loader = AudioDataLoader("clips/", labels="label", batch_size=32, target_sr=16000,
+    ...                          features="mfcc", n_mfcc=40, augmentations=[A.TimeStretch(0.8, 1.2)])  # doctest: +SKIP
+    >>> for features, labels in loader:  # doctest: +SKIP
+    ...     ...
+
+    Args:
+        data: a list of paths/URLs, a folder (searched recursively for ``extensions``), a CSV/JSONL manifest
+            (``path``, ``label``, ``offset``, ``duration`` in seconds, ``id``), a packed dataset (folder or
+            ``audioflow.store`` Dataset; ``audio_field`` picks the field), or a map-style dataset yielding
+            ``Audio``, ``(samples, sr)``, Hugging Face audio dicts, or ``(audio, label)``.
+        labels: one per item (ints, floats, or strings: mapped to ids, see ``classes``), a column name,
+            or None (the source's ``label`` column when it has one).
+        batch_size: items per batch (``batch_by='count'``).
+        target_sr: sample rate of the batches, in Hz (items are resampled in the workers).
+        mono: mix channels down; otherwise batches are ``[batch, channels, time]``.
+        max_duration: crop items longer than this many seconds (see ``crop``); shorter ones are padded.
+        crop: 'random' (default when shuffling), 'center' (default otherwise), 'start', or 'none'.
+        batch_by: 'count', or 'duration' to group items of similar length into batches of about
+            ``batch_seconds`` padded seconds (little padding, a varying batch size).
+        batch_seconds: target padded seconds per batch for ``batch_by='duration'``.
+        features: 'mfcc', 'logmel', 'mel', 'spectrogram', 'fbank', 'whisper', a module, or None for
+            waveforms. Further keyword arguments go to the feature (``n_mfcc=40``, ``n_mels=64``...).
+        augmentations: a list of :mod:`audioflow.augment` transforms (applied in order) or one transform.
+        fuse: let a TimeStretch/PitchShift that ends the chain run inside a spectral feature.
+        device: 'auto' (CUDA, MPS, else CPU), 'cpu', 'cuda', or a ``torch.device``.
+        shuffle, seed, drop_last: as ``DataLoader``'s; the order is a function of ``seed`` and the epoch.
+        num_workers: processes, or 'auto' (measured: see the module docstring); 0 makes batches on a
+            thread of this process.
+        prefetch_factor: batches waiting per worker, or 'auto'.
+        pin_memory: pin batches for the copy to CUDA, or 'auto' (when the device is CUDA).
+        threads_per_worker: torch threads per worker, or 'auto'.
+        transform_on: where augmentations and features run: 'workers', 'main' (the device, from a feeder
+            thread), or 'auto' (main for an accelerator, workers on CPU).
+        cache: decoded audio cache: 'auto' (RAM when the dataset fits ``cache_budget``; disk for remote
+            files that do not), 'memory', 'disk', or None.
+        cache_budget: bytes (or '4GB') the cache may hold; default a quarter of RAM.
+        cache_dir: folder of the disk cache (default ``~/.cache/audioflow/decoded``).
+        on_error: a file that fails to decode is 'replace'd by another item (logged), 'skip'ped (the batch
+            shrinks), or 'raise'd.
+        rank, world_size: distributed share; default from ``torch.distributed`` when initialised.
+        verbose: log the chosen settings and a stats line per epoch.
+    """
+
+    def __init__(self, data: Any, labels: Sequence[Any] | str | None = None, *, batch_size: int = 32,
+                 target_sr: int = 16000, mono: bool = True, max_duration: float | None = None,
+                 crop: str | None = None, batch_by: str = "count", batch_seconds: float | None = None,
+                 features: str | nn.Module | None = None, augmentations: Any = None, fuse: bool = True,
+                 device: str | torch.device = "auto", shuffle: bool = False, seed: int | None = 0,
+                 drop_last: bool = False, num_workers: int | str = "auto", prefetch_factor: int | str = "auto",
+                 pin_memory: bool | str = "auto", threads_per_worker: int | str = "auto",
+                 transform_on: str = "auto", cache: str | None = "auto", cache_budget: int | str | None = None,
+                 cache_dir: str | os.PathLike[str] | None = None, on_error: str = "replace",
+                 rank: int | None = None, world_size: int | None = None,
+                 extensions: Sequence[str] = AUDIO_EXTENSIONS, audio_field: str | None = None,
+                 storage_options: dict[str, Any] | None = None, verbose: bool = False,
+                 **feature_kwargs: Any) -> None:
+        if on_error not in ("replace", "skip", "raise"):
+            raise ParameterError(f"on_error must be 'replace', 'skip' or 'raise', got {on_error!r}")
+        if crop not in (None, "random", "center", "start", "none"):
+            raise ParameterError(f"crop must be 'random', 'center', 'start' or 'none', got {crop!r}")
+        if cache not in (None, "auto", "memory", "disk"):
+            raise ParameterError(f"cache must be 'auto', 'memory', 'disk' or None, got {cache!r}")
+        if transform_on not in ("auto", "workers", "main"):
+            raise ParameterError(f"transform_on must be 'auto', 'workers' or 'main', got {transform_on!r}")
+        if max_duration is not None and max_duration <= 0:
+            raise ParameterError(f"max_duration must be positive seconds, got {max_duration}")
+        if target_sr is None or target_sr <= 0:
+            raise ParameterError(f"target_sr must be a positive rate in Hz, got {target_sr}")
+        self.source = open_audio_source(data, tuple(extensions), audio_field, storage_options)
+        self.label_ids, self.classes = resolve_labels(labels, self.source)
+        self.sample_rate, self.mono, self.max_duration = int(target_sr), mono, max_duration
+        self.crop = crop or ("random" if shuffle else "center")
+        self.device = resolve_device(device)
+        self.seed = seed if seed is not None else random.SystemRandom().randrange(2**31)
+        if rank is None or world_size is None:
+            auto_rank, auto_world = distributed_rank_world()
+            rank = auto_rank if rank is None else rank
+            world_size = auto_world if world_size is None else world_size
+        self.sampler = AudioSampler(len(self.source), batch_size, shuffle, self.seed, drop_last, rank, world_size,
+                                    batch_by, batch_seconds, durations=self._durations)
+        feature = build_feature(features, self.sample_rate, **feature_kwargs)
+        self.transform = plan(augmentations, feature, fuse)
+        self.transform_on = transform_on if transform_on != "auto" else (
+            "workers" if self.device.type == "cpu" else "main")
+        self._options = {"num_workers": num_workers, "prefetch_factor": prefetch_factor, "pin_memory": pin_memory,
+                         "threads_per_worker": threads_per_worker, "cache": cache, "cache_budget": cache_budget,
+                         "cache_dir": cache_dir, "on_error": on_error}
+        self.verbose = verbose
+        if verbose and not log.handlers and not logging.getLogger().handlers:
+            handler = logging.StreamHandler()
+            handler.setFormatter(logging.Formatter("audioflow.data: %(message)s"))
+            log.addHandler(handler)
+            log.setLevel(logging.INFO)
+        self._pool: ProcessPool | ThreadPool | None = None
+        self._cache: DecodedCache | None = None
+        self._maker: BatchMaker | None = None
+        self._device_transform: BatchTransform | None = None
+        self._stats = LoaderStats()
+        self._next_epoch, self._next_position = 0, 0
+        self._epoch, self._position, self._epoch_done = 0, 0, False
+        self._iteration = 0
+        self._epoch_batches: tuple[int, list[list[int]]] | None = None
+
+    # ---- sizes and order ---------------------------------------------------------------------------------
+
+    def _durations(self) -> np.ndarray:
+        durations = np.array([self.source.duration(i) for i in range(len(self.source))], np.float64)
+        return np.minimum(durations, self.max_duration) if self.max_duration else durations
+
+    def _batches(self, epoch: int) -> list[list[int]]:
+        if self._epoch_batches is None or self._epoch_batches[0] != epoch:
+            self._epoch_batches = (epoch, self.sampler.batches(epoch))
+        return self._epoch_batches[1]
+
+    def __len__(self) -> int:
+        return len(self._batches(self._next_epoch))
+
+    @property
+    def dataset(self) -> AudioSource:
+        return self.source
+
+    # ---- training-loop bookkeeping -----------------------------------------------------------------------
+
+    def set_epoch(self, epoch: int) -> None:
+        """Make the next iteration epoch ``epoch`` (its shuffle and augmentation draws)."""
+        self._next_epoch, self._next_position = int(epoch), 0
+
+    def state_dict(self) -> dict[str, Any]:
+        """Where the loader is: resuming from this yields exactly the batches not yet yielded."""
+        epoch, position = (self._epoch + 1, 0) if self._epoch_done else (self._epoch, self._position)
+        if self._iteration == 0:
+            epoch, position = self._next_epoch, self._next_position
+        return {"epoch": epoch, "position": position, "seed": self.seed, "num_items": len(self.source),
+                "batch_size": self.sampler.batch_size, "rank": self.sampler.rank,
+                "world_size": self.sampler.world_size}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state.get("num_items") not in (None, len(self.source)):
+            raise ParameterError(f"the state is for {state['num_items']} items, this loader has {len(self.source)}")
+        self.seed = self.sampler.seed = int(state.get("seed", self.seed))
+        self._epoch_batches = None
+        self._next_epoch, self._next_position = int(state["epoch"]), int(state["position"])
+
+    # ---- setup, measured ---------------------------------------------------------------------------------
+
+    def _setup(self) -> None:
+        if self._maker is not None:
+            return
+        opts = self._options
+        cores = usable_cores()
+        first = self._batches(self._next_epoch)
+        probe = (first[0] if first else [])[:4]
+        probe_maker = BatchMaker(self.source, self.sample_rate, self.mono, None, "none", None, None, "skip", None)
+        started = time.perf_counter()
+        full = probe_maker((probe, self.seed)) if probe else None
+        read_s = (time.perf_counter() - started) / max(1, len(probe))
+        item_bytes = 0 if full is None else int(full["audio_lengths"].sum()) * 4 // len(probe) * (
+            1 if self.mono else full["x"].shape[1] if full["x"].ndim == 3 else 1)
+        self._cache = self._make_cache(opts, item_bytes)
+        in_workers = self.transform if self.transform_on == "workers" else None
+        self._maker = BatchMaker(self.source, self.sample_rate, self.mono, self.max_duration, self.crop, self._cache,
+                                 self.label_ids, opts["on_error"], in_workers)
+        # what one batch costs to make where it will be made: the probe items, cropped, repeated to a batch
+        transform_s = 0.0
+        batch_items = self.sampler.batch_size if self.sampler.batch_by == "count" else max(1, len(first[0]) if first
+                                                                                              else 1)
+        if full is not None and in_workers is not None and not in_workers.is_identity:
+            x, lengths = full["x"], full["audio_lengths"]
+            if self.max_duration:
+                size = round(self.max_duration * self.sample_rate)
+                x, lengths = x[..., :size], lengths.clamp(max=size)
+            reps = math.ceil(batch_items / x.shape[0])
+            x, lengths = x.repeat(reps, *([1] * (x.ndim - 1)))[:batch_items], lengths.repeat(reps)[:batch_items]
+            threads = torch.get_num_threads()
+            torch.set_num_threads(1)
+            try:
+                started = time.perf_counter()
+                with torch.no_grad():
+                    in_workers(x, lengths)
+                transform_s = time.perf_counter() - started
+            finally:
+                torch.set_num_threads(threads)
+        batch_s = read_s * batch_items + transform_s
+        out_bytes = item_bytes * batch_items
+        num_workers = opts["num_workers"]
+        if num_workers == "auto":
+            reserve = 1 if self.transform_on == "main" and self.device.type != "cpu" else 0
+            num_workers = 0 if batch_s < _CHEAP_BATCH_S else max(1, min(cores - reserve, len(first) or 1))
+        num_workers = int(num_workers)
+        prefetch = opts["prefetch_factor"]
+        if prefetch == "auto":
+            budget = min(_PREFETCH_BYTES, total_memory_bytes() // 8)
+            prefetch = int(max(1, min(4, budget // max(1, out_bytes * max(1, num_workers)))))
+            prefetch = min(prefetch, 2)
+        threads = opts["threads_per_worker"]
+        if threads == "auto":
+            # one math thread per worker: measured 1.4-2.9x faster than two with the workers filling the
+            # cores, and the only safe choice in a forked child of a process whose OpenMP pool ran
+            # (GNU OpenMP deadlocks starting threads after fork)
+            threads = 1
+        elif int(threads) > 1 and torch.get_num_threads() > 1:
+            log.warning("threads_per_worker=%s in forked workers can deadlock GNU OpenMP; using 1", threads)
+            threads = 1
+        pin = opts["pin_memory"]
+        pin = self.device.type == "cuda" if pin == "auto" else bool(pin)
+        self._prefetch, self._pin, self._threads, self._max_workers = int(prefetch), pin, int(threads), cores
+        if num_workers == 0:
+            self._pool = ThreadPool(self._maker, 1)
+        else:
+            self._pool = ProcessPool(self._maker, num_workers, self._threads)
+        if self.transform_on == "main" and not self.transform.is_identity:
+            self._device_transform = self.transform.to(self.device)
+        self._stats.settings = {
+            "num_workers": num_workers, "prefetch_factor": self._prefetch, "pin_memory": pin,
+            "threads_per_worker": self._threads, "transform_on": self.transform_on, "device": str(self.device),
+            "transform": self.transform.describe(), "cache": None if self._cache is None else self._cache.mode,
+            "cache_budget_mb": None if self._cache is None else round(self._cache.budget / 1e6),
+            "probe_read_ms_per_item": round(read_s * 1000, 3), "probe_batch_ms": round(batch_s * 1000, 2),
+            "cores": cores,
+        }
+        log.info("settings: %s", ", ".join(f"{k}={v}" for k, v in self._stats.settings.items()))
+
+    def _make_cache(self, opts: dict[str, Any], item_bytes: int) -> DecodedCache | None:
+        mode = opts["cache"]
+        budget = parse_bytes(opts["cache_budget"]) or default_memory_budget()
+        if mode == "auto":
+            estimate = item_bytes * len(self.source)
+            remote = isinstance(self.source, FileSource) and any(is_url(r["path"]) for r in self.source.rows[:10])
+            mode = "memory" if 0 < estimate <= budget else ("disk" if remote else None)
+            log.info("cache: decoded audio ~%.0f MB for %d items, budget %.0f MB -> %s", estimate / 1e6,
+                     len(self.source), budget / 1e6, mode)
+        if mode is None:
+            return None
+        if mode == "disk" and opts["cache_budget"] is None:
+            budget = 64 << 30
+        return DecodedCache(mode, budget, opts["cache_dir"])
+
+    # ---- iteration ---------------------------------------------------------------------------------------
+
+    def __iter__(self) -> Iterator[Batch]:
+        self._setup()
+        epoch, position = self._next_epoch, self._next_position
+        self._next_epoch, self._next_position = epoch + 1, 0
+        self._epoch, self._position, self._epoch_done = epoch, position, False
+        self._iteration += 1
+        batches = self._batches(epoch)
+        stats = self._stats
+        if stats.started is None:
+            stats.started = time.perf_counter()
+        results = self._ordered(self._iteration, epoch, batches, position)
+        feeder = _Feeder(results, self._finish, self.device, self._prefetch) if self.transform_on == "main" else None
+        source = feeder if feeder is not None else (self._finish(r) for r in results)
+        try:
+            while True:
+                waited = time.perf_counter()
+                try:
+                    batch = next(source)
+                except StopIteration:
+                    break
+                now = time.perf_counter()
+                stats.wait_s += now - waited
+                stats.window_wait += now - waited
+                self._position += 1
+                yield batch
+                back = time.perf_counter()
+                stats.consume_s += back - now
+                stats.window_consume += back - now
+            self._epoch_done = True
+            if self.verbose:
+                log.info("epoch %d: %s", epoch, self.summary())
+        finally:
+            if feeder is not None:
+                feeder.stop()
+
+    def _ordered(self, iteration: int, epoch: int, batches: list[list[int]], start: int) -> Iterator[dict[str, Any]]:
+        """Worker results in batch order, keeping ``workers x prefetch`` batches in flight."""
+        pool, stats = self._pool, self._stats
+        assert pool is not None
+        ready: dict[int, tuple[bool, Any]] = {}
+        submitted = start
+        for number in range(start, len(batches)):
+            while submitted < len(batches) and \
+                    pool.outstanding() + len(ready) < max(1, pool.num_workers) * self._prefetch:
+                seed = int(np.random.SeedSequence([self.seed, epoch, submitted]).generate_state(1)[0])
+                pool.submit((iteration, submitted), (batches[submitted], seed))
+                submitted += 1
+            while number not in ready:
+                (it, key), ok, value = pool.get()
+                if it == iteration:
+                    ready[key] = (ok, value)
+            ok, value = ready.pop(number)
+            if not ok:
+                stats.failed_batches += 1
+                if self._options["on_error"] == "raise":
+                    raise AudioflowError(f"batch {number} of epoch {epoch} failed: {value}")
+                log.warning("batch %d of epoch %d failed and is skipped: %s", number, epoch, value)
+                continue
+            yield value
+            if (number + 1) % _ADAPT_EVERY == 0:
+                self._adapt()
+
+    def _adapt(self) -> None:
+        """More workers while the consumer waits for data and cores are free."""
+        stats, pool = self._stats, self._pool
+        total = stats.window_wait + stats.window_consume
+        waiting = stats.window_wait / total if total > 0 else 0.0
+        stats.window_wait = stats.window_consume = 0.0
+        if waiting <= 0.10 or not isinstance(pool, ProcessPool):
+            return
+        if pool.num_workers < self._max_workers:
+            pool.add_worker()
+            stats.settings["num_workers"] = pool.num_workers
+            log.info("consumer waited %.0f%% of the time: workers -> %d", 100 * waiting, pool.num_workers)
+        elif not stats.settings.get("data_bound"):
+            stats.settings["data_bound"] = True
+            log.info("consumer waited %.0f%% of the time with a worker on every core: the input is the "
+                     "bottleneck (a cache, lighter augmentation or a packed dataset would help)", 100 * waiting)
+
+    def _finish(self, result: dict[str, Any]) -> Batch:
+        """A worker's result as a Batch on the device (transformed there when the transform runs here)."""
+        stats = self._stats
+        stats.batches += 1
+        stats.clips += len(result["indices"])
+        stats.audio_seconds += result["audio_seconds"]
+        stats.decode_s += result["decode_s"]
+        stats.transform_s += result["transform_s"]
+        stats.cache_hits += result["hits"]
+        for index, message in result["failures"]:
+            item = self.source.item_id(index)
+            stats.failures.append((item, message))
+            log.warning("item %s failed and was %s: %s", item,
+                        "replaced" if self._options["on_error"] == "replace" else "dropped", message)
+        x, lengths, audio_lengths, labels = result["x"], result["lengths"], result["audio_lengths"], result["labels"]
+        if self.device.type != "cpu":
+            if self._pin:
+                x = x.pin_memory()
+            x = x.to(self.device, non_blocking=self._pin)
+            lengths, audio_lengths = lengths.to(self.device), audio_lengths.to(self.device)
+            labels = None if labels is None else labels.to(self.device, non_blocking=self._pin)
+        if self._device_transform is not None:
+            started = time.perf_counter()
+            self._device_transform.reseed(result["seed"])
+            with torch.no_grad():
+                x, lengths = self._device_transform(x, audio_lengths)
+            stats.transform_s += time.perf_counter() - started
+        ids = [self.source.item_id(i) for i in result["indices"].tolist()]
+        return Batch(x, labels, lengths, audio_lengths, ids, result["indices"])
+
+    # ---- reporting and shutdown --------------------------------------------------------------------------
+
+    def stats(self) -> dict[str, Any]:
+        """Throughput (clips/s, audio seconds per second), the consumer's waiting, the workers' time, the
+        cache, failures, and the settings chosen."""
+        s = self._stats
+        elapsed = (time.perf_counter() - s.started) if s.started else 0.0
+        busy = s.wait_s + s.consume_s
+        return {
+            "batches": s.batches, "clips": s.clips, "audio_seconds": round(s.audio_seconds, 3),
+            "elapsed_s": round(elapsed, 3), "clips_per_s": round(s.clips / elapsed, 2) if elapsed else 0.0,
+            "x_realtime": round(s.audio_seconds / elapsed, 1) if elapsed else 0.0,
+            "wait_s": round(s.wait_s, 3), "wait_fraction": round(s.wait_s / busy, 4) if busy else 0.0,
+            "worker_decode_s": round(s.decode_s, 3), "worker_transform_s": round(s.transform_s, 3),
+            "cache_hits": s.cache_hits,
+            "cache_mb": None if self._cache is None else round(self._cache.used_bytes / 1e6, 1),
+            "failed_items": len(s.failures), "failed_batches": s.failed_batches, "failures": list(s.failures[:20]),
+            "workers_replaced": 0 if self._pool is None else self._pool.replaced,
+            "settings": dict(s.settings),
+        }
+
+    def summary(self) -> str:
+        s = self.stats()
+        return (f"{s['clips']} clips in {s['elapsed_s']:.1f} s = {s['clips_per_s']:.1f} clips/s, "
+                f"{s['x_realtime']:.0f}x realtime, waited {100 * s['wait_fraction']:.1f}% for data, "
+                f"workers {s['settings'].get('num_workers')}, cache {s['settings'].get('cache')}, "
+                f"{s['failed_items']} failed items")
+
+    def close(self) -> None:
+        """Stop the workers and remove the memory cache (also done when the loader is garbage collected)."""
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None
+        if self._cache is not None:
+            self._cache.close()
+        self._maker = None
+
+    def __del__(self) -> None:
+        with contextlib.suppress(Exception):  # interpreter shutdown
+            self.close()
+
+    def __enter__(self) -> AudioDataLoader:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+class _Feeder:
+    """A thread that turns worker results into device batches ahead of the consumer: pinned copy on a side
+    CUDA stream and the batch transform there, so both overlap the model's step on the previous batch."""
+
+    def __init__(self, results: Iterator[dict[str, Any]], finish: Any, device: torch.device, depth: int) -> None:
+        self._queue: queue.Queue = queue.Queue(maxsize=max(1, depth))
+        self._stop = threading.Event()
+        self._stream = torch.cuda.Stream(device) if device.type == "cuda" else None
+        self._thread = threading.Thread(target=self._run, args=(results, finish), daemon=True,
+                                        name="audioflow-feeder")
+        self._thread.start()
+
+    def _run(self, results: Iterator[dict[str, Any]], finish: Any) -> None:
+        try:
+            for result in results:
+                if self._stop.is_set():
+                    return
+                if self._stream is not None:
+                    with torch.cuda.stream(self._stream):
+                        batch = finish(result)
+                        event = torch.cuda.Event()
+                        event.record(self._stream)
+                else:
+                    batch, event = finish(result), None
+                while not self._stop.is_set():
+                    try:
+                        self._queue.put((batch, event, None), timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+        except BaseException as e:  # handed to the consumer, raised there
+            self._queue.put((None, None, e))
+            return
+        self._queue.put((None, None, StopIteration()))
+
+    def __next__(self) -> Batch:
+        batch, event, error = self._queue.get()
+        if error is not None:
+            if isinstance(error, StopIteration):
+                raise StopIteration
+            raise error
+        if event is not None:
+            current = torch.cuda.current_stream()
+            current.wait_event(event)
+            for t in (batch.features, batch.labels, batch.lengths, batch.audio_lengths):
+                if t is not None and t.is_cuda:
+                    t.record_stream(current)  # the side stream's allocations are now used on this one
+        return batch
+
+    def __iter__(self) -> _Feeder:
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        while True:
+            try:
+                self._queue.get_nowait()
+            except queue.Empty:
+                break
+        self._thread.join(timeout=5.0)

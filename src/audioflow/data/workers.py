@@ -1,0 +1,197 @@
+"""Worker processes for the loader: each has its own task queue (so the tasks of a worker that dies
+are known and handed to its replacement), results come back on one queue with tensors in shared
+memory, and the pool can grow while running."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import queue
+import signal
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
+
+log = logging.getLogger("audioflow.data")
+
+_POLL_S = 0.2
+
+
+def _worker_loop(task_fn: Callable[[Any], Any], tasks: Any, results: Any, worker_id: int, threads: int,
+                 parent: int, init: Callable[[], None] | None) -> None:
+    import torch
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle
+    torch.set_num_threads(threads)
+    if init is not None:
+        init()
+    while True:
+        try:
+            task = tasks.get(timeout=1.0)
+        except queue.Empty:
+            if os.getppid() != parent:  # the loader's process is gone: do not linger
+                break
+            continue
+        if task is None:
+            break
+        key, payload = task
+        try:
+            results.put((key, worker_id, True, task_fn(payload)))
+        except Exception as e:  # reported to the main process, which decides
+            results.put((key, worker_id, False, f"{type(e).__name__}: {e}"))
+    results.close()
+    results.join_thread()
+    os._exit(0)  # skip atexit handlers inherited from the parent
+
+
+class ProcessPool:
+    """``num_workers`` forked processes running ``task_fn(payload)``.
+
+    ``submit(key, payload)`` gives the task to the live worker with the fewest outstanding; ``get``
+    returns ``(key, ok, result_or_message)``. A worker that dies is replaced and its outstanding tasks
+    resubmitted; a task that has been running on ``max_deaths`` dying workers is returned as failed.
+    """
+
+    def __init__(self, task_fn: Callable[[Any], Any], num_workers: int, threads_per_worker: int = 1,
+                 init: Callable[[], None] | None = None, max_deaths: int = 2) -> None:
+        import torch.multiprocessing as mp
+
+        methods = mp.get_all_start_methods()
+        # fork: the task function, the sources and the transforms are inherited, nothing pickled
+        self._ctx = mp.get_context("fork" if "fork" in methods else "spawn")
+        self._task_fn, self._threads, self._init, self._max_deaths = task_fn, threads_per_worker, init, max_deaths
+        self._results = self._ctx.Queue()
+        self._workers: dict[int, tuple[Any, Any]] = {}  # id -> (process, task queue)
+        self._outstanding: dict[int, dict[Any, Any]] = {}  # id -> {key: payload}
+        self._deaths: dict[Any, int] = {}
+        self._next_id = 0
+        self.replaced = 0
+        for _ in range(num_workers):
+            self.add_worker()
+
+    @property
+    def num_workers(self) -> int:
+        return len(self._workers)
+
+    def add_worker(self) -> None:
+        worker_id, self._next_id = self._next_id, self._next_id + 1
+        tasks = self._ctx.Queue()
+        process = self._ctx.Process(target=_worker_loop, daemon=True, name=f"audioflow-loader-{worker_id}",
+                                    args=(self._task_fn, tasks, self._results, worker_id, self._threads,
+                                          os.getpid(), self._init))
+        process.start()
+        self._workers[worker_id] = (process, tasks)
+        self._outstanding[worker_id] = {}
+
+    def outstanding(self) -> int:
+        return sum(len(v) for v in self._outstanding.values())
+
+    def submit(self, key: Any, payload: Any) -> None:
+        worker_id = min(self._outstanding, key=lambda w: len(self._outstanding[w]))
+        self._outstanding[worker_id][key] = payload
+        self._workers[worker_id][1].put((key, payload))
+
+    def get(self, timeout: float | None = None) -> tuple[Any, bool, Any]:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            try:
+                key, worker_id, ok, value = self._results.get(timeout=_POLL_S)
+            except queue.Empty:
+                failed = self._replace_dead()
+                if failed is not None:
+                    return failed
+                if deadline is not None and time.monotonic() > deadline:
+                    raise TimeoutError("no batch from the workers") from None
+                continue
+            if key not in self._outstanding.get(worker_id, {}):
+                continue  # a result for a task already resubmitted elsewhere
+            del self._outstanding[worker_id][key]
+            return key, ok, value
+
+    def _replace_dead(self) -> tuple[Any, bool, Any] | None:
+        gave_up = None
+        for worker_id, (process, tasks) in list(self._workers.items()):
+            if process.is_alive():
+                continue
+            lost = self._outstanding.pop(worker_id)
+            del self._workers[worker_id]
+            tasks.cancel_join_thread()
+            log.warning("loader worker %d died (exit code %s) with %d batches in hand; starting a replacement",
+                        worker_id, process.exitcode, len(lost))
+            self.replaced += 1
+            self.add_worker()
+            for key, payload in lost.items():
+                self._deaths[key] = self._deaths.get(key, 0) + 1
+                if self._deaths[key] >= self._max_deaths:
+                    gave_up = (key, False, f"worker died {self._deaths[key]} times on this batch")
+                    continue
+                self.submit(key, payload)
+        return gave_up
+
+    def close(self) -> None:
+        for _, tasks in self._workers.values():
+            with contextlib.suppress(OSError, ValueError):
+                tasks.put(None)
+        deadline = time.monotonic() + 2.0
+        for process, _ in self._workers.values():
+            process.join(max(0.0, deadline - time.monotonic()))
+            if process.is_alive():
+                process.terminate()
+                process.join(1.0)
+        for _, tasks in self._workers.values():
+            tasks.cancel_join_thread()
+            tasks.close()
+        self._results.cancel_join_thread()
+        self._results.close()
+        self._workers.clear()
+        self._outstanding.clear()
+
+    def pids(self) -> list[int]:
+        return [p.pid for p, _ in self._workers.values()]
+
+
+class ThreadPool:
+    """The same interface on threads of the main process, for batches too cheap to be worth a
+    process hop (measured at start), or ``num_workers=0``."""
+
+    def __init__(self, task_fn: Callable[[Any], Any], num_workers: int = 1) -> None:
+        self._task_fn = task_fn
+        self._executor = ThreadPoolExecutor(max(1, num_workers), thread_name_prefix="audioflow-loader")
+        self._futures: dict[Any, Future] = {}
+        self._done: queue.Queue = queue.Queue()
+        self._lock = threading.Lock()
+        self.replaced = 0
+        self._n = max(1, num_workers)
+
+    @property
+    def num_workers(self) -> int:
+        return 0
+
+    def add_worker(self) -> None:  # threads do not add cores: nothing to grow
+        return None
+
+    def outstanding(self) -> int:
+        return len(self._futures)
+
+    def submit(self, key: Any, payload: Any) -> None:
+        future = self._executor.submit(self._task_fn, payload)
+        self._futures[key] = future
+        future.add_done_callback(lambda f, k=key: self._done.put(k))
+
+    def get(self, timeout: float | None = None) -> tuple[Any, bool, Any]:
+        key = self._done.get(timeout=timeout)
+        future = self._futures.pop(key)
+        error = future.exception()
+        if error is not None:
+            return key, False, f"{type(error).__name__}: {error}"
+        return key, True, future.result()
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=True, cancel_futures=True)
+        self._futures.clear()
+
+    def pids(self) -> list[int]:
+        return []
