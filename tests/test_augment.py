@@ -296,10 +296,32 @@ def test_spectral_stretch_changes_frames_and_moves_pitch():
         assert abs(peak - expected) < 0.01 * expected
 
 
+def _stretch_by_hand(power: torch.Tensor, rate: float) -> torch.Tensor:
+    """``[freq, frames]`` on the phase vocoder's grid, one output frame at a time (librosa's loop)."""
+    frames = power.shape[-1]
+    padded = torch.nn.functional.pad(power, (0, 2))  # librosa's zero frames past the end
+    out = []
+    for step in torch.arange(0, frames, rate, dtype=torch.float64).tolist():
+        k, frac = math.floor(step), step - math.floor(step)
+        out.append((1 - frac) * padded[:, k] + frac * padded[:, k + 1])
+    return torch.stack(out, -1)
+
+
+def test_stretch_frames_is_the_vocoder_magnitude():
+    from audioflow import dsp
+
+    x = 0.1 * torch.randn(3, 8000, generator=torch.Generator().manual_seed(1))
+    spec = dsp.stft(x, 512, 128, dsp.get_window("hann", 512))
+    rate = torch.tensor([0.8, 1.0, 1.3])
+    ours = dsp.stretch_frames(spec.abs().transpose(1, 2).contiguous(), rate).transpose(1, 2)
+    torch.testing.assert_close(ours, dsp.phase_vocoder(spec, rate, 128).abs(), atol=1e-5, rtol=1e-5)
+
+
 @pytest.mark.parametrize("kind", ["logmel", "mfcc"])
-def test_spectral_stretch_equals_vocoder_then_warp_then_feature(kind):
-    """The fused path (magnitude-only frame interpolation, warp folded into the mel matrix) gives the
-    numbers of the literal chain: phase vocoder, power, frequency warp, mel, log/DCT."""
+def test_spectral_stretch_equals_stretch_then_warp_then_feature_by_hand(kind):
+    """The fused path (mel computed once, frames interpolated on the mel rows, the pitch warp folded
+    into each item's mel matrix) gives the numbers of the literal chain done by hand: power spectrum,
+    frames interpolated one by one on the vocoder's grid, frequency warp, mel, log/DCT."""
     from audioflow import dsp
     from audioflow import features as F
 
@@ -309,16 +331,17 @@ def test_spectral_stretch_equals_vocoder_then_warp_then_feature(kind):
     fused = A.SpectralStretch(feature, 0.8, 1.25, -3, 3, p=(1.0, 0.6), seed=3)
     ours, frames = fused(x, lengths)
     rate, semitones = fused.last_rate, fused.last_semitones
-    spec_module = fused.spec
-    spec = dsp.stft(x, spec_module.n_fft, spec_module.hop_length, spec_module.window, spec_module.center,
-                    spec_module.pad_mode)
-    power = dsp.phase_vocoder(spec, rate.float(), spec_module.hop_length).abs().square()
-    power = A.warp_frequency(power, torch.pow(2.0, semitones / 12).float())
-    valid = dsp.frame_lengths(lengths, spec_module.n_fft, spec_module.hop_length, spec_module.center)
+    sm = fused.spec
+    power = dsp.stft(x, sm.n_fft, sm.hop_length, sm.window, sm.center, sm.pad_mode).abs().square()
+    valid = dsp.frame_lengths(lengths, sm.n_fft, sm.hop_length, sm.center)
     ref_frames = torch.ceil(valid.double() / rate).long()
-    ref = feature.from_mel(spec_module.fb @ dsp.mask_frames(power, ref_frames), ref_frames)
     assert frames.tolist() == ref_frames.tolist()
-    torch.testing.assert_close(ours, dsp.mask_frames(ref, ref_frames), atol=2e-3, rtol=1e-4)  # float32 sums
+    for i in range(5):
+        stretched = _stretch_by_hand(power[i], float(rate[i]))
+        warped = A.warp_frequency(stretched[None], torch.pow(2.0, semitones[i:i + 1] / 12).float())[0]
+        mel = dsp.mask_frames((sm.fb @ warped)[None], ref_frames[i:i + 1])
+        ref = feature.from_mel(mel, ref_frames[i:i + 1])[0, :, : int(ref_frames[i])]
+        torch.testing.assert_close(ours[i, :, : int(frames[i])], ref, atol=2e-3, rtol=1e-4)  # float32 sums
 
 
 def test_a_torch_generator_drives_the_draws():

@@ -35,8 +35,9 @@ class SpectralStretch(nn.Module):
     ``MFCC``) computed on time-stretched and pitch-shifted audio, without leaving the STFT domain.
 
     Per item, with probability ``p`` (or ``(p_rate, p_shift)``, each drawn on its own): a rate from
-    ``[min_rate, max_rate]`` (the phase vocoder's magnitude: frames interpolated, no phase needed for a
-    power feature) and a shift from ``[min_semitones, max_semitones]`` (the power spectrum's frequency
+    ``[min_rate, max_rate]`` (the phase vocoder's time grid: each output frame interpolates two input frames'
+    power, which a power feature needs no phase for; the vocoder interpolates magnitudes, a second-order
+    difference) and a shift from ``[min_semitones, max_semitones]`` (the power spectrum's frequency
     axis scaled by ``2^(semitones/12)``, folded into each item's mel matrix), then the feature's own
     projection (mel, log, DCT). Compared with ``Compose([TimeStretch, PitchShift])`` followed by the
     feature, it saves the phase accumulation, the inverse STFT, the resynthesis and the second STFT.
@@ -92,26 +93,26 @@ class SpectralStretch(nn.Module):
         window = spec_module.window.to(batch.dtype)
         spec = stft_frames(batch, spec_module.n_fft, spec_module.hop_length, window, spec_module.center,
                            spec_module.pad_mode)
-        # the feature keeps only the power, so the vocoder's phase accumulation is skipped: its output
-        # magnitude is the input magnitude interpolated between frames
-        parts = torch.view_as_real(spec)
-        power = stretch_frames(torch.hypot(parts[..., 0], parts[..., 1]), rate)  # [B, frames, freq]
-        power = power.square_() if spec_module.power == 2.0 else power.pow_(spec_module.power)
+        # the feature keeps only the power, so no phase is needed: frames are interpolated in power, which
+        # commutes with the (linear) mel projection and pitch warp, so it runs on the few mel rows
+        power = spec.real.square() + spec.imag.square()  # [B, frames, freq]
+        if spec_module.power != 2.0:
+            power = power.pow_(spec_module.power / 2)
         valid = frame_lengths(lens, spec_module.n_fft, spec_module.hop_length, spec_module.center)
-        frames = torch.ceil(valid.double() / rate).long().clamp(max=power.shape[-1]).to(power.device)
         shifted = bool((semitones != 0).any())
         factor = torch.pow(2.0, semitones / 12.0).to(power.device)
         if isinstance(self.feature, (MelSpectrogram, MFCC)):
             fb = spec_module.fb.to(power.dtype)
-            # the frequency warp is linear in the power, so it folds into each item's mel matrix:
-            # [n_mels, freq] per item instead of a pass over [freq, frames]
-            out = torch.matmul(power, (warp_filterbank(fb, factor) if shifted else fb).transpose(-1, -2))
-            out = mask_frames(out.transpose(-1, -2), frames)
-            if isinstance(self.feature, (LogMel, MFCC)):
-                out = self.feature.from_mel(out, frames)
+            # the pitch warp is linear in the power too: folded into each item's mel matrix
+            mel = torch.matmul(power, (warp_filterbank(fb, factor) if shifted else fb).transpose(-1, -2))
+            out = stretch_frames(mel, rate).transpose(-1, -2)
         else:
-            power = power.transpose(-1, -2)
-            out = warp_frequency(power, factor) if shifted else power
+            out = stretch_frames(power, rate).transpose(-1, -2)
+            out = warp_frequency(out, factor) if shifted else out
+        frames = torch.ceil(valid.double() / rate).long().clamp(max=out.shape[-1]).to(out.device)
+        out = mask_frames(out, frames)
+        if isinstance(self.feature, (LogMel, MFCC)):
+            out = self.feature.from_mel(out, frames)
         return mask_frames(out, frames), frames
 
 

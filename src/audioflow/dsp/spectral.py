@@ -176,13 +176,14 @@ def _frame_steps(batch: int, freq: int, frames: int, rate: torch.Tensor | float,
 
 
 def stretch_frames(magnitude: torch.Tensor, rate: torch.Tensor | float, n_frames: int | None = None) -> torch.Tensor:
-    """The magnitude of :func:`phase_vocoder`'s output, from a frames-major magnitude spectrogram
-    ``[batch, frames, freq]`` (as :func:`stft_frames` lays it out): each output frame ``t`` of item ``b``
-    interpolates input frames ``t * rate[b]`` and the next. Returns ``[batch, n_out, freq]``, zeros past
-    each item's ``ceil(frames / rate[b])`` frames.
+    """Time-scale a frames-major spectrogram ``[batch, frames, bins]`` (magnitudes, powers or mel
+    powers, as :func:`stft_frames` lays frames out) on :func:`phase_vocoder`'s grid: output frame ``t`` of
+    item ``b`` interpolates input frames ``t * rate[b]`` and the next (on magnitudes this is exactly the
+    vocoder's output magnitude). Returns ``[batch, n_out, bins]``, zeros past each item's
+    ``ceil(frames / rate[b])`` frames.
 
-    A consumer of power or magnitude features discards the phase, so this skips the vocoder's phase
-    accumulation and its sines and cosines; frames-major rows make the interpolation two row gathers.
+    A consumer of power features discards the phase, so this skips the vocoder's phase accumulation
+    and its sines and cosines; frames-major rows make the interpolation two row gathers.
     """
     batch, frames, freq = magnitude.shape
     rate = torch.as_tensor(rate, dtype=torch.float64).reshape(-1).expand(batch).cpu()
