@@ -52,8 +52,9 @@ def test_user_error_is_one_line_and_debug_shows_traceback(tmp_path):
 @pytest.mark.slow
 def test_demo(tmp_path):
     out = tmp_path / "demo"
-    result = run("demo", "--out", str(out))
+    result = run("demo", "--out", str(out), "--train-steps", "150")
     assert "left in" in result.stdout and "log-mel" in result.stdout
+    assert "accuracy on unheard voices" in result.stdout and "clips/s" in result.stdout
     assert any(f.name.endswith(".augmented.wav") for f in Path(out).iterdir())
     files = list(Path(out).iterdir())
     for fmt in ("wav", "flac", "mp3", "ogg", "opus", "m4a", "aiff"):

@@ -295,3 +295,27 @@ def test_bad_options_are_parameter_errors(clips):
         AudioDataLoader(paths, labels=[1, 2])
     with pytest.raises(af.SourceError):
         AudioDataLoader("/nonexistent/folder")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+def test_on_the_gpu_the_transform_runs_there_with_the_same_numbers(clips):  # pragma: no cover - GPU machines
+    paths, labels = clips
+    common = dict(labels=labels, batch_size=4, features="logmel", shuffle=True, seed=5, cache=None,
+                  augmentations=[A.Gain(p=1.0), A.TimeStretch(0.8, 1.2, p=1.0)])
+    with AudioDataLoader(paths, device="cuda", **common) as gpu, AudioDataLoader(paths, device="cpu", **common) as cpu:
+        for a, b in zip(gpu, cpu, strict=True):
+            assert a.features.is_cuda and a.ids == b.ids
+            torch.testing.assert_close(a.features.cpu(), b.features, atol=1e-3, rtol=1e-3)
+        assert gpu.stats()["settings"]["transform_on"] == "main" and gpu.stats()["settings"]["pin_memory"]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not __import__("shutil").which("espeak-ng"), reason="needs espeak-ng")
+def test_a_keyword_classifier_learns_through_the_loader(tmp_path):
+    """The demo's training run: four spoken keywords, augmented, three voices held out; chance is 25 %."""
+    from audioflow.demo import run_training_demo
+
+    report = run_training_demo(tmp_path, steps=200)
+    assert report.last_loss < report.first_loss / 2
+    assert report.test_accuracy >= 0.75, report
+    assert report.loader["batches"] >= 200 and report.loader["failed_items"] == 0

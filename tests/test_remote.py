@@ -117,3 +117,25 @@ def test_packed_dataset_read_from_s3(s3, tmp_path):
     np.testing.assert_array_equal(a["mel"], b["mel"])
     with pytest.raises(audioflow.StoreError):
         store.open("s3://audio/nothing-here", storage_options=s3["options"])
+
+
+def test_loader_reads_an_s3_folder_in_forked_workers(s3, tmp_path):
+    """A bucket prefix as the loader's source: listed through fsspec, decoded in forked workers (s3fs
+    after fork), cached on disk (kept between runs: a remote fetch is worth keeping)."""
+    from audioflow import AudioDataLoader
+
+    for path in [s3["files"]["wav_pcm16"], s3["files"]["flac"], s3["long"]]:
+        s3["fs"].put(str(path), f"audio/loader/{path.name}")
+    with AudioDataLoader("s3://audio/loader/", batch_size=8, num_workers=2, storage_options=s3["options"],
+                         cache="disk", cache_dir=tmp_path / "cache", extensions=(".wav", ".flac")) as loader:
+        first = [b for b in loader]
+        [b for b in loader]  # the next epoch's batches start early, before the first is cached
+        third = [b for b in loader]
+        stats = loader.stats()
+    assert stats["settings"]["cache"] == "disk" and stats["cache_hits"] >= 3
+    assert sorted(first[0].ids) == ["flac_2ch_44100", "wav_pcm16_1ch_16000", "wav_pcm16_2ch_44100"]
+    ref, _ = audioflow.load(s3["long"], sr=16000)
+    index = first[0].ids.index("wav_pcm16_1ch_16000")
+    np.testing.assert_allclose(first[0].features[index, : len(ref)].numpy(), ref, atol=1e-6)
+    torch = pytest.importorskip("torch")
+    assert torch.equal(first[0].features, third[0].features)

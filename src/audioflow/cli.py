@@ -122,6 +122,7 @@ def pack(
 @app.command()
 def demo(
     out: Annotated[Optional[Path], typer.Option(help="Folder for the corpus (default: a temp folder).")] = None,  # noqa: UP045
+    train_steps: Annotated[int, typer.Option(help="Steps of the keyword-classifier training demo.")] = 300,
 ) -> None:
     """Make a small corpus (speech, tones, noise, chords), write every format, read it back, time it."""
     from .demo import run_demo
@@ -142,6 +143,24 @@ def demo(
     for step in steps:
         table.add_row(step.step, step.shape, f"{step.ms_per_clip:.2f}", f"{step.realtime:,.0f}")
     console.print(table)
+    from .demo import run_training_demo
+
+    try:
+        report = run_training_demo(folder, steps=train_steps)
+    except RuntimeError as e:  # no espeak-ng: the keyword corpus cannot be spoken
+        notes.append(f"training demo skipped: {e}")
+    else:
+        stats, settings = report.loader, report.loader["settings"]
+        table = Table("what", "value", title="keyword classifier trained through AudioDataLoader (CPU)")
+        table.add_row("data", f"{report.train_clips} spoken keywords (espeak-ng voices), {report.test_clips} held out")
+        table.add_row("steps", f"{report.steps} (loss {report.first_loss:.2f} -> {report.last_loss:.2f}) in "
+                               f"{report.seconds:.1f} s")
+        table.add_row("accuracy on unheard voices", f"{100 * report.test_accuracy:.0f} %")
+        table.add_row("loader throughput", f"{stats['clips_per_s']:.0f} clips/s, {stats['x_realtime']:.0f}x realtime")
+        table.add_row("time the loop waited for data", f"{100 * stats['wait_fraction']:.1f} %")
+        table.add_row("settings chosen", f"workers {settings['num_workers']}, prefetch {settings['prefetch_factor']}, "
+                                         f"cache {settings['cache']}, transform {settings['transform']}")
+        console.print(table)
     for note in notes:
         console.print(f"[yellow]note:[/] {note}")
     console.print(f"corpus (and an augmented speech clip, *.augmented.wav) left in [bold]{folder}[/]")

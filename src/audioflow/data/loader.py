@@ -320,6 +320,11 @@ class AudioDataLoader:
         self._next_epoch, self._next_position = 0, 0
         self._epoch, self._position, self._epoch_done = 0, 0, False
         self._iteration = 0
+        # batches made ahead, and in flight, keyed (generation, epoch, number); a new seed is a new generation
+        self._ready: dict[tuple[int, int, int], tuple[bool, Any]] = {}
+        self._inflight: set[tuple[int, int, int]] = set()
+        self._generation = 0
+        self._lookahead: tuple[int, list[list[int]]] | None = None
         self._epoch_batches: tuple[int, list[list[int]]] | None = None
 
     # ---- sizes and order ---------------------------------------------------------------------------------
@@ -330,7 +335,10 @@ class AudioDataLoader:
 
     def _batches(self, epoch: int) -> list[list[int]]:
         if self._epoch_batches is None or self._epoch_batches[0] != epoch:
-            self._epoch_batches = (epoch, self.sampler.batches(epoch))
+            if self._lookahead is not None and self._lookahead[0] == epoch:
+                self._epoch_batches, self._lookahead = self._lookahead, None
+            else:
+                self._epoch_batches = (epoch, self.sampler.batches(epoch))
         return self._epoch_batches[1]
 
     def __len__(self) -> int:
@@ -358,8 +366,12 @@ class AudioDataLoader:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if state.get("num_items") not in (None, len(self.source)):
             raise ParameterError(f"the state is for {state['num_items']} items, this loader has {len(self.source)}")
-        self.seed = self.sampler.seed = int(state.get("seed", self.seed))
-        self._epoch_batches = None
+        seed = int(state.get("seed", self.seed))
+        if seed != self.seed:
+            self._generation += 1  # what was made ahead used the old seed
+            self._ready.clear()
+        self.seed = self.sampler.seed = seed
+        self._epoch_batches = self._lookahead = None
         self._next_epoch, self._next_position = int(state["epoch"]), int(state["position"])
 
     # ---- setup, measured ---------------------------------------------------------------------------------
@@ -468,7 +480,7 @@ class AudioDataLoader:
         stats = self._stats
         if stats.started is None:
             stats.started = time.perf_counter()
-        results = self._ordered(self._iteration, epoch, batches, position)
+        results = self._ordered(epoch, batches, position)
         feeder = _Feeder(results, self._finish, self.device, self._prefetch) if self.transform_on == "main" else None
         source = feeder if feeder is not None else (self._finish(r) for r in results)
         try:
@@ -493,23 +505,34 @@ class AudioDataLoader:
             if feeder is not None:
                 feeder.stop()
 
-    def _ordered(self, iteration: int, epoch: int, batches: list[list[int]], start: int) -> Iterator[dict[str, Any]]:
-        """Worker results in batch order, keeping ``workers x prefetch`` batches in flight."""
+    def _ordered(self, epoch: int, batches: list[list[int]], start: int) -> Iterator[dict[str, Any]]:
+        """Worker results in batch order, keeping ``workers x prefetch`` batches in flight. Past the epoch's
+        last batch the next epoch's first ones are started, so a new epoch does not begin with an empty
+        pipeline; a batch is a function of (seed, epoch, number), so a result made ahead is valid whenever
+        it is asked for."""
         pool, stats = self._pool, self._stats
         assert pool is not None
-        ready: dict[int, tuple[bool, Any]] = {}
-        submitted = start
+        ready = self._ready
+        for key in [k for k in ready if k[1] not in (epoch, epoch + 1)]:
+            del ready[key]
+        upcoming = [(epoch, n) for n in range(start, len(batches))]
+        upcoming += [(epoch + 1, n) for n in range(len(self._batches_of(epoch + 1)))]
         for number in range(start, len(batches)):
-            while submitted < len(batches) and \
-                    pool.outstanding() + len(ready) < max(1, pool.num_workers) * self._prefetch:
-                seed = int(np.random.SeedSequence([self.seed, epoch, submitted]).generate_state(1)[0])
-                pool.submit((iteration, submitted), (batches[submitted], seed))
-                submitted += 1
-            while number not in ready:
-                (it, key), ok, value = pool.get()
-                if it == iteration:
+            for key in upcoming:
+                if pool.outstanding() + len(ready) >= max(1, pool.num_workers) * self._prefetch:
+                    break
+                if (self._generation, *key) in ready or (self._generation, *key) in self._inflight:
+                    continue
+                self._submit(key)
+            upcoming = [k for k in upcoming if (self._generation, *k) not in ready
+                        and (self._generation, *k) not in self._inflight and k >= (epoch, number)]
+            want = (self._generation, epoch, number)
+            while want not in ready:
+                key, ok, value = pool.get()
+                self._inflight.discard(key)
+                if key[0] == self._generation:
                     ready[key] = (ok, value)
-            ok, value = ready.pop(number)
+            ok, value = ready.pop(want)
             if not ok:
                 stats.failed_batches += 1
                 if self._options["on_error"] == "raise":
@@ -519,6 +542,19 @@ class AudioDataLoader:
             yield value
             if (number + 1) % _ADAPT_EVERY == 0:
                 self._adapt()
+
+    def _batches_of(self, epoch: int) -> list[list[int]]:
+        if self._epoch_batches is not None and self._epoch_batches[0] == epoch:
+            return self._epoch_batches[1]
+        if self._lookahead is None or self._lookahead[0] != epoch:
+            self._lookahead = (epoch, self.sampler.batches(epoch))
+        return self._lookahead[1]
+
+    def _submit(self, key: tuple[int, int]) -> None:
+        epoch, number = key
+        seed = int(np.random.SeedSequence([self.seed, epoch, number]).generate_state(1)[0])
+        self._pool.submit((self._generation, epoch, number), (self._batches_of(epoch)[number], seed))
+        self._inflight.add((self._generation, epoch, number))
 
     def _adapt(self) -> None:
         """More workers while the consumer waits for data and cores are free."""
