@@ -120,6 +120,40 @@ def pack(
 
 
 @app.command()
+def process(
+    inputs: Annotated[list[str], typer.Argument(help="Files, folders (recursive), CSV/JSONL manifests or URLs.")],
+    output: Annotated[str, typer.Option("--output", "-o", help="Output folder (results, manifest, files).")],
+    steps: Annotated[list[str], typer.Option("--steps", "-s", help="Steps with options, e.g. "
+                                             "'split:method=silence,max=30' enhance:lufs=-23 analyze features")],
+    workers: Annotated[str, typer.Option(help="Worker processes, or 'auto' (from cores and memory).")] = "auto",
+    device: Annotated[str, typer.Option(help="'auto', 'cpu' or 'cuda' for stages that hold models.")] = "auto",
+    timeout: Annotated[float, typer.Option(help="Seconds one input may take before it is marked failed.")] = 7200.0,
+    resume: Annotated[bool, typer.Option(help="Skip inputs the output's manifest lists as done.")] = False,
+    retry_failed: Annotated[bool, typer.Option(help="With --resume, process failed inputs again.")] = False,
+    engine: Annotated[str, typer.Option(help="'local' (a process pool).")] = "local",
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+) -> None:
+    """Run STEPS over every input: one result JSON each, a manifest, a log, and a summary."""
+    from .pipeline import run
+
+    with user_errors():
+        summary = run(inputs, list(steps), output, engine=engine,
+                      workers=workers if workers == "auto" else int(workers), device=device, timeout=timeout,
+                      resume=resume, retry_failed=retry_failed, progress=progress)
+    table = Table("what", "value", title=f"audioflow process -> {output}")
+    table.add_row("files", f"{summary.ok} ok, {summary.failed} failed, {summary.skipped} skipped (done before)")
+    table.add_row("audio", f"{summary.audio_seconds / 3600:.3f} h in {summary.wall_seconds:.1f} s "
+                           f"({summary.x_realtime:.1f}x realtime)")
+    table.add_row("time per stage", ", ".join(f"{k} {v:.1f} s" for k, v in summary.stage_seconds.items()) or "-")
+    table.add_row("workers, device", f"{summary.workers}, {summary.device}")
+    console.print(table)
+    for source, error in summary.errors[:20]:
+        console.print(f"[yellow]failed[/] {source}: {error}", highlight=False)
+    if summary.failed > 20:
+        console.print(f"[yellow]... and {summary.failed - 20} more (see manifest.jsonl)[/]")
+
+
+@app.command()
 def demo(
     out: Annotated[Optional[Path], typer.Option(help="Folder for the corpus (default: a temp folder).")] = None,  # noqa: UP045
     train_steps: Annotated[int, typer.Option(help="Steps of the keyword-classifier training demo.")] = 300,

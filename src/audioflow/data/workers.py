@@ -67,6 +67,9 @@ class ProcessPool:
         self._workers: dict[int, tuple[Any, Any]] = {}  # id -> (process, task queue)
         self._outstanding: dict[int, dict[Any, Any]] = {}  # id -> {key: payload}
         self._deaths: dict[Any, int] = {}
+        self._given_up: list[tuple[Any, bool, Any]] = []
+        self._started: dict[Any, float] = {}
+        self._timed_out: dict[int, float] = {}
         self._next_id = 0
         self.replaced = 0
         for _ in range(num_workers):
@@ -92,44 +95,71 @@ class ProcessPool:
     def submit(self, key: Any, payload: Any) -> None:
         worker_id = min(self._outstanding, key=lambda w: len(self._outstanding[w]))
         self._outstanding[worker_id][key] = payload
+        self._started[key] = time.monotonic()
         self._workers[worker_id][1].put((key, payload))
 
-    def get(self, timeout: float | None = None) -> tuple[Any, bool, Any]:
+    def get(self, timeout: float | None = None, task_timeout: float | None = None) -> tuple[Any, bool, Any]:
+        """The next result; a worker whose task has run over ``task_timeout`` seconds is killed (and
+        replaced), and that task returned as failed."""
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
+            if self._given_up:
+                return self._given_up.pop(0)
             try:
                 key, worker_id, ok, value = self._results.get(timeout=_POLL_S)
             except queue.Empty:
-                failed = self._replace_dead()
-                if failed is not None:
-                    return failed
+                if task_timeout is not None:
+                    self._kill_overdue(task_timeout)
+                self._replace_dead()
+                if self._given_up:
+                    continue
                 if deadline is not None and time.monotonic() > deadline:
                     raise TimeoutError("no batch from the workers") from None
                 continue
             if key not in self._outstanding.get(worker_id, {}):
                 continue  # a result for a task already resubmitted elsewhere
             del self._outstanding[worker_id][key]
+            self._started.pop(key, None)
             return key, ok, value
 
-    def _replace_dead(self) -> tuple[Any, bool, Any] | None:
-        gave_up = None
+    def _kill_overdue(self, task_timeout: float) -> None:
+        now = time.monotonic()
+        for worker_id, tasks in self._outstanding.items():
+            # a worker runs its tasks in order: the oldest outstanding one is the one running
+            running = min(tasks, key=lambda k: self._started.get(k, now), default=None)
+            if running is not None and now - self._started.get(running, now) > task_timeout \
+                    and worker_id not in self._timed_out:
+                process = self._workers[worker_id][0]
+                log.warning("worker %d: task %s ran over %.0f s; killing it", worker_id, running, task_timeout)
+                self._timed_out[worker_id] = task_timeout
+                process.kill()
+                process.join(5.0)
+
+    def _replace_dead(self) -> None:
         for worker_id, (process, tasks) in list(self._workers.items()):
             if process.is_alive():
                 continue
             lost = self._outstanding.pop(worker_id)
             del self._workers[worker_id]
             tasks.cancel_join_thread()
-            log.warning("loader worker %d died (exit code %s) with %d batches in hand; starting a replacement",
+            timed_out = self._timed_out.pop(worker_id, None)
+            log.warning("worker %d died (exit code %s) with %d tasks in hand; starting a replacement",
                         worker_id, process.exitcode, len(lost))
             self.replaced += 1
             self.add_worker()
+            running = min(lost, key=lambda k: self._started.get(k, 0.0), default=None)
             for key, payload in lost.items():
-                self._deaths[key] = self._deaths.get(key, 0) + 1
-                if self._deaths[key] >= self._max_deaths:
-                    gave_up = (key, False, f"worker died {self._deaths[key]} times on this batch")
+                self._started.pop(key, None)
+                if timed_out is not None and key == running:
+                    self._given_up.append((key, False, f"timed out after {timed_out:g} s (worker killed)"))
+                    continue
+                if key == running:
+                    self._deaths[key] = self._deaths.get(key, 0) + 1
+                if self._deaths.get(key, 0) >= self._max_deaths:
+                    self._given_up.append((key, False, f"worker died {self._deaths[key]} time(s) on this task "
+                                                       f"(exit code {process.exitcode})"))
                     continue
                 self.submit(key, payload)
-        return gave_up
 
     def close(self) -> None:
         for _, tasks in self._workers.values():

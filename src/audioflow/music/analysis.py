@@ -1,0 +1,106 @@
+"""Music analysis of a whole recording: tempo and beats, key and mode, harmonic/percussive balance,
+onsets, spectral descriptors and MFCC means. Beat tracking and the constant-Q chroma are librosa's (the
+field's reference, imported when used); descriptors and MFCCs are :mod:`audioflow.features`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..errors import MissingDependencyError
+
+PITCH_CLASSES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
+# Krumhansl & Kessler (1982) probe-tone profiles, tonic first
+MAJOR_PROFILE = np.array([6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88])
+MINOR_PROFILE = np.array([6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69, 3.34, 3.17])
+HOP = 512
+
+
+def _librosa():
+    try:
+        import librosa
+    except ImportError as e:  # pragma: no cover - the music extra installs it
+        raise MissingDependencyError("music analysis needs librosa: pip install 'audioflow[music]'") from e
+    return librosa
+
+
+def _mono(y: np.ndarray) -> np.ndarray:
+    y = np.asarray(y, np.float32)
+    return y.mean(axis=0) if y.ndim == 2 else y
+
+
+def tempo_and_beats(y: np.ndarray, sr: int) -> tuple[float | None, list[float]]:
+    """Tempo in BPM and beat times in seconds (librosa's dynamic-programming beat tracker on the onset
+    strength envelope); (None, []) when no beat is found."""
+    librosa = _librosa()
+    envelope = librosa.onset.onset_strength(y=_mono(y), sr=sr, hop_length=HOP)
+    tempo, beats = librosa.beat.beat_track(onset_envelope=envelope, sr=sr, hop_length=HOP, units="time")
+    bpm = float(np.atleast_1d(tempo)[0])
+    return (bpm if bpm > 0 and len(beats) else None), [round(float(b), 4) for b in beats]
+
+
+def key_and_mode(y: np.ndarray, sr: int) -> dict[str, Any]:
+    """Key by profile correlation: the recording's mean constant-Q chroma against the Krumhansl-Kessler
+    major and minor profiles in all 12 rotations. Returns tonic, mode, a name ('A minor') and the
+    correlation of the best and the runner-up (their gap says how sure)."""
+    librosa = _librosa()
+    chroma = librosa.feature.chroma_cqt(y=_mono(y), sr=sr, hop_length=HOP).mean(axis=1)
+    if not np.any(chroma > 0):
+        return {"key": None, "tonic": None, "mode": None, "correlation": None, "runner_up": None}
+    scores = []
+    for mode, profile in (("major", MAJOR_PROFILE), ("minor", MINOR_PROFILE)):
+        for tonic in range(12):
+            scores.append((float(np.corrcoef(chroma, np.roll(profile, tonic))[0, 1]), tonic, mode))
+    scores.sort(reverse=True)
+    best, second = scores[0], scores[1]
+    name = f"{PITCH_CLASSES[best[1]]} {best[2]}"
+    return {"key": name, "tonic": PITCH_CLASSES[best[1]], "mode": best[2], "correlation": round(best[0], 4),
+            "runner_up": f"{PITCH_CLASSES[second[1]]} {second[2]} ({second[0]:.3f})"}
+
+
+def harmonic_percussive_ratio(y: np.ndarray, sr: int) -> float | None:
+    """Harmonic share of the energy after median-filtering HPSS (0: all percussive, 1: all harmonic)."""
+    librosa = _librosa()
+    spec = np.abs(librosa.stft(_mono(y), hop_length=HOP)) ** 2
+    harmonic, percussive = librosa.decompose.hpss(spec)
+    total = float(harmonic.sum() + percussive.sum())
+    return float(harmonic.sum()) / total if total > 0 else None
+
+
+def onset_times(y: np.ndarray, sr: int) -> list[float]:
+    librosa = _librosa()
+    return [round(float(t), 4) for t in librosa.onset.onset_detect(y=_mono(y), sr=sr, hop_length=HOP, units="time")]
+
+
+def spectral_summary(y: np.ndarray, sr: int, n_mfcc: int = 20) -> dict[str, Any]:
+    """Means over frames of spectral centroid, bandwidth, rolloff (Hz), flatness, contrast (dB per band),
+    zero-crossing rate, RMS, and ``n_mfcc`` MFCCs (librosa's settings)."""
+    import torch
+
+    from .. import features as F
+
+    x = torch.as_tensor(_mono(y))[None]
+    n_fft = 2048
+    power = F.Spectrogram(n_fft, hop_length=HOP, power=1.0, pad_mode="constant")(x)[0]
+    freqs = F.fft_frequencies(sr, n_fft)
+    mean = lambda t: float(t.mean())  # noqa: E731
+    return {
+        "spectral_centroid_hz": mean(F.spectral_centroid(power, freqs)),
+        "spectral_bandwidth_hz": mean(F.spectral_bandwidth(power, freqs)),
+        "spectral_rolloff_hz": mean(F.spectral_rolloff(power, freqs)),
+        "spectral_flatness": mean(F.spectral_flatness(power)),
+        "spectral_contrast_db": [round(float(v), 4) for v in F.spectral_contrast(power, sr, n_fft).mean(-1)],
+        "zero_crossing_rate": mean(F.zero_crossing_rate(x[0])),
+        "rms": mean(F.rms(x[0])),
+        "mfcc_mean": [round(float(v), 4) for v in F.MFCC.librosa(sr, n_mfcc)(x)[0].mean(-1)],
+    }
+
+
+def analyze_music(y: np.ndarray, sr: int, n_mfcc: int = 20) -> dict[str, Any]:
+    """Everything above in one dict (JSON-ready)."""
+    tempo, beats = tempo_and_beats(y, sr)
+    onsets = onset_times(y, sr)
+    return {"tempo_bpm": tempo, "beats": beats, **key_and_mode(y, sr),
+            "harmonic_ratio": harmonic_percussive_ratio(y, sr), "onset_count": len(onsets),
+            **spectral_summary(y, sr, n_mfcc)}

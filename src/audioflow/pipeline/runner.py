@@ -1,0 +1,346 @@
+"""Run stages over many recordings: ``run(inputs, steps, output)``.
+
+Outputs in ``output``: ``results/<id>.json`` per input (written atomically), ``manifest.jsonl`` (one line
+per finished input: status, seconds, error; appended and fsynced, read by ``resume``), ``run.log``,
+files the stages write (``segments/``, ``enhanced/``, ``features/``), ``features.parquet`` and
+``summary.json`` at the end."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..audio import Audio
+from ..errors import AudioflowError, ParameterError
+from ..io.listing import AUDIO_EXTENSIONS, list_rows
+from ..models import ModelManager
+from .stage import Annotations, Stage, build_steps
+
+log = logging.getLogger("audioflow.pipeline")
+
+_WORKER_BASE_BYTES = 400 << 20  # a worker with torch, librosa and the stages imported (measured ~350 MB)
+_WORK_FACTOR = 12  # working copies of a decoded file while stages run (STFTs, filters, resamples)
+
+
+@dataclass
+class RunSummary:
+    """What a run did. ``stage_seconds``: CPU-side wall time per stage, summed over files."""
+
+    ok: int = 0
+    failed: int = 0
+    skipped: int = 0
+    audio_seconds: float = 0.0
+    wall_seconds: float = 0.0
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+    workers: int = 0
+    device: str = "cpu"
+    engine: str = "local"
+    output: str = ""
+    errors: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def x_realtime(self) -> float:
+        return self.audio_seconds / self.wall_seconds if self.wall_seconds else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"ok": self.ok, "failed": self.failed, "skipped": self.skipped,
+                "audio_hours": round(self.audio_seconds / 3600, 4), "wall_seconds": round(self.wall_seconds, 3),
+                "x_realtime": round(self.x_realtime, 2),
+                "stage_seconds": {k: round(v, 3) for k, v in self.stage_seconds.items()},
+                "workers": self.workers, "device": self.device, "engine": self.engine, "output": self.output,
+                "errors": [{"input": i, "error": e} for i, e in self.errors[:100]]}
+
+
+def input_rows(inputs: Any, extensions: tuple[str, ...] = AUDIO_EXTENSIONS,
+               storage_options: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """Files from paths, folders (recursive), manifests and URLs, with a unique ``id`` each (the file
+    stem; a short hash of the path is added where stems repeat)."""
+    items = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs)
+    rows: list[dict[str, Any]] = []
+    for item in items:
+        listed, _ = list_rows(item, extensions, storage_options)
+        rows.extend(listed)
+    stems: dict[str, int] = {}
+    for row in rows:
+        stem = Path(row["path"]).stem
+        stems[stem] = stems.get(stem, 0) + 1
+    for row in rows:
+        stem = Path(row["path"]).stem
+        if "id" not in row:
+            row["id"] = stem if stems[stem] == 1 else f"{stem}-{hashlib.sha1(row['path'].encode()).hexdigest()[:8]}"
+    return rows
+
+
+def process_file(row: dict[str, Any], stages: Sequence[Stage], output_dir: str | None,
+                 storage_options: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Decode one input, run the stages, write its result JSON atomically; returns the manifest entry."""
+    from ..io import load
+
+    started = time.perf_counter()
+    timings: dict[str, float] = {}
+    entry: dict[str, Any] = {"input": row["path"], "id": row["id"]}
+    try:
+        samples, sr = load(row["path"], sr=None, mono=False, offset=float(row.get("offset", 0.0)),
+                           duration=row.get("duration"), storage_options=storage_options)
+        timings["decode"] = time.perf_counter() - started
+        audio = Audio(samples, sr, row["path"])
+        annotations = Annotations(row["path"], row["id"], output_dir)
+        for stage in stages:
+            t0 = time.perf_counter()
+            audio, annotations = stage(audio, annotations)
+            timings[stage.name] = time.perf_counter() - t0
+        document = {**annotations.to_dict(), "audio": Audio(samples, sr, row["path"]).to_dict(),
+                    "steps": [s.describe() for s in stages]}
+        if output_dir is not None:
+            write_json_atomic(os.path.join(output_dir, "results", f"{row['id']}.json"), document)
+            entry["result"] = os.path.join("results", f"{row['id']}.json")
+        entry.update(status="ok", audio_seconds=samples.shape[-1] / sr)
+    except Exception as e:  # one file's failure is recorded, never the run's
+        message = str(e) if isinstance(e, AudioflowError) else f"{type(e).__name__}: {e}"
+        entry.update(status="failed", error=message, audio_seconds=0.0)
+    entry["seconds"] = round(time.perf_counter() - started, 4)
+    entry["stage_seconds"] = {k: round(v, 4) for k, v in timings.items()}
+    return entry
+
+
+def write_json_atomic(path: str, document: Any) -> None:
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    temp = f"{path}.{os.getpid()}.tmp"
+    with open(temp, "w") as f:
+        json.dump(document, f, indent=1, default=_json_default)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(temp, path)
+
+
+def _json_default(value: Any) -> Any:
+    import numpy as np
+
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+def read_manifest(output_dir: str) -> dict[str, dict[str, Any]]:
+    """Finished inputs of earlier runs into ``output_dir``: ``{input: entry}`` (a torn last line, from a
+    run killed while writing it, is ignored)."""
+    path = os.path.join(output_dir, "manifest.jsonl")
+    done: dict[str, dict[str, Any]] = {}
+    if not os.path.exists(path):
+        return done
+    with open(path) as f:
+        for line in f:
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue
+            done[entry["input"]] = entry
+    return done
+
+
+def auto_workers(rows: Sequence[dict[str, Any]], storage_options: dict[str, Any] | None = None) -> int:
+    """Workers from the cores and the memory: each needs its imports plus working room for the largest
+    input (its decoded size, from the headers of a sample of inputs, times the stages' working copies)."""
+    from ..data.cache import total_memory_bytes
+    from ..data.loader import usable_cores
+    from ..io import info
+
+    largest = 0
+    for row in rows[:: max(1, len(rows) // 64)][:64]:
+        try:
+            i = info(row["path"], storage_options=storage_options)
+            largest = max(largest, i.frames * i.channels * 4)
+        except AudioflowError:
+            continue
+    available = _available_memory() or total_memory_bytes() // 2
+    per_worker = _WORKER_BASE_BYTES + largest * _WORK_FACTOR
+    return max(1, min(usable_cores(), len(rows), int(available * 0.8 // per_worker)))
+
+
+def _available_memory() -> int | None:
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+_STAGES: list[Stage] = []
+_MODELS: ModelManager | None = None
+
+
+def _setup_worker(stages: Sequence[Stage], device: str) -> Callable[[], None]:
+    def init() -> None:
+        global _MODELS
+        _MODELS = ModelManager(device)
+        _STAGES[:] = list(stages)
+        for stage in _STAGES:
+            stage.setup(_MODELS)
+    return init
+
+
+def _work(task: tuple[dict[str, Any], str | None, dict[str, Any] | None]) -> dict[str, Any]:
+    row, output_dir, storage_options = task
+    return process_file(row, _STAGES, output_dir, storage_options)
+
+
+def run(inputs: Any, steps: str | Sequence[str] | Sequence[Stage], output: str | os.PathLike[str],
+        engine: str = "local", workers: int | str = "auto", device: str = "auto", timeout: float | None = 7200.0,
+        resume: bool = False, retry_failed: bool = False, progress: bool | Callable[[dict[str, Any]], None] = False,
+        extensions: tuple[str, ...] = AUDIO_EXTENSIONS, storage_options: dict[str, Any] | None = None
+        ) -> RunSummary:
+    """Process every input with ``steps`` into ``output``.
+
+    Args:
+        inputs: files, folders (recursive, by ``extensions``), CSV/JSONL manifests, URLs, or a list of them.
+        steps: ``"split:method=silence,max=30,enhance:lufs=-23"``, a list of such strings, or stages.
+        output: the output folder (made if missing).
+        engine: 'local' (a process pool).
+        workers: processes, or 'auto' (from cores and memory, see :func:`auto_workers`).
+        device: 'auto', 'cpu' or 'cuda' for stages that hold models.
+        timeout: seconds one input may take before its worker is killed and the input marked failed.
+        resume: skip inputs the output's manifest lists as done (ok, and failed unless ``retry_failed``).
+        progress: show a progress bar (True), or a callable given each manifest entry.
+    """
+    stages = build_steps(steps)  # every name and option checked before anything else
+    if engine != "local":
+        raise ParameterError(f"engine {engine!r} is not available in this version: use 'local'")
+    out = os.fspath(output)
+    os.makedirs(out, exist_ok=True)
+    rows = input_rows(inputs, extensions, storage_options)
+    if not rows:
+        raise ParameterError(f"no audio found in {inputs!r}")
+    from ..data.loader import resolve_device
+
+    device_name = str(resolve_device(device))
+    summary = RunSummary(device=device_name, engine=engine, output=out)
+    done = read_manifest(out) if resume else {}
+    todo = []
+    for row in rows:
+        previous = done.get(row["path"])
+        if previous is not None and (previous["status"] == "ok" or not retry_failed):
+            summary.skipped += 1
+        else:
+            todo.append(row)
+    handler = logging.FileHandler(os.path.join(out, "run.log"))
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger("audioflow")
+    root.addHandler(handler)
+    if root.level == logging.NOTSET or root.level > logging.INFO:
+        root.setLevel(logging.INFO)
+    started = time.perf_counter()
+    try:
+        log.info("run: %d inputs (%d skipped as done), steps %s, engine %s", len(rows), summary.skipped,
+                 " ".join(s.describe() for s in stages), engine)
+        if todo:
+            count = auto_workers(todo, storage_options) if workers == "auto" else int(workers)
+            summary.workers = count
+            entries = _run_local(todo, stages, out, count, device_name, timeout, storage_options)
+            _consume(entries, out, summary, progress, len(todo))
+        write_features_table(out)
+    finally:
+        summary.wall_seconds = time.perf_counter() - started
+        write_json_atomic(os.path.join(out, "summary.json"), summary.to_dict())
+        log.info("run: %d ok, %d failed, %d skipped, %.2f h of audio at %.1fx realtime", summary.ok,
+                 summary.failed, summary.skipped, summary.audio_seconds / 3600, summary.x_realtime)
+        root.removeHandler(handler)
+        handler.close()
+    return summary
+
+
+def _consume(entries: Any, out: str, summary: RunSummary, progress: Any, total: int) -> None:
+    bar = None
+    if progress is True:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+        bar = Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
+                       TimeRemainingColumn())
+        bar.start()
+        task = bar.add_task("processing", total=total)
+    try:
+        with open(os.path.join(out, "manifest.jsonl"), "a") as manifest:
+            for entry in entries:
+                manifest.write(json.dumps(entry, default=_json_default) + "\n")
+                manifest.flush()
+                os.fsync(manifest.fileno())  # a killed run keeps every line written before
+                if entry["status"] == "ok":
+                    summary.ok += 1
+                    summary.audio_seconds += entry.get("audio_seconds", 0.0)
+                else:
+                    summary.failed += 1
+                    summary.errors.append((entry["input"], entry.get("error", "")))
+                    log.warning("%s failed: %s", entry["input"], entry.get("error"))
+                for name, seconds in entry.get("stage_seconds", {}).items():
+                    summary.stage_seconds[name] = summary.stage_seconds.get(name, 0.0) + seconds
+                if bar is not None:
+                    bar.advance(task)
+                elif callable(progress):
+                    progress(entry)
+    finally:
+        if bar is not None:
+            bar.stop()
+
+
+def _run_local(rows: list[dict[str, Any]], stages: list[Stage], out: str, workers: int, device: str,
+               timeout: float | None, storage_options: dict[str, Any] | None):
+    """Manifest entries as inputs finish, from a pool of ``workers`` forked processes (one input each at a
+    time); a crashed or hung worker is replaced and its input marked failed."""
+    from ..data.workers import ProcessPool
+
+    pool = ProcessPool(_work, workers, threads_per_worker=1, init=_setup_worker(stages, device), max_deaths=1)
+    try:
+        pending = list(enumerate(rows))
+        in_flight: dict[int, dict[str, Any]] = {}
+        while pending or in_flight:
+            while pending and len(in_flight) < pool.num_workers:
+                number, row = pending.pop(0)
+                in_flight[number] = row
+                pool.submit(number, (row, out, storage_options))
+            number, ok, value = pool.get(task_timeout=timeout)
+            row = in_flight.pop(number)
+            yield value if ok else {"input": row["path"], "id": row["id"], "status": "failed", "error": value,
+                                    "audio_seconds": 0.0, "seconds": None}
+    finally:
+        pool.close()
+
+
+def write_features_table(out: str) -> str | None:
+    """``features.parquet``: one row per file or segment with the features stage's mean and std vectors,
+    gathered from every result JSON in ``out/results`` (so a resumed run's table is whole)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    results = Path(out) / "results"
+    if not results.is_dir():
+        return None
+    records = []
+    for path in sorted(results.glob("*.json")):
+        try:
+            document = json.loads(path.read_text())
+        except ValueError:
+            continue
+        features = document.get("results", {}).get("features")
+        if not features:
+            continue
+        for row in features["rows"]:
+            records.append({"id": document["id"], "source": document["source"], "feature": features["feature"],
+                            "start": row["start"], "end": row["end"], "mean": row["mean"], "std": row["std"]})
+    if not records:
+        return None
+    target = os.path.join(out, "features.parquet")
+    temp = f"{target}.{os.getpid()}.tmp"
+    pq.write_table(pa.Table.from_pylist(records), temp)
+    os.replace(temp, target)
+    return target

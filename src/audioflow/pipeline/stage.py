@@ -1,0 +1,191 @@
+"""The stage contract, its options, and the step language (``split:method=silence,max=30``).
+
+A stage has a ``name``, declared ``options`` (validated and converted before any work starts),
+``setup(models)`` run once per worker, and ``__call__(audio, annotations) -> (audio, annotations)``.
+The local runner, the Ray runner and the server drive the same objects."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from ..audio import Audio, Segment
+from ..errors import ParameterError
+from ..models import ModelManager
+
+SCHEMA_VERSION = 1
+
+
+@dataclass
+class Annotations:
+    """What the stages found for one input, JSON-ready: per-stage results, the current segments, and
+    the files written. ``output_dir`` is where stages write their files (None: write nothing)."""
+
+    source: str
+    id: str
+    output_dir: str | None = None
+    results: dict[str, Any] = field(default_factory=dict)
+    segments: list[Segment] = field(default_factory=list)
+    files: dict[str, list[str]] = field(default_factory=dict)
+
+    def output_path(self, kind: str, name: str) -> str | None:
+        """``OUT/kind/name`` (folders made), or None when nothing is written."""
+        if self.output_dir is None:
+            return None
+        folder = os.path.join(self.output_dir, kind)
+        os.makedirs(folder, exist_ok=True)
+        return os.path.join(folder, name)
+
+    def add_file(self, stage: str, path: str) -> None:
+        self.files.setdefault(stage, []).append(path)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"schema_version": SCHEMA_VERSION, "source": self.source, "id": self.id, "results": self.results,
+                "segments": [s.to_dict() for s in self.segments], "files": self.files}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Annotations:
+        return cls(d["source"], d["id"], None, dict(d.get("results", {})),
+                   [Segment.from_dict(s) for s in d.get("segments", [])], dict(d.get("files", {})))
+
+
+@dataclass(frozen=True)
+class Option:
+    """One stage option: its type ('float', 'int', 'bool', 'str'), default, help (with units), and the
+    allowed values for strings."""
+
+    type: str
+    default: Any
+    help: str
+    choices: tuple[str, ...] | None = None
+
+    def convert(self, value: Any, where: str) -> Any:
+        if value is None:
+            return None
+        try:
+            if self.type == "float":
+                return float(value)
+            if self.type == "int":
+                return int(value)
+            if self.type == "bool":
+                if isinstance(value, bool):
+                    return value
+                text = str(value).strip().lower()
+                if text in ("1", "true", "yes", "on"):
+                    return True
+                if text in ("0", "false", "no", "off"):
+                    return False
+                raise ValueError(value)
+        except (TypeError, ValueError):
+            raise ParameterError(f"{where}: {value!r} is not a {self.type}") from None
+        text = str(value)
+        if self.choices is not None and text not in self.choices:
+            raise ParameterError(f"{where}: {text!r} is not one of {', '.join(self.choices)}")
+        return text
+
+
+class Stage:
+    """Base of every stage. Subclasses set ``name``, ``options`` and implement ``__call__``.
+
+    ``accepts_extra`` stages take options beyond the declared ones (the features stage passes them to
+    the feature module, which validates them)."""
+
+    name: ClassVar[str] = ""
+    options: ClassVar[dict[str, Option]] = {}
+    accepts_extra: ClassVar[bool] = False
+    uses_gpu: ClassVar[bool] = False
+
+    def __init__(self, **config: Any) -> None:
+        unknown = set(config) - set(self.options)
+        if unknown and not self.accepts_extra:
+            raise ParameterError(f"step {self.name!r} has no option {', '.join(sorted(unknown))}; it takes "
+                                 f"{', '.join(sorted(self.options)) or 'none'}")
+        self.config = {key: option.default for key, option in self.options.items()}
+        self.extra: dict[str, Any] = {}
+        for key, value in config.items():
+            if key in self.options:
+                self.config[key] = self.options[key].convert(value, f"{self.name}:{key}")
+            else:
+                self.extra[key] = _guess(value)
+        self.validate()
+
+    def validate(self) -> None:
+        """Check option combinations; raise ParameterError."""
+
+    def setup(self, models: ModelManager) -> None:
+        """Load what the stage needs, once per worker."""
+
+    def __call__(self, audio: Audio, annotations: Annotations) -> tuple[Audio, Annotations]:
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        options = {**self.config, **self.extra}
+        return f"{self.name}:" + ",".join(f"{k}={v}" for k, v in options.items()) if options else self.name
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.describe()})"
+
+
+def _guess(value: Any) -> Any:
+    if not isinstance(value, str):
+        return value
+    for cast in (int, float):
+        try:
+            return cast(value)
+        except ValueError:
+            pass
+    return {"true": True, "false": False}.get(value.lower(), value)
+
+
+STAGES: dict[str, type[Stage]] = {}
+
+
+def register_stage(cls: type[Stage]) -> type[Stage]:
+    """Make a stage available by name to ``--steps`` (a class decorator)."""
+    STAGES[cls.name] = cls
+    return cls
+
+
+def split_steps(specs: str | list[str] | tuple[str, ...]) -> list[tuple[str, dict[str, str]]]:
+    """``"split:method=silence,max=30,enhance:lufs=-23"`` (or a list of such strings) → ``[(name,
+    {option: text})]``. A comma starts a new step unless what follows is ``key=value`` without a colon
+    (then it is one more option of the step before)."""
+    items = [specs] if isinstance(specs, str) else list(specs)
+    steps: list[tuple[str, dict[str, str]]] = []
+    for item in items:
+        for token in (t.strip() for t in item.split(",")):
+            if not token:
+                continue
+            if "=" in token and ":" not in token.split("=", 1)[0]:
+                if not steps:
+                    raise ParameterError(f"option {token!r} comes before any step")
+                key, value = token.split("=", 1)
+                steps[-1][1][key.strip()] = value.strip()
+                continue
+            name, _, rest = token.partition(":")
+            options: dict[str, str] = {}
+            if rest:
+                if "=" not in rest:
+                    raise ParameterError(f"step option {rest!r} of {name!r} needs key=value")
+                key, value = rest.split("=", 1)
+                options[key.strip()] = value.strip()
+            steps.append((name.strip(), options))
+    return steps
+
+
+def build_steps(specs: str | list[str] | tuple[str, ...] | list[Stage]) -> list[Stage]:
+    """Stages from step specs (or stages as they are), every name and option checked now, before any
+    work starts."""
+    from . import stages  # noqa: F401  (registers the built-in stages)
+
+    if isinstance(specs, (list, tuple)) and specs and all(isinstance(s, Stage) for s in specs):
+        return list(specs)  # type: ignore[arg-type]
+    built = []
+    for name, options in split_steps(specs):  # type: ignore[arg-type]
+        if name not in STAGES:
+            raise ParameterError(f"unknown step {name!r}; choose from {', '.join(sorted(STAGES))}")
+        built.append(STAGES[name](**options))
+    if not built:
+        raise ParameterError("give at least one step")
+    return built

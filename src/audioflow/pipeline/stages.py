@@ -1,0 +1,268 @@
+"""The built-in stages: split, enhance, analyze, features. Each is a thin shell over the layer that
+does the work (``enhance``, ``music``, ``features``), so the loader, the server and Ray share them."""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+from typing import Any, ClassVar
+
+import numpy as np
+
+from ..audio import Audio, Segment
+from ..errors import ParameterError
+from .stage import Option, Stage, register_stage
+
+
+def _save(audio: Audio, path: str | None, fmt: str) -> str | None:
+    if path is None:
+        return None
+    from ..io import save
+
+    path = f"{path}.{fmt}"
+    save(path, audio.samples, audio.sample_rate)
+    return path
+
+
+def frame_db(y: np.ndarray, sr: int, frame_s: float) -> np.ndarray:
+    """RMS level of consecutive ``frame_s`` frames of the mono mix, in dBFS."""
+    mono = y.mean(axis=0) if y.ndim == 2 else y
+    hop = max(1, round(frame_s * sr))
+    n = max(1, len(mono) // hop)
+    padded = np.zeros(n * hop, np.float64)
+    padded[: min(len(mono), n * hop)] = mono[: n * hop]
+    return 20 * np.log10(np.maximum(np.sqrt(np.mean(padded.reshape(n, hop) ** 2, axis=1)), 1e-10))
+
+
+def silence_cuts(y: np.ndarray, sr: int, threshold_db: float, min_silence: float, min_len: float, max_len: float,
+                 frame_s: float = 0.02) -> list[tuple[float, float]]:
+    """Spans covering the recording, cut in the middle of silences (frames ``threshold_db`` below the
+    loudest frame for at least ``min_silence`` s); pieces shorter than ``min_len`` s join a neighbour,
+    longer than ``max_len`` s are cut at their quietest frame."""
+    levels = frame_db(y, sr, frame_s)
+    duration = y.shape[-1] / sr
+    quiet = levels < levels.max() - abs(threshold_db)
+    cuts, run_start = [], None
+    for i, q in enumerate([*quiet.tolist(), False]):
+        if q and run_start is None:
+            run_start = i
+        elif not q and run_start is not None:
+            if (i - run_start) * frame_s >= min_silence and run_start > 0 and i < len(quiet):
+                cuts.append((run_start + i) / 2 * frame_s)
+            run_start = None
+    bounds = [0.0, *cuts, duration]
+    spans = list(itertools.pairwise(bounds))
+    merged: list[tuple[float, float]] = []
+    for a, b in spans:  # too short: join the previous piece when that keeps it under max
+        if merged and (b - a < min_len or merged[-1][1] - merged[-1][0] < min_len) and b - merged[-1][0] <= max_len:
+            merged[-1] = (merged[-1][0], b)
+        else:
+            merged.append((a, b))
+    out: list[tuple[float, float]] = []
+    for a, b in merged:
+        out.extend(_cut_long(levels, a, b, max_len, frame_s))
+    return out
+
+
+def _cut_long(levels: np.ndarray, a: float, b: float, max_len: float, frame_s: float) -> list[tuple[float, float]]:
+    if b - a <= max_len:
+        return [(a, b)]
+    # the quietest frame in the middle part (keeping both sides at least a quarter of max_len)
+    lo, hi = round((a + max_len / 4) / frame_s), round((min(b - max_len / 4, a + max_len)) / frame_s)
+    hi = max(lo + 1, min(hi, len(levels)))
+    cut = (lo + int(np.argmin(levels[lo:hi]))) * frame_s if lo < len(levels) else a + max_len
+    cut = min(max(cut, a + frame_s), a + max_len)
+    return [(a, cut), *_cut_long(levels, cut, b, max_len, frame_s)]
+
+
+@register_stage
+class Split(Stage):
+    """Cut the recording into segments: fixed windows (with overlap) or at silences."""
+
+    name = "split"
+    options: ClassVar[dict[str, Option]] = {
+        "method": Option("str", "silence", "'fixed' windows or cuts at 'silence'", ("fixed", "silence")),
+        "window": Option("float", 30.0, "fixed: window length, seconds"),
+        "overlap": Option("float", 0.0, "fixed: overlap between windows, seconds"),
+        "min": Option("float", 1.0, "silence: shortest segment, seconds"),
+        "max": Option("float", 30.0, "silence: longest segment, seconds"),
+        "threshold_db": Option("float", 40.0, "silence: frames this many dB under the loudest are silent"),
+        "min_silence": Option("float", 0.3, "silence: shortest pause to cut at, seconds"),
+        "write": Option("bool", True, "write each segment as an audio file"),
+        "format": Option("str", "flac", "segment file format", ("flac", "wav", "ogg", "opus", "mp3")),
+    }
+
+    def validate(self) -> None:
+        c = self.config
+        if c["window"] <= 0 or not 0 <= c["overlap"] < c["window"]:
+            raise ParameterError("split: need window > 0 and 0 <= overlap < window (seconds)")
+        if not 0 < c["min"] <= c["max"]:
+            raise ParameterError("split: need 0 < min <= max (seconds)")
+
+    def spans(self, audio: Audio) -> list[tuple[float, float]]:
+        c, duration = self.config, audio.duration
+        if c["method"] == "fixed":
+            step = c["window"] - c["overlap"]
+            starts = np.arange(0.0, max(duration - c["overlap"], 1e-9), step)
+            return [(float(s), float(min(s + c["window"], duration))) for s in starts]
+        return silence_cuts(audio.samples, audio.sample_rate, c["threshold_db"], c["min_silence"], c["min"],
+                            c["max"])
+
+    def __call__(self, audio, annotations):
+        segments = []
+        for number, (start, end) in enumerate(self.spans(audio)):
+            extra: dict[str, Any] = {}
+            if self.config["write"]:
+                path = _save(audio.slice(start, end), annotations.output_path(
+                    f"segments/{annotations.id}", f"{annotations.id}_{number:04d}"), self.config["format"])
+                if path:
+                    extra["file"] = path
+                    annotations.add_file(self.name, path)
+            segments.append(Segment(round(start, 4), round(end, 4), extra=extra))
+        annotations.segments = segments
+        annotations.results[self.name] = {"method": self.config["method"], "count": len(segments),
+                                          "segments": [s.to_dict() for s in segments]}
+        return audio, annotations
+
+
+def _eq_bands(text: str | None) -> tuple[tuple[str, float, float, float], ...]:
+    """``peaking@1000@3@1+highshelf@8000@-2@0.7`` → bands (kind, Hz, dB, Q)."""
+    if not text:
+        return ()
+    bands = []
+    for band in text.split("+"):
+        parts = band.split("@")
+        if len(parts) != 4:
+            raise ParameterError(f"enhance:eq band {band!r} must be kind@freq@gain_db@q (e.g. peaking@1000@3@1)")
+        try:
+            bands.append((parts[0], float(parts[1]), float(parts[2]), float(parts[3])))
+        except ValueError:
+            raise ParameterError(f"enhance:eq band {band!r}: freq, gain and Q must be numbers") from None
+    return tuple(bands)
+
+
+@register_stage
+class Enhance(Stage):
+    """Loudness, EQ, filters, de-click, noise reduction, pre-emphasis (in ``enhance.ENHANCE_ORDER``)."""
+
+    name = "enhance"
+    options: ClassVar[dict[str, Option]] = {
+        "lufs": Option("float", None, "loudness target, LUFS (e.g. -23); none: no normalisation"),
+        "true_peak": Option("float", -1.0, "true-peak ceiling with the loudness target, dBTP"),
+        "highpass": Option("float", None, "high-pass corner, Hz"),
+        "lowpass": Option("float", None, "low-pass corner, Hz"),
+        "eq": Option("str", None, "bands kind@freq_hz@gain_db@q joined by '+' (peaking, lowshelf, highshelf)"),
+        "declick": Option("bool", False, "repair clicks and pops"),
+        "denoise": Option("bool", False, "spectral-gating noise reduction"),
+        "denoise_db": Option("float", 12.0, "noise reduction depth, dB"),
+        "preemphasis": Option("float", None, "pre-emphasis coefficient (e.g. 0.97)"),
+        "write": Option("bool", True, "write the enhanced audio"),
+        "format": Option("str", "flac", "enhanced file format", ("flac", "wav", "ogg", "opus", "mp3")),
+    }
+
+    def validate(self) -> None:
+        from ..enhance import EnhanceOptions, rbj_biquad
+
+        c = self.config
+        self.enhance_options = EnhanceOptions(
+            highpass=c["highpass"], lowpass=c["lowpass"], declick=c["declick"], denoise=c["denoise"],
+            denoise_db=c["denoise_db"], eq=_eq_bands(c["eq"]), preemphasis=c["preemphasis"], lufs=c["lufs"],
+            true_peak=c["true_peak"])
+        for kind, freq, gain, q in self.enhance_options.eq:
+            rbj_biquad(kind, freq, 96000, gain, q)  # names and ranges checked before any file is read
+
+    def __call__(self, audio, annotations):
+        from ..enhance import enhance
+
+        samples, report = enhance(audio.samples, audio.sample_rate, self.enhance_options)
+        out = dataclasses.replace(audio, samples=samples)
+        if self.config["write"]:
+            path = _save(out, annotations.output_path("enhanced", annotations.id), self.config["format"])
+            if path:
+                report["file"] = path
+                annotations.add_file(self.name, path)
+        annotations.results[self.name] = report
+        return out, annotations
+
+
+@register_stage
+class Analyze(Stage):
+    """General measurements of any audio, and music analysis (tempo, beats, key, HPSS, onsets, spectra)."""
+
+    name = "analyze"
+    options: ClassVar[dict[str, Option]] = {
+        "music": Option("bool", True, "tempo, beats, key and mode, harmonic ratio, onsets, spectral summary"),
+        "segments": Option("bool", False, "also measure each segment (from split)"),
+        "n_mfcc": Option("int", 20, "MFCC means to report"),
+    }
+
+    def setup(self, models) -> None:
+        if self.config["music"]:  # librosa's beat tracker compiles with numba on first use (~4 s per process):
+            from ..music import analyze_music  # pay it here, not inside the first file's timeout
+
+            noise = np.random.default_rng(0).standard_normal(22050 * 2).astype(np.float32) * 0.1
+            analyze_music(noise, 22050, self.config["n_mfcc"])
+
+    def __call__(self, audio, annotations):
+        from ..enhance import signal_metrics
+
+        result: dict[str, Any] = signal_metrics(audio.samples, audio.sample_rate)
+        if self.config["music"]:
+            from ..music import analyze_music
+
+            result["music"] = analyze_music(audio.samples, audio.sample_rate, self.config["n_mfcc"])
+        if self.config["segments"] and annotations.segments:
+            result["segments"] = [signal_metrics(audio.slice(s.start, s.end).samples, audio.sample_rate)
+                                  for s in annotations.segments]
+        annotations.results[self.name] = result
+        return audio, annotations
+
+
+@register_stage
+class Features(Stage):
+    """Any feature of :mod:`audioflow.features` per file or per segment: mean and std per coefficient in
+    the results (and the run's ``features.parquet``), the whole matrix as ``.npy`` when asked."""
+
+    name = "features"
+    accepts_extra = True
+    options: ClassVar[dict[str, Option]] = {
+        "name": Option("str", "mfcc", "feature: mfcc, logmel, mel, spectrogram, fbank, whisper"),
+        "per": Option("str", "file", "one row per 'file' or per 'segment'", ("file", "segment")),
+        "npy": Option("bool", False, "write the full [features, frames] matrix as .npy"),
+        "sr": Option("int", 16000, "rate the feature is computed at, Hz"),
+    }
+
+    def validate(self) -> None:
+        from ..data.transforms import build_feature
+
+        self.feature = build_feature(self.config["name"], self.config["sr"], **self.extra)
+
+    def __call__(self, audio, annotations):
+        import torch
+
+        from ..io import resample
+
+        mono = audio.to_mono()
+        y = mono.samples if mono.sample_rate == self.config["sr"] else resample(mono.samples, mono.sample_rate,
+                                                                                  self.config["sr"])
+        spans = [(s.start, s.end) for s in annotations.segments] if self.config["per"] == "segment" else []
+        spans = spans or [(0.0, audio.duration)]
+        rows = []
+        for number, (start, end) in enumerate(spans):
+            piece = y[round(start * self.config["sr"]): round(end * self.config["sr"])]
+            if len(piece) == 0:
+                continue
+            with torch.no_grad():
+                matrix = self.feature(torch.from_numpy(np.ascontiguousarray(piece))[None])[0].numpy()
+            row: dict[str, Any] = {"start": start, "end": end, "shape": list(matrix.shape),
+                                   "mean": matrix.mean(-1).round(5).tolist(), "std": matrix.std(-1).round(5).tolist()}
+            if self.config["npy"]:
+                path = annotations.output_path("features", f"{annotations.id}_{number:04d}.npy"
+                                               if len(spans) > 1 else f"{annotations.id}.npy")
+                if path:
+                    np.save(path, matrix)
+                    row["file"] = path
+                    annotations.add_file(self.name, path)
+            rows.append(row)
+        annotations.results[self.name] = {"feature": self.config["name"], "per": self.config["per"], "rows": rows}
+        return audio, annotations

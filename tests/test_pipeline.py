@@ -1,0 +1,196 @@
+"""Batch processing: the step language, stages with known truths, outputs, and faults (corrupt files, a
+stage that raises, a worker SIGKILLed, a hung worker, the whole run killed and resumed)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+import audioflow as af
+from audioflow import pipeline
+from audioflow.pipeline import Stage, register_stage
+
+SR = 16000
+
+
+def bursts(seconds_on=(1.0, 1.5, 0.8), gap=0.5, freq=440.0, sr=SR):
+    """Tone bursts separated by silent gaps; returns the audio and the gap centres (seconds)."""
+    parts, centres, t = [], [], 0.0
+    for i, on in enumerate(seconds_on):
+        n = round(on * sr)
+        parts.append(0.4 * np.sin(2 * np.pi * freq * np.arange(n) / sr))
+        t += on
+        if i < len(seconds_on) - 1:
+            parts.append(np.zeros(round(gap * sr)))
+            centres.append(t + gap / 2)
+            t += gap
+    return np.concatenate(parts).astype(np.float32), centres
+
+
+@pytest.fixture()
+def folder(tmp_path):
+    """Six good recordings and four bad ones (truncated FLAC, random bytes, empty WAV, text as MP3)."""
+    src = tmp_path / "in"
+    src.mkdir()
+    for i in range(6):
+        y, _ = bursts(freq=300 + 100 * i)
+        sf.write(src / f"good{i}.flac", y, SR)
+    good = (src / "good0.flac").read_bytes()
+    (src / "truncated.flac").write_bytes(good[:100])
+    (src / "noise.wav").write_bytes(np.random.default_rng(0).bytes(3000))
+    (src / "empty.wav").write_bytes(b"")
+    (src / "text.mp3").write_text("not audio at all")
+    return src
+
+
+def manifest(out):
+    with open(Path(out) / "manifest.jsonl") as f:
+        return [json.loads(line) for line in f]
+
+
+def test_step_language_and_validation_before_work(tmp_path):
+    assert pipeline.split_steps("split:method=silence,max=30,enhance:lufs=-23,analyze") == [
+        ("split", {"method": "silence", "max": "30"}), ("enhance", {"lufs": "-23"}), ("analyze", {})]
+    assert pipeline.split_steps(["split:method=fixed,window=10", "features:name=logmel,n_mels=40"]) == [
+        ("split", {"method": "fixed", "window": "10"}), ("features", {"name": "logmel", "n_mels": "40"})]
+    stages = pipeline.build_steps("split:method=fixed,window=2.5,overlap=0.5,enhance:lufs=-23")
+    assert stages[0].config["window"] == 2.5 and stages[1].config["lufs"] == -23.0
+    out = tmp_path / "never"
+    for bad, message in [("transcrib", "unknown step"), ("split:methd=fixed", "no option methd"),
+                         ("split:method=words", "not one of"), ("enhance:lufs=loud", "not a float"),
+                         ("split:window=5,overlap=5", "overlap"), ("features:name=mfcc,n_mfccs=3", "n_mfccs"),
+                         ("enhance:eq=peaking@1000@3", "kind@freq")]:
+        with pytest.raises(af.ParameterError, match=message):
+            pipeline.run([str(tmp_path)], bad, out)
+    assert not out.exists()  # nothing started
+
+
+def test_split_at_silences_and_fixed_windows():
+    y, centres = bursts()
+    audio = af.Audio(y, SR)
+    spans = pipeline.Split(method="silence", min=0.5, max=10, write=False).spans(audio)
+    cuts = [b for _, b in spans[:-1]]
+    assert len(spans) == 3 and all(abs(c - t) < 0.05 for c, t in zip(cuts, centres, strict=True))
+    assert spans[0][0] == 0.0 and abs(spans[-1][1] - len(y) / SR) < 1e-9
+    long_spans = pipeline.Split(method="silence", min=0.2, max=1.0, write=False).spans(audio)
+    assert all(b - a <= 1.0 + 1e-9 for a, b in long_spans)
+    fixed = pipeline.Split(method="fixed", window=1.0, overlap=0.25, write=False).spans(af.Audio(y[:SR * 2], SR))
+    assert fixed[:3] == [(0.0, 1.0), (0.75, 1.75), (1.5, 2.0)]
+
+
+def test_run_writes_results_files_and_tables(folder, tmp_path):
+    pyln = pytest.importorskip("pyloudnorm")
+    out = tmp_path / "out"
+    summary = pipeline.run(folder, "split:min=0.5,enhance:lufs=-20,analyze:music=false,features:name=mfcc,n_mfcc=13",
+                           out, workers=2)
+    assert (summary.ok, summary.failed, summary.skipped) == (6, 4, 0)
+    entries = {Path(e["input"]).name: e for e in manifest(out)}
+    for name in ("truncated.flac", "noise.wav", "empty.wav", "text.mp3"):
+        assert entries[name]["status"] == "failed" and name in entries[name]["error"]
+    result = json.loads((out / "results" / "good0.json").read_text())
+    assert result["results"]["split"]["count"] == 3 and len(result["segments"]) == 3
+    assert all(os.path.exists(s["extra"]["file"]) for s in result["segments"])
+    enhanced, sr = af.load(result["results"]["enhance"]["file"], sr=None)
+    assert abs(pyln.Meter(sr).integrated_loudness(enhanced.astype(np.float64)) + 20) < 0.5
+    assert abs(result["results"]["analyze"]["duration"] - 4.3) < 1e-6
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(out / "features.parquet")
+    assert table.num_rows == 6 and len(table.column("mean")[0].as_py()) == 13
+    assert json.loads((out / "summary.json").read_text())["ok"] == 6
+    assert "failed" in (out / "run.log").read_text()
+
+
+@register_stage
+class Trouble(Stage):
+    """A test stage: raises for one input, kills its worker for another (once: a marker file), hangs
+    for a third."""
+
+    name = "trouble"
+
+    def __call__(self, audio, annotations):
+        marker = Path(annotations.output_dir) / f"killed-{annotations.id}"
+        if annotations.id == "good1":
+            raise RuntimeError("this stage fails on good1")
+        if annotations.id == "good2" and not marker.exists():
+            marker.touch()
+            os.kill(os.getpid(), signal.SIGKILL)
+        if annotations.id == "good3" and not marker.exists():
+            marker.touch()
+            time.sleep(60)
+        annotations.results[self.name] = {"ok": True}
+        return audio, annotations
+
+
+def test_faults_are_isolated_and_resume_finishes_the_rest(folder, tmp_path):
+    out = tmp_path / "out"
+    summary = pipeline.run(folder, "trouble", out, workers=2, timeout=3)
+    entries = {e["id"]: e for e in manifest(out)}
+    assert summary.ok == 3 and summary.failed == 7
+    assert "fails on good1" in entries["good1"]["error"]
+    assert "worker died" in entries["good2"]["error"] and "timed out" in entries["good3"]["error"]
+    assert {e for e in entries if entries[e]["status"] == "ok"} == {"good0", "good4", "good5"}
+    before = {p.name: p.stat().st_mtime_ns for p in (out / "results").iterdir()}
+    again = pipeline.run(folder, "trouble", out, workers=2, timeout=3, resume=True, retry_failed=True)
+    assert again.skipped == 3 and again.ok == 2  # good2 and good3 now pass; good1 and the bad files fail again
+    after = {p.name: p.stat().st_mtime_ns for p in (out / "results").iterdir()}
+    assert all(after[name] == stamp for name, stamp in before.items())  # nothing done twice
+    assert set(after) == {f"good{i}.json" for i in (0, 2, 3, 4, 5)}
+
+
+def test_a_killed_run_resumes_without_losing_or_redoing(folder, tmp_path):
+    out = tmp_path / "out"
+    script = ("import sys; from audioflow import pipeline; "
+              "pipeline.run(sys.argv[1], 'analyze:music=false,features', sys.argv[2], workers=1)")
+    slow = tmp_path / "many"
+    slow.mkdir()
+    y, _ = bursts()
+    for i in range(40):
+        sf.write(slow / f"clip{i:02d}.flac", np.roll(y, i * 100), SR)
+    proc = subprocess.Popen([sys.executable, "-c", script, str(slow), str(out)])
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if (out / "manifest.jsonl").exists() and len(manifest(out)) >= 5:
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    first = manifest(out)
+    assert 5 <= len(first) < 40
+    assert not list((out / "results").glob("*.tmp"))  # no half-written result left as a result
+    summary = pipeline.run(slow, "analyze:music=false,features", out, workers=2, resume=True)
+    assert summary.skipped == len(first) and summary.ok == 40 - len(first)
+    entries = manifest(out)
+    assert sorted(e["id"] for e in entries) == sorted(f"clip{i:02d}" for i in range(40))  # each once
+    assert len(list((out / "results").glob("*.json"))) == 40
+
+
+@pytest.mark.slow
+def test_music_analysis_finds_tempo_and_key_of_a_rendered_progression():
+    """Chords of A minor (Am F C E) at 100 BPM with a click on every beat: tempo within 2 %, key A minor."""
+    from audioflow.music import analyze_music
+
+    sr, bpm = 22050, 100.0
+    beat = 60 / bpm
+    midi = lambda m: 440 * 2 ** ((m - 69) / 12)  # noqa: E731
+    y = np.zeros(round(sr * 24 * beat))
+    for i in range(24):
+        start = round(i * beat * sr)
+        t = np.arange(round(beat * sr)) / sr
+        chord = [[57, 60, 64], [53, 57, 60], [48, 52, 55], [52, 56, 59]][(i // 4) % 4]
+        tone = sum(0.2 / k * np.sin(2 * np.pi * midi(m) * k * t) for m in chord for k in (1, 2, 3)) * np.exp(-3 * t)
+        y[start:start + len(t)] += tone[: len(y) - start]
+        y[start:start + 200] += 0.5 * np.random.default_rng(i).standard_normal(200) * np.exp(-np.arange(200) / 30)
+    result = analyze_music(y.astype(np.float32), sr)
+    assert abs(result["tempo_bpm"] - bpm) / bpm < 0.02
+    assert result["key"] == "A minor"
+    assert result["harmonic_ratio"] > 0.5 and result["onset_count"] >= 20
