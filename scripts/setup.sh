@@ -8,18 +8,23 @@ EXTRAS="${1:-dev}"
 VENV="${VENV:-.venv}"
 PYTHON="${PYTHON:-python3}"
 
-# Debian packages: espeak-ng renders speech for the demo and the tests; venv support for python3.
+# Debian packages: espeak-ng renders speech for the demo and the tests; fluidsynth and a General MIDI
+# soundfont render MIDI with known tempo and key for the music tests; libchromaprint (and fpcalc) make
+# acoustic fingerprints; venv support for python3.
 need_apt=()
 command -v espeak-ng >/dev/null 2>&1 || need_apt+=(espeak-ng)
+command -v fluidsynth >/dev/null 2>&1 || need_apt+=(fluidsynth)
+[ -f /usr/share/sounds/sf2/TimGM6mb.sf2 ] || need_apt+=(timgm6mb-soundfont)
+command -v fpcalc >/dev/null 2>&1 || need_apt+=(libchromaprint-tools)
 "$PYTHON" -c "import ensurepip, venv" >/dev/null 2>&1 || need_apt+=(python3-venv)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "setup: installing Debian packages: ${need_apt[*]}"
     apt-get update -qq >/dev/null || true
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
   else
     echo "setup: missing Debian packages: ${need_apt[*]} (run as root, or: sudo apt-get install ${need_apt[*]})" >&2
-    case " ${need_apt[*]} " in *" python3-venv "*) exit 1 ;; esac
+    case " ${need_apt[*]} " in *" python3-venv "*) exit 1 ;; esac  # the rest: their tests skip
   fi
 fi
 

@@ -199,15 +199,17 @@ def _work(task: tuple[dict[str, Any], str | None, dict[str, Any] | None]) -> dic
 def run(inputs: Any, steps: str | Sequence[str] | Sequence[Stage], output: str | os.PathLike[str],
         engine: str = "local", workers: int | str = "auto", device: str = "auto", timeout: float | None = 7200.0,
         resume: bool = False, retry_failed: bool = False, progress: bool | Callable[[dict[str, Any]], None] = False,
-        extensions: tuple[str, ...] = AUDIO_EXTENSIONS, storage_options: dict[str, Any] | None = None
-        ) -> RunSummary:
+        extensions: tuple[str, ...] = AUDIO_EXTENSIONS, storage_options: dict[str, Any] | None = None,
+        ray_address: str | None = None) -> RunSummary:
     """Process every input with ``steps`` into ``output``.
 
     Args:
         inputs: files, folders (recursive, by ``extensions``), CSV/JSONL manifests, URLs, or a list of them.
         steps: ``"split:method=silence,max=30,enhance:lufs=-23"``, a list of such strings, or stages.
         output: the output folder (made if missing).
-        engine: 'local' (a process pool).
+        engine: 'local' (a process pool) or 'ray' (Ray Data actors; ``ray_address`` joins a cluster, else
+            a local Ray instance is started). On Ray a crashed actor is restarted by Ray and ``timeout``
+            is not enforced per input.
         workers: processes, or 'auto' (from cores and memory, see :func:`auto_workers`).
         device: 'auto', 'cpu' or 'cuda' for stages that hold models.
         timeout: seconds one input may take before its worker is killed and the input marked failed.
@@ -215,8 +217,8 @@ def run(inputs: Any, steps: str | Sequence[str] | Sequence[Stage], output: str |
         progress: show a progress bar (True), or a callable given each manifest entry.
     """
     stages = build_steps(steps)  # every name and option checked before anything else
-    if engine != "local":
-        raise ParameterError(f"engine {engine!r} is not available in this version: use 'local'")
+    if engine not in ("local", "ray"):
+        raise ParameterError(f"engine must be 'local' or 'ray', got {engine!r}")
     out = os.fspath(output)
     os.makedirs(out, exist_ok=True)
     rows = input_rows(inputs, extensions, storage_options)
@@ -245,9 +247,15 @@ def run(inputs: Any, steps: str | Sequence[str] | Sequence[Stage], output: str |
         log.info("run: %d inputs (%d skipped as done), steps %s, engine %s", len(rows), summary.skipped,
                  " ".join(s.describe() for s in stages), engine)
         if todo:
-            count = auto_workers(todo, storage_options) if workers == "auto" else int(workers)
-            summary.workers = count
-            entries = _run_local(todo, stages, out, count, device_name, timeout, storage_options)
+            if engine == "ray":
+                from .ray_engine import run_ray
+
+                entries = run_ray(todo, stages, out, workers, device_name, storage_options, ray_address)
+                summary.workers = 0 if workers == "auto" else int(workers)
+            else:
+                count = auto_workers(todo, storage_options) if workers == "auto" else int(workers)
+                summary.workers = count
+                entries = _run_local(todo, stages, out, count, device_name, timeout, storage_options)
             _consume(entries, out, summary, progress, len(todo))
         write_features_table(out)
     finally:

@@ -1,0 +1,117 @@
+"""audioflow's stages as Ray Data building blocks, for those who assemble their own Ray pipelines::
+
+    import ray
+    from audioflow.ray import read_audio, Enhance, Features
+
+    ds = read_audio("s3://bucket/calls/", sr=16000)                       # path, id, audio, sample_rate
+    ds = ds.map_batches(Enhance, fn_constructor_kwargs={"lufs": -23}, concurrency=4, batch_size=8)
+    ds = ds.map_batches(Features, fn_constructor_kwargs={"name": "mfcc", "n_mfcc": 40}, concurrency=4)
+    ds.write_parquet("s3://bucket/features/")
+
+Rows carry ``audio`` (float32 ``[frames]`` or ``[channels, frames]``) and ``sample_rate``; each stage class
+adds its results as a JSON column named after the stage (``enhance``, ``analyze``, ``features``), and
+``Enhance`` replaces ``audio``. The classes are actors: the stage is set up once per actor."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+
+from .audio import Audio
+from .pipeline.ray_engine import ensure_ray
+from .pipeline.runner import _json_default, input_rows
+from .pipeline.stage import STAGES, Annotations
+from .pipeline.stages import Analyze as _registers_the_stages  # noqa: F401
+
+
+class Decode:
+    """``{"path": [...]}`` batches → adds ``audio`` and ``sample_rate`` (and ``error`` for inputs that fail,
+    whose audio is empty), decoding with :func:`audioflow.load`."""
+
+    def __init__(self, sr: int | None = None, mono: bool = True, storage_options: dict[str, Any] | None = None):
+        self.sr, self.mono, self.storage_options = sr, mono, storage_options
+
+    def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
+        from .errors import AudioflowError
+        from .io import load
+
+        audio, rates, errors = [], [], []
+        for path in batch["path"]:
+            try:
+                y, rate = load(str(path), sr=self.sr, mono=self.mono, storage_options=self.storage_options)
+                audio.append(y.astype(np.float32, copy=False))
+                rates.append(rate)
+                errors.append("")
+            except AudioflowError as e:
+                audio.append(np.zeros(0, np.float32))
+                rates.append(self.sr or 0)
+                errors.append(str(e))
+        return {**batch, "audio": audio, "sample_rate": np.asarray(rates, np.int64), "error": errors}
+
+
+def read_audio(inputs: Any, sr: int | None = None, mono: bool = True, storage_options: dict[str, Any] | None = None,
+               address: str | None = None, concurrency: int | None = None) -> Any:
+    """A Ray dataset of the audio in ``inputs`` (files, folders, manifests, URLs): columns ``path``, ``id``,
+    ``audio``, ``sample_rate``, ``error``. Starts a local Ray instance unless one runs (or ``address``)."""
+    ray = ensure_ray(address)
+    rows = [{"path": r["path"], "id": r["id"]} for r in input_rows(inputs, storage_options=storage_options)]
+    return ray.data.from_items(rows).map_batches(Decode, fn_constructor_kwargs={
+        "sr": sr, "mono": mono, "storage_options": storage_options}, batch_size=8, concurrency=concurrency or 1)
+
+
+class StageActor:
+    """Runs one stage (``stage`` by name, with its options as keyword arguments) on rows with audio."""
+
+    stage_name = ""
+
+    def __init__(self, **options: Any) -> None:
+        from .models import ModelManager
+
+        self.stage = STAGES[self.stage_name](**options)
+        if "write" in self.stage.config:
+            self.stage.config["write"] = False  # rows carry the audio; nothing to write beside them
+        self.stage.setup(ModelManager("cpu"))
+
+    def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
+        audio_out, results = [], []
+        for i, samples in enumerate(batch["audio"]):
+            samples = np.asarray(samples, np.float32)
+            if samples.size == 0:
+                audio_out.append(samples)
+                results.append(json.dumps(None))
+                continue
+            rate = int(batch["sample_rate"][i])
+            ident = str(batch["id"][i]) if "id" in batch else str(i)
+            audio, annotations = self.stage(Audio(samples, rate), Annotations(ident, ident))
+            audio_out.append(audio.samples)
+            results.append(json.dumps(annotations.results.get(self.stage.name), default=_json_default))
+        return {**batch, "audio": audio_out, self.stage.name: results}
+
+
+class Enhance(StageActor):
+    """The ``enhance`` stage (options as its step options: ``lufs=-23``, ``highpass=80``...)."""
+
+    stage_name = "enhance"
+
+
+class Analyze(StageActor):
+    """The ``analyze`` stage (``music=False`` for general measurements only)."""
+
+    stage_name = "analyze"
+
+
+class Features(StageActor):
+    """The ``features`` stage (``name='mfcc'``, ``n_mfcc=40``, ``sr=16000``...)."""
+
+    stage_name = "features"
+
+
+class Split(StageActor):
+    """The ``split`` stage (segment times in the ``split`` column; no files written)."""
+
+    stage_name = "split"
+
+
+__all__ = ["Analyze", "Decode", "Enhance", "Features", "Split", "StageActor", "read_audio"]
