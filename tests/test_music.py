@@ -30,3 +30,33 @@ def test_key_and_mode_in_all_24_keys(tmp_path):
             if (found["tonic"], found["mode"]) != (PITCH_CLASSES[tonic], mode):
                 wrong.append((PITCH_CLASSES[tonic], mode, found["key"]))
     assert not wrong
+
+
+def test_dedupe_finds_copies_reencodes_and_trims_only(tmp_path):
+    """Three pieces; one copied as WAV, re-encoded to 64 kb/s MP3 at half level, and trimmed by 2 s:
+    those pairs are reported, different pieces are not."""
+    import itertools
+    import json
+    import subprocess
+    import sys
+
+    pytest.importorskip("chromaprint")
+    songs = tmp_path / "songs"
+    songs.mkdir()
+    pieces = {name: af.load(path, sr=22050)[0] for name, path in (
+        ("c_major", midi.cadence(0, "major", tmp_path)), ("d_minor", midi.cadence(2, "minor", tmp_path)),
+        ("groove", midi.drum_groove(120, 8, tmp_path)))}
+    for name, y in pieces.items():
+        af.save(songs / f"{name}.flac", y, 22050)
+    y = pieces["c_major"]
+    af.save(songs / "copy.wav", y, 22050)
+    af.save(songs / "reencoded.mp3", 0.5 * y, 22050, bitrate=64)
+    af.save(songs / "trimmed.ogg", y[2 * 22050:], 22050)
+    (songs / "broken.wav").write_bytes(b"RIFF....WAVE")
+    result = subprocess.run([sys.executable, "-m", "audioflow", "dedupe", str(songs), "-o", str(tmp_path / "fp"),
+                             "--json", "--workers", "2"], capture_output=True, text=True, check=True)
+    pairs = {frozenset(p.rsplit("/", 1)[-1] for p in (d["a"], d["b"])): d
+             for d in map(json.loads, result.stdout.splitlines())}
+    family = ["c_major.flac", "copy.wav", "reencoded.mp3", "trimmed.ogg"]
+    assert set(pairs) == {frozenset(p) for p in itertools.combinations(family, 2)}
+    assert all(d["kind"] == "duplicate" for d in pairs.values())

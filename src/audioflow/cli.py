@@ -154,6 +154,35 @@ def process(
 
 
 @app.command()
+def dedupe(
+    inputs: Annotated[list[str], typer.Argument(help="Folders, files or manifests to search for duplicates.")],
+    output: Annotated[Optional[str], typer.Option("--output", "-o", help="Where fingerprints are kept "  # noqa: UP045
+                                                  "(reused next time). Default: ./.audioflow-fingerprints")] = None,
+    threshold: Annotated[float, typer.Option(help="Similarity (0.5-1) from which two files are the same.")] = 0.85,
+    near: Annotated[float, typer.Option(help="Similarity from which they are near-duplicates.")] = 0.65,
+    workers: Annotated[str, typer.Option(help="Worker processes, or 'auto'.")] = "auto",
+    as_json: Annotated[bool, typer.Option("--json", help="Print the pairs as JSON lines.")] = False,
+) -> None:
+    """List duplicate and near-duplicate recordings (Chromaprint fingerprints)."""
+    import json as json_module
+
+    from .pipeline import dedupe as find
+
+    with user_errors():
+        pairs, summary = find(inputs, output or ".audioflow-fingerprints", threshold, near,
+                              workers if workers == "auto" else int(workers), progress=not as_json)
+    if as_json:
+        for pair in pairs:
+            print(json_module.dumps(pair))
+        return
+    table = Table("kind", "similarity", "file", "same as", title=f"{len(pairs)} pairs among "
+                  f"{summary.ok + summary.skipped} fingerprinted files ({summary.failed} unreadable)")
+    for pair in pairs:
+        table.add_row(str(pair["kind"]), f"{pair['similarity']:.3f}", str(pair["a"]), str(pair["b"]))
+    console.print(table)
+
+
+@app.command()
 def demo(
     out: Annotated[Optional[Path], typer.Option(help="Folder for the corpus (default: a temp folder).")] = None,  # noqa: UP045
     train_steps: Annotated[int, typer.Option(help="Steps of the keyword-classifier training demo.")] = 300,

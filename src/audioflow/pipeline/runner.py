@@ -352,3 +352,21 @@ def write_features_table(out: str) -> str | None:
     pq.write_table(pa.Table.from_pylist(records), temp)
     os.replace(temp, target)
     return target
+
+
+def dedupe(inputs: Any, output: str | os.PathLike[str], threshold: float = 0.85, near: float = 0.65,
+           workers: int | str = "auto", progress: bool = False) -> tuple[list[dict[str, Any]], RunSummary]:
+    """Duplicate and near-duplicate recordings among ``inputs``: fingerprints by a ``fingerprint`` run into
+    ``output`` (resumed: a second dedupe of a grown folder fingerprints only the new files), then
+    :func:`audioflow.music.find_duplicates`. Pairs name the inputs' paths."""
+    from ..music.fingerprint import find_duplicates
+
+    summary = run(inputs, "fingerprint", output, workers=workers, resume=True, progress=progress)
+    prints, sources = {}, {}
+    for path in sorted((Path(output) / "results").glob("*.json")):
+        document = json.loads(path.read_text())
+        raw = document.get("results", {}).get("fingerprint", {}).get("raw")
+        if raw:
+            prints[document["id"]], sources[document["id"]] = raw, document["source"]
+    pairs = find_duplicates(prints, threshold, near)
+    return [{**p, "a": sources[p["a"]], "b": sources[p["b"]]} for p in pairs], summary

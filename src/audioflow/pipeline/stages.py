@@ -266,3 +266,21 @@ class Features(Stage):
             rows.append(row)
         annotations.results[self.name] = {"feature": self.config["name"], "per": self.config["per"], "rows": rows}
         return audio, annotations
+
+
+@register_stage
+class Fingerprint(Stage):
+    """Chromaprint fingerprint of each input (raw values for comparison, and AcoustID's compact form)."""
+
+    name = "fingerprint"
+    options: ClassVar[dict[str, Option]] = {
+        "max_seconds": Option("float", 120.0, "fingerprint the first this many seconds"),
+    }
+
+    def __call__(self, audio, annotations):
+        from ..music.fingerprint import encode, fingerprint
+
+        raw = fingerprint(audio.samples, audio.sample_rate, self.config["max_seconds"])
+        annotations.results[self.name] = {"raw": raw, "encoded": encode(raw) if raw else "",
+                                          "duration": audio.duration}
+        return audio, annotations
