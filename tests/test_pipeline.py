@@ -194,3 +194,63 @@ def test_music_analysis_finds_tempo_and_key_of_a_rendered_progression():
     assert abs(result["tempo_bpm"] - bpm) / bpm < 0.02
     assert result["key"] == "A minor"
     assert result["harmonic_ratio"] > 0.5 and result["onset_count"] >= 20
+
+
+class MeanOverTime(__import__("torch").nn.Module):
+    def forward(self, x):
+        return x.mean(-1)
+
+
+def test_classify_runs_a_model_trained_through_the_loader(tmp_path):
+    """Three classes of tones (low, mid, high); a log-mel + linear model trained through AudioDataLoader,
+    exported as TorchScript with its spec, then run by the classify step per file and per segment."""
+    import torch
+
+    from audioflow import AudioDataLoader
+    from audioflow.music.classify import ClassifierSpec, export_classifier
+
+    bands = {"low": (200, 320), "mid": (600, 900), "high": (1800, 2600)}
+    rng = np.random.default_rng(0)
+
+    def clip(band):
+        f = rng.uniform(*bands[band])
+        t = np.arange(SR) / SR
+        return (0.3 * np.sin(2 * np.pi * f * t) + 0.01 * rng.standard_normal(SR)).astype(np.float32)
+
+    names = list(bands)
+    train = [((clip(b), SR), names.index(b)) for b in names for _ in range(20)]
+    features = {"name": "logmel", "n_mels": 32, "hop_length": 160}
+    model = torch.nn.Sequential(MeanOverTime(), torch.nn.Linear(32, 3))
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.05)
+    with AudioDataLoader(train, batch_size=20, shuffle=True, num_workers=0, features="logmel", n_mels=32,
+                         hop_length=160) as loader:
+        for _ in range(30):
+            for x, y in loader:
+                x = (x - x.mean((1, 2), keepdim=True)) / (x.std((1, 2), keepdim=True) + 1e-5)
+                loss = torch.nn.functional.cross_entropy(model(x), y)
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+    spec = ClassifierSpec(labels=names, sample_rate=SR, features=features, max_duration=1.0, normalize="utterance")
+    folder = export_classifier(model, str(tmp_path / "model"), spec, torch.zeros(2, 32, 101))
+
+    src = tmp_path / "in"
+    src.mkdir()
+    for band in names:
+        for i in range(2):
+            sf.write(src / f"{band}{i}.wav", clip(band), SR)
+    both = np.concatenate([clip("low"), np.zeros(SR // 2, np.float32), clip("high")])
+    sf.write(tmp_path / "both.wav", both, SR)
+    out = tmp_path / "out"
+    summary = pipeline.run(src, f"classify:model={folder},top=2", out, workers=1)
+    assert summary.ok == 6
+    for band in names:
+        for i in range(2):
+            result = json.loads((out / "results" / f"{band}{i}.json").read_text())["results"]["classify"]
+            assert result["rows"][0]["label"] == band and len(result["rows"][0]["top"]) == 2
+    pipeline.run([str(tmp_path / "both.wav")], f"split:min=0.5,write=false,classify:model={folder},per=segment",
+                 tmp_path / "out2", workers=1)
+    rows = json.loads((tmp_path / "out2" / "results" / "both.json").read_text())["results"]["classify"]["rows"]
+    assert [r["label"] for r in rows] == ["low", "high"]
+    with pytest.raises(af.ParameterError, match="classify"):
+        pipeline.build_steps(f"classify:model={tmp_path}")

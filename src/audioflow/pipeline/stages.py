@@ -284,3 +284,50 @@ class Fingerprint(Stage):
         annotations.results[self.name] = {"raw": raw, "encoded": encode(raw) if raw else "",
                                           "duration": audio.duration}
         return audio, annotations
+
+
+@register_stage
+class Classify(Stage):
+    """The user's classifier (a folder with a torch.export, TorchScript or ONNX model and its spec JSON)
+    on each file or segment: the top labels with probabilities."""
+
+    name = "classify"
+    options: ClassVar[dict[str, Option]] = {
+        "model": Option("str", None, "folder of the model and its audioflow-classifier.json"),
+        "per": Option("str", "file", "classify each 'file' or each 'segment'", ("file", "segment")),
+        "top": Option("int", 3, "labels to report per input"),
+    }
+
+    def validate(self) -> None:
+        import os
+
+        from ..music.classify import SPEC_NAME
+
+        model = self.config["model"]
+        if not model or not os.path.exists(os.path.join(model, SPEC_NAME)):
+            raise ParameterError(f"classify: model={model!r} must be a folder holding {SPEC_NAME} and the model")
+
+    def setup(self, models) -> None:
+        from ..music.classify import Classifier
+
+        self.classifier = models.get(f"classify:{self.config['model']}",
+                                     lambda device: Classifier(self.config["model"], device))
+
+    def __call__(self, audio, annotations):
+        if not hasattr(self, "classifier"):
+            from ..models import ModelManager
+
+            self.setup(ModelManager("cpu"))
+        mono = audio.to_mono()
+        spans = [(s.start, s.end) for s in annotations.segments] if self.config["per"] == "segment" else []
+        spans = spans or [(0.0, audio.duration)]
+        clips = [mono.slice(a, b).samples for a, b in spans]
+        probabilities = self.classifier.predict(clips, audio.sample_rate)
+        labels = self.classifier.spec.labels
+        rows = []
+        for (start, end), p in zip(spans, probabilities, strict=True):
+            order = np.argsort(-p)[: self.config["top"]]
+            rows.append({"start": start, "end": end, "label": labels[order[0]],
+                         "top": [{"label": labels[i], "probability": round(float(p[i]), 5)} for i in order]})
+        annotations.results[self.name] = {"model": self.config["model"], "per": self.config["per"], "rows": rows}
+        return audio, annotations
