@@ -254,3 +254,34 @@ def test_classify_runs_a_model_trained_through_the_loader(tmp_path):
     assert [r["label"] for r in rows] == ["low", "high"]
     with pytest.raises(af.ParameterError, match="classify"):
         pipeline.build_steps(f"classify:model={tmp_path}")
+
+
+def test_interactive_process_through_a_pseudo_terminal(folder, tmp_path):
+    """``audioflow process --interactive`` asks for inputs, output, steps, workers and resume, with defaults."""
+    import pty
+
+    out = tmp_path / "asked"
+    answers = [str(folder), str(out), "analyze:music=false", "1", "n"]
+    prompts = (b"input files", b"output folder", b"steps (", b"worker processes", b"resume an earlier")
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: the command, on the terminal
+        os.execv(sys.executable, [sys.executable, "-m", "audioflow", "process", "--interactive", "--no-progress"])
+    transcript = b""
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        transcript += chunk
+        asked = sum(transcript.count(p) for p in prompts)
+        while answers and asked > len(prompts) - len(answers):
+            os.write(fd, (answers.pop(0) + "\n").encode())
+    _, status = os.waitpid(pid, 0)
+    text = transcript.decode(errors="replace")
+    assert os.waitstatus_to_exitcode(status) == 0, text
+    assert "split" in text and "method=silence" in text  # the steps table with defaults
+    assert "6 ok, 4 failed" in text
+    assert len(list((out / "results").glob("*.json"))) == 6

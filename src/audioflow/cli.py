@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from . import __version__
-from .errors import AudioflowError
+from .errors import AudioflowError, ParameterError
 
 app = typer.Typer(help="audioflow: audio from files to what a model or a person needs.",
                   no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
@@ -119,33 +119,65 @@ def pack(
         console.print(f"[yellow]... and {len(manifest['skipped']) - 20} more (see manifest.json)[/]")
 
 
+def _ask_process_options(inputs: list[str], output: str | None, steps: list[str], workers: str,
+                         resume: bool) -> tuple[list[str], str, list[str], str, bool]:
+    """Prompt at the terminal for what ``process`` needs, with defaults shown (``--interactive``)."""
+    from rich.prompt import Confirm, Prompt
+
+    from .pipeline import STAGES, build_steps
+
+    build_steps("analyze")  # registers the built-in stages
+    table = Table("step", "options (default)", title="steps")
+    for name, stage in sorted(STAGES.items()):
+        table.add_row(name, ", ".join(f"{k}={v.default}" for k, v in stage.options.items()) or "-")
+    console.print(table)
+    inputs = Prompt.ask("input files or folders (space-separated)", default=" ".join(inputs) or ".").split()
+    output = Prompt.ask("output folder", default=output or "audioflow-out")
+    steps = [Prompt.ask("steps (comma-separated, name:option=value)",
+                        default=",".join(steps) or "split,enhance:lufs=-23,analyze,features")]
+    workers = Prompt.ask("worker processes", default=workers)
+    resume = Confirm.ask("resume an earlier run into this folder?", default=resume)
+    return inputs, output, steps, workers, resume
+
+
 @app.command()
 def process(
-    inputs: Annotated[list[str], typer.Argument(help="Files, folders (recursive), CSV/JSONL manifests or URLs.")],
-    output: Annotated[str, typer.Option("--output", "-o", help="Output folder (results, manifest, files).")],
-    steps: Annotated[list[str], typer.Option("--steps", "-s", help="Steps with options, e.g. "
-                                             "'split:method=silence,max=30' enhance:lufs=-23 analyze features")],
+    inputs: Annotated[Optional[list[str]], typer.Argument(  # noqa: UP045
+        help="Files, folders (recursive), CSV/JSONL manifests or URLs.")] = None,
+    output: Annotated[Optional[str], typer.Option("--output", "-o",  # noqa: UP045
+                                                  help="Output folder (results, manifest, files).")] = None,
+    steps: Annotated[Optional[list[str]], typer.Option("--steps", "-s", help="Steps with options, e.g. "  # noqa: UP045
+                                                       "'split:method=silence,max=30' enhance:lufs=-23")] = None,
     workers: Annotated[str, typer.Option(help="Worker processes, or 'auto' (from cores and memory).")] = "auto",
     device: Annotated[str, typer.Option(help="'auto', 'cpu' or 'cuda' for stages that hold models.")] = "auto",
     timeout: Annotated[float, typer.Option(help="Seconds one input may take before it is marked failed.")] = 7200.0,
     resume: Annotated[bool, typer.Option(help="Skip inputs the output's manifest lists as done.")] = False,
     retry_failed: Annotated[bool, typer.Option(help="With --resume, process failed inputs again.")] = False,
-    engine: Annotated[str, typer.Option(help="'local' (a process pool).")] = "local",
+    engine: Annotated[str, typer.Option(help="'local' (a process pool) or 'ray'.")] = "local",
+    ray_address: Annotated[Optional[str], typer.Option(help="Join this Ray cluster ('auto': the running one).")  # noqa: UP045
+                           ] = None,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    interactive: Annotated[bool, typer.Option("--interactive", "-i", help="Ask for inputs, steps and options.")
+                           ] = False,
 ) -> None:
     """Run STEPS over every input: one result JSON each, a manifest, a log, and a summary."""
     from .pipeline import run
 
+    inputs, steps = list(inputs or []), list(steps or [])
     with user_errors():
-        summary = run(inputs, list(steps), output, engine=engine,
+        if interactive:
+            inputs, output, steps, workers, resume = _ask_process_options(inputs, output, steps, workers, resume)
+        if not inputs or not output or not steps:
+            raise ParameterError("give INPUT..., --output and --steps (or --interactive)")
+        summary = run(inputs, steps, output, engine=engine,
                       workers=workers if workers == "auto" else int(workers), device=device, timeout=timeout,
-                      resume=resume, retry_failed=retry_failed, progress=progress)
+                      resume=resume, retry_failed=retry_failed, progress=progress, ray_address=ray_address)
     table = Table("what", "value", title=f"audioflow process -> {output}")
     table.add_row("files", f"{summary.ok} ok, {summary.failed} failed, {summary.skipped} skipped (done before)")
     table.add_row("audio", f"{summary.audio_seconds / 3600:.3f} h in {summary.wall_seconds:.1f} s "
                            f"({summary.x_realtime:.1f}x realtime)")
     table.add_row("time per stage", ", ".join(f"{k} {v:.1f} s" for k, v in summary.stage_seconds.items()) or "-")
-    table.add_row("workers, device", f"{summary.workers}, {summary.device}")
+    table.add_row("workers, device, engine", f"{summary.workers or 'auto'}, {summary.device}, {summary.engine}")
     console.print(table)
     for source, error in summary.errors[:20]:
         console.print(f"[yellow]failed[/] {source}: {error}", highlight=False)
