@@ -55,6 +55,7 @@ def test_demo(tmp_path):
     result = run("demo", "--out", str(out), "--train-steps", "150")
     assert "left in" in result.stdout and "log-mel" in result.stdout
     assert "accuracy on unheard voices" in result.stdout and "clips/s" in result.stdout
+    assert "audioflow process" in result.stdout and "10 ok, 0 failed" in result.stdout
     assert any(f.name.endswith(".augmented.wav") for f in Path(out).iterdir())
     files = list(Path(out).iterdir())
     for fmt in ("wav", "flac", "mp3", "ogg", "opus", "m4a", "aiff"):

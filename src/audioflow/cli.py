@@ -256,6 +256,17 @@ def demo(
         table.add_row("settings chosen", f"workers {settings['num_workers']}, prefetch {settings['prefetch_factor']}, "
                                          f"cache {settings['cache']}, transform {settings['transform']}")
         console.print(table)
+    from .demo import run_processing_demo
+
+    with user_errors():
+        summary = run_processing_demo(folder, folder / "processed")
+    table = Table("what", "value", title="audioflow process (split, enhance, analyze, features) on the corpus")
+    table.add_row("files", f"{summary.ok} ok, {summary.failed} failed")
+    table.add_row("audio", f"{summary.audio_seconds:.0f} s in {summary.wall_seconds:.1f} s "
+                           f"({summary.x_realtime:.1f}x realtime, {summary.workers} workers)")
+    table.add_row("time per stage", ", ".join(f"{k} {v:.1f} s" for k, v in summary.stage_seconds.items()))
+    table.add_row("results", f"{folder / 'processed'} (results/*.json, manifest.jsonl, features.parquet)")
+    console.print(table)
     for note in notes:
         console.print(f"[yellow]note:[/] {note}")
     console.print(f"corpus (and an augmented speech clip, *.augmented.wav) left in [bold]{folder}[/]")

@@ -229,3 +229,13 @@ def run_training_demo(out_dir: Path, steps: int = 300, batch_size: int = 16, see
             correct += int((model(x[:, None]).argmax(1) == target).sum())
     return TrainingReport(steps, len(train), len(test), float(np.mean(losses[:10])), float(np.mean(losses[-10:])),
                           correct / len(test), time.perf_counter() - started, stats)
+
+
+def run_processing_demo(corpus: Path, out_dir: Path):
+    """``audioflow process`` on the demo corpus's FLAC and MP3 files: split at silences, loudness-normalise,
+    analyse, extract MFCCs. Returns the run's summary."""
+    from .pipeline import run
+
+    inputs = sorted(str(p) for p in Path(corpus).glob("*.flac")) + sorted(str(p) for p in Path(corpus).glob("*.mp3"))
+    return run(inputs, "split:method=silence,max=5,enhance:lufs=-23,analyze,features:name=mfcc,n_mfcc=20",
+               out_dir)

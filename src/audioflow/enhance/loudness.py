@@ -35,7 +35,7 @@ def true_peak_envelope(y: np.ndarray) -> np.ndarray:
     sample), linear."""
     from scipy.signal import resample_poly
 
-    x = np.atleast_2d(np.asarray(y, np.float64))
+    x = np.atleast_2d(np.asarray(y, np.float32))
     up = np.abs(resample_poly(x, TRUE_PEAK_OVERSAMPLING, 1, axis=-1))
     frames = x.shape[-1]
     up = up[:, : frames * TRUE_PEAK_OVERSAMPLING].reshape(x.shape[0], frames, TRUE_PEAK_OVERSAMPLING)
@@ -63,9 +63,9 @@ def limit_true_peak(y: np.ndarray, sr: int, ceiling_db: float = -1.0, lookahead_
     from scipy.signal import lfilter
 
     ceiling = 10 ** (ceiling_db / 20)
-    envelope = true_peak_envelope(y)
-    if envelope.max() <= ceiling:
+    if true_peak_db(y) <= ceiling_db:  # the common case: nothing to limit, no envelope needed
         return y
+    envelope = true_peak_envelope(y)
     need = np.minimum(1.0, ceiling / np.maximum(envelope, 1e-12))
     ahead = max(1, round(lookahead_s * sr))
     # the gain is down from ``ahead`` samples before a peak to ``ahead`` after (a centred minimum)

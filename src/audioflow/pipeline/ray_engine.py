@@ -71,7 +71,8 @@ def run_ray(rows: list[dict[str, Any]], stages: list[Stage], output_dir: str, wo
     items = [{"row": json.dumps(row)} for row in rows]
     dataset = ray.data.from_items(items, override_num_blocks=min(len(items), max(1, actors * 4)))
     processed = dataset.map_batches(
-        ProcessActor, batch_size=1, concurrency=max(1, actors), num_cpus=1, num_gpus=gpu,
+        ProcessActor, batch_size=1, compute=ray.data.ActorPoolStrategy(size=max(1, actors)), num_cpus=1,
+        num_gpus=gpu,
         fn_constructor_kwargs={"stages": stages, "output_dir": output_dir, "storage_options": storage_options,
                                "device": device})
     log.info("ray: %d inputs on %d actors (%s)", len(rows), actors, "GPU" if gpu else "CPU")
