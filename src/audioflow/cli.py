@@ -156,6 +156,8 @@ def process(
     engine: Annotated[str, typer.Option(help="'local' (a process pool) or 'ray'.")] = "local",
     ray_address: Annotated[Optional[str], typer.Option(help="Join this Ray cluster ('auto': the running one).")  # noqa: UP045
                            ] = None,
+    chunk_duration: Annotated[float, typer.Option(help="Inputs longer than this (seconds) are processed in "
+                                                  "chunks of it, with bounded memory.")] = 600.0,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
     interactive: Annotated[bool, typer.Option("--interactive", "-i", help="Ask for inputs, steps and options.")
                            ] = False,
@@ -171,7 +173,8 @@ def process(
             raise ParameterError("give INPUT..., --output and --steps (or --interactive)")
         summary = run(inputs, steps, output, engine=engine,
                       workers=workers if workers == "auto" else int(workers), device=device, timeout=timeout,
-                      resume=resume, retry_failed=retry_failed, progress=progress, ray_address=ray_address)
+                      resume=resume, retry_failed=retry_failed, progress=progress, ray_address=ray_address,
+                      chunk_duration=chunk_duration)
     table = Table("what", "value", title=f"audioflow process -> {output}")
     table.add_row("files", f"{summary.ok} ok, {summary.failed} failed, {summary.skipped} skipped (done before)")
     table.add_row("audio", f"{summary.audio_seconds / 3600:.3f} h in {summary.wall_seconds:.1f} s "

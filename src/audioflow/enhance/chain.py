@@ -11,7 +11,7 @@ import numpy as np
 from ..errors import ParameterError
 from .cleanup import pre_emphasis, remove_clicks, spectral_gate
 from .eq import apply_sos, butterworth, rbj_biquad
-from .loudness import normalize_loudness
+from .loudness import limit_true_peak, normalize_loudness, true_peak_db
 
 ENHANCE_ORDER = ("highpass", "lowpass", "declick", "denoise", "eq", "preemphasis", "loudness", "true_peak")
 
@@ -32,7 +32,8 @@ class EnhanceOptions:
     eq: tuple[tuple[str, float, float, float], ...] = ()  # (kind, freq Hz, gain dB, Q) per band
     preemphasis: float | None = None
     lufs: float | None = None
-    true_peak: float = -1.0  # dBTP ceiling, applied with the loudness target
+    gain_db: float | None = None  # a fixed gain instead of a loudness target (chunks of one long input)
+    true_peak: float = -1.0  # dBTP ceiling, applied with the loudness target or the fixed gain
     filter_order: int = 4
 
     def __post_init__(self) -> None:
@@ -71,4 +72,8 @@ def enhance(y: np.ndarray, sr: int, options: EnhanceOptions) -> tuple[np.ndarray
         out, loudness = normalize_loudness(out, sr, options.lufs, options.true_peak)
         report.update(loudness)
         report["steps"] += ["loudness", "true_peak"]
+    elif options.gain_db is not None:
+        out = limit_true_peak((out * 10 ** (options.gain_db / 20)).astype(np.float32), sr, options.true_peak)
+        report.update(gain_db=options.gain_db, true_peak_db=true_peak_db(out))
+        report["steps"] += ["gain", "true_peak"]
     return out.astype(np.float32, copy=False), report

@@ -17,17 +17,61 @@ def _frames_channels(y: np.ndarray) -> np.ndarray:
     return y[:, None] if y.ndim == 1 else y.T
 
 
-def integrated_loudness(y: np.ndarray, sr: int) -> float | None:
-    """Integrated loudness in LUFS (gated, K-weighted); None when the audio is shorter than one 400 ms
-    block or entirely below the absolute gate (-70 LUFS)."""
+_BLOCK_S, _STEP = 0.4, 0.25  # BS.1770-4: 400 ms gating blocks, 75 % overlap
+_CHANNEL_GAINS = (1.0, 1.0, 1.0, 1.41, 1.41)  # L, R, C, Ls, Rs
+
+
+def loudness_blocks(y: np.ndarray, sr: int) -> np.ndarray:
+    """BS.1770 block energies ``[channels, blocks]``: the mean square of each 400 ms block (75 % overlap)
+    of the K-weighted signal (pyloudnorm's filters and block boundaries). Blocks of consecutive chunks of
+    one long input can be concatenated and gated together (:func:`gated_loudness`)."""
     try:
         import pyloudnorm
     except ImportError as e:  # pragma: no cover - the music extra installs it
         raise MissingDependencyError("loudness needs pyloudnorm: pip install 'audioflow[music]'") from e
-    if y.shape[-1] < round(0.4 * sr):
+    x = _frames_channels(np.asarray(y, np.float64))
+    frames = x.shape[0]
+    if frames < round(_BLOCK_S * sr):
+        return np.zeros((x.shape[1], 0))
+    meter = pyloudnorm.Meter(sr)
+    weighted = np.empty_like(x)
+    for channel in range(x.shape[1]):
+        signal = x[:, channel]
+        for stage in meter._filters.values():
+            signal = stage.apply_filter(signal)
+        weighted[:, channel] = signal
+    # the block sums from one cumulative sum (pyloudnorm loops over blocks; same boundaries)
+    blocks = int(np.round((frames / sr - _BLOCK_S) / (_BLOCK_S * _STEP))) + 1
+    j = np.arange(blocks)
+    lower = (_BLOCK_S * (j * _STEP) * sr).astype(np.int64)
+    upper = np.minimum((_BLOCK_S * (j * _STEP + 1) * sr).astype(np.int64), frames)
+    cumulative = np.vstack([np.zeros((1, x.shape[1])), np.cumsum(np.square(weighted), axis=0)])
+    return ((cumulative[upper] - cumulative[lower]) / (_BLOCK_S * sr)).T
+
+
+def gated_loudness(blocks: np.ndarray) -> float | None:
+    """Integrated loudness (LUFS) from block energies ``[channels, blocks]``: the absolute gate at -70 LUFS,
+    then the relative gate 10 LU under the absolutely gated mean; None when nothing passes."""
+    if blocks.shape[-1] == 0:
         return None
-    value = float(pyloudnorm.Meter(sr).integrated_loudness(_frames_channels(np.asarray(y, np.float64))))
-    return value if math.isfinite(value) else None
+    gains = np.asarray(_CHANNEL_GAINS[: blocks.shape[0]])[:, None]
+    with np.errstate(divide="ignore"):
+        block_loudness = -0.691 + 10 * np.log10((gains * blocks).sum(axis=0))
+    passed = block_loudness >= -70.0
+    if not passed.any():
+        return None
+    relative = -0.691 + 10 * np.log10((gains[:, 0] * blocks[:, passed].mean(axis=1)).sum()) - 10.0
+    passed &= block_loudness > relative
+    if not passed.any():
+        return None
+    value = -0.691 + 10 * np.log10((gains[:, 0] * blocks[:, passed].mean(axis=1)).sum())
+    return float(value) if math.isfinite(value) else None
+
+
+def integrated_loudness(y: np.ndarray, sr: int) -> float | None:
+    """Integrated loudness in LUFS (ITU-R BS.1770-4: K-weighted, gated); None when the audio is shorter
+    than one 400 ms block or entirely below the absolute gate (-70 LUFS)."""
+    return gated_loudness(loudness_blocks(y, sr))
 
 
 def true_peak_envelope(y: np.ndarray) -> np.ndarray:

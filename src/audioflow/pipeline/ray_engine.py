@@ -41,10 +41,11 @@ class ProcessActor:
     """A Ray Data callable: sets the stages up once per actor, then processes each input of a batch."""
 
     def __init__(self, stages: Sequence[Stage], output_dir: str, storage_options: dict[str, Any] | None,
-                 device: str) -> None:
+                 device: str, chunk_duration: float | None = None) -> None:
         from ..models import ModelManager
 
         self.stages, self.output_dir, self.storage_options = list(stages), output_dir, storage_options
+        self.chunk_duration = chunk_duration
         models = ModelManager(device)
         for stage in self.stages:
             stage.setup(models)
@@ -55,13 +56,15 @@ class ProcessActor:
         entries = []
         for row_json in batch["row"]:
             row = json.loads(row_json)
-            entries.append(json.dumps(process_file(row, self.stages, self.output_dir, self.storage_options),
+            entries.append(json.dumps(process_file(row, self.stages, self.output_dir, self.storage_options,
+                                                   self.chunk_duration),
                                       default=_json_default))
         return {"entry": entries}
 
 
 def run_ray(rows: list[dict[str, Any]], stages: list[Stage], output_dir: str, workers: int | str, device: str,
-            storage_options: dict[str, Any] | None, address: str | None) -> Iterator[dict[str, Any]]:
+            storage_options: dict[str, Any] | None, address: str | None, chunk_duration: float | None = None
+            ) -> Iterator[dict[str, Any]]:
     """Manifest entries as Ray finishes inputs (in completion order)."""
     from ..data.loader import usable_cores
 
@@ -74,7 +77,7 @@ def run_ray(rows: list[dict[str, Any]], stages: list[Stage], output_dir: str, wo
         ProcessActor, batch_size=1, compute=ray.data.ActorPoolStrategy(size=max(1, actors)), num_cpus=1,
         num_gpus=gpu,
         fn_constructor_kwargs={"stages": stages, "output_dir": output_dir, "storage_options": storage_options,
-                               "device": device})
+                               "device": device, "chunk_duration": chunk_duration})
     log.info("ray: %d inputs on %d actors (%s)", len(rows), actors, "GPU" if gpu else "CPU")
     for row in processed.iter_rows():
         yield json.loads(row["entry"])

@@ -79,35 +79,95 @@ def input_rows(inputs: Any, extensions: tuple[str, ...] = AUDIO_EXTENSIONS,
 
 
 def process_file(row: dict[str, Any], stages: Sequence[Stage], output_dir: str | None,
-                 storage_options: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Decode one input, run the stages, write its result JSON atomically; returns the manifest entry."""
-    from ..io import load
+                 storage_options: dict[str, Any] | None = None, chunk_duration: float | None = None
+                 ) -> dict[str, Any]:
+    """Decode one input, run the stages, write its result JSON atomically; returns the manifest entry.
+
+    An input longer than ``chunk_duration`` seconds is streamed in chunks of that length (memory bounded
+    by a chunk): each chunk runs through the stages, and each stage merges its chunks' results (times in
+    the input's clock); stages that need the whole input first (the loudness target) see every chunk in
+    a measuring pass."""
+    from ..io import info, load
 
     started = time.perf_counter()
     timings: dict[str, float] = {}
     entry: dict[str, Any] = {"input": row["path"], "id": row["id"]}
     try:
-        samples, sr = load(row["path"], sr=None, mono=False, offset=float(row.get("offset", 0.0)),
-                           duration=row.get("duration"), storage_options=storage_options)
-        timings["decode"] = time.perf_counter() - started
-        audio = Audio(samples, sr, row["path"])
-        annotations = Annotations(row["path"], row["id"], output_dir)
-        for stage in stages:
-            t0 = time.perf_counter()
-            audio, annotations = stage(audio, annotations)
-            timings[stage.name] = time.perf_counter() - t0
-        document = {**annotations.to_dict(), "audio": Audio(samples, sr, row["path"]).to_dict(),
-                    "steps": [s.describe() for s in stages]}
+        whole = "offset" not in row and "duration" not in row and chunk_duration
+        described = info(row["path"], storage_options=storage_options) if whole else None
+        if described is not None and described.duration > chunk_duration:
+            annotations, audio_info = _process_chunked(row, stages, output_dir, storage_options, chunk_duration,
+                                                       timings)
+        else:
+            samples, sr = load(row["path"], sr=None, mono=False, offset=float(row.get("offset", 0.0)),
+                               duration=row.get("duration"), storage_options=storage_options)
+            timings["decode"] = time.perf_counter() - started
+            audio = Audio(samples, sr, row["path"])
+            audio_info = audio.to_dict()
+            annotations = Annotations(row["path"], row["id"], output_dir)
+            for stage in stages:
+                t0 = time.perf_counter()
+                audio, annotations = stage(audio, annotations)
+                timings[stage.name] = time.perf_counter() - t0
+        document = {**annotations.to_dict(), "audio": audio_info, "steps": [s.describe() for s in stages]}
         if output_dir is not None:
             write_json_atomic(os.path.join(output_dir, "results", f"{row['id']}.json"), document)
             entry["result"] = os.path.join("results", f"{row['id']}.json")
-        entry.update(status="ok", audio_seconds=samples.shape[-1] / sr)
+        entry.update(status="ok", audio_seconds=audio_info["duration"])
     except Exception as e:  # one file's failure is recorded, never the run's
         message = str(e) if isinstance(e, AudioflowError) else f"{type(e).__name__}: {e}"
         entry.update(status="failed", error=message, audio_seconds=0.0)
     entry["seconds"] = round(time.perf_counter() - started, 4)
     entry["stage_seconds"] = {k: round(v, 4) for k, v in timings.items()}
     return entry
+
+
+def _process_chunked(row: dict[str, Any], stages: Sequence[Stage], output_dir: str | None,
+                     storage_options: dict[str, Any] | None, chunk_duration: float,
+                     timings: dict[str, float]) -> tuple[Annotations, dict[str, Any]]:
+    from ..audio import Segment
+    from ..io import info, stream
+
+    path = row["path"]
+    described = info(path, storage_options=storage_options)
+    sr = described.sample_rate
+
+    def chunks():
+        for samples in stream(path, chunk_duration, mono=False, storage_options=storage_options):
+            yield Audio(samples, sr, path)
+
+    for stage in stages:
+        if stage.needs_whole_input:
+            t0 = time.perf_counter()
+            stage.measure(chunks())
+            timings[f"{stage.name}:measure"] = time.perf_counter() - t0
+    per_stage: dict[str, list[tuple[float, Any]]] = {s.name: [] for s in stages}
+    merged = Annotations(path, row["id"], output_dir)
+    offset, frames, channels = 0.0, 0, described.channels
+    for number, audio in enumerate(chunks()):
+        chunk_frames = audio.frames
+        annotations = Annotations(path, row["id"], output_dir, chunk=number, offset=offset)
+        for stage in stages:
+            t0 = time.perf_counter()
+            audio, annotations = stage(audio, annotations)
+            timings[stage.name] = timings.get(stage.name, 0.0) + time.perf_counter() - t0
+            if stage.name in annotations.results:
+                per_stage[stage.name].append((offset, annotations.results[stage.name]))
+        merged.segments += [Segment(round(s.start + offset, 4), round(s.end + offset, 4), s.label, s.score, s.extra)
+                            for s in annotations.segments]
+        for stage_name, files in annotations.files.items():
+            merged.files.setdefault(stage_name, []).extend(files)
+        frames += chunk_frames
+        offset += chunk_frames / sr
+    for stage in stages:
+        if per_stage[stage.name]:
+            result = stage.merge(per_stage[stage.name])
+            merged.results[stage.name] = result
+            if isinstance(result, dict) and "file" in result:
+                merged.files[stage.name] = [result["file"]]
+    audio_info = {"schema_version": 1, "source": path, "sample_rate": sr, "channels": channels, "frames": frames,
+                  "duration": frames / sr, "chunks": number + 1, "chunk_duration": chunk_duration}
+    return merged, audio_info
 
 
 def write_json_atomic(path: str, document: Any) -> None:
@@ -191,16 +251,16 @@ def _setup_worker(stages: Sequence[Stage], device: str) -> Callable[[], None]:
     return init
 
 
-def _work(task: tuple[dict[str, Any], str | None, dict[str, Any] | None]) -> dict[str, Any]:
-    row, output_dir, storage_options = task
-    return process_file(row, _STAGES, output_dir, storage_options)
+def _work(task: tuple[dict[str, Any], str | None, dict[str, Any] | None, float | None]) -> dict[str, Any]:
+    row, output_dir, storage_options, chunk_duration = task
+    return process_file(row, _STAGES, output_dir, storage_options, chunk_duration)
 
 
 def run(inputs: Any, steps: str | Sequence[str] | Sequence[Stage], output: str | os.PathLike[str],
         engine: str = "local", workers: int | str = "auto", device: str = "auto", timeout: float | None = 7200.0,
         resume: bool = False, retry_failed: bool = False, progress: bool | Callable[[dict[str, Any]], None] = False,
         extensions: tuple[str, ...] = AUDIO_EXTENSIONS, storage_options: dict[str, Any] | None = None,
-        ray_address: str | None = None) -> RunSummary:
+        ray_address: str | None = None, chunk_duration: float | None = 600.0) -> RunSummary:
     """Process every input with ``steps`` into ``output``.
 
     Args:
@@ -215,7 +275,11 @@ def run(inputs: Any, steps: str | Sequence[str] | Sequence[Stage], output: str |
         timeout: seconds one input may take before its worker is killed and the input marked failed.
         resume: skip inputs the output's manifest lists as done (ok, and failed unless ``retry_failed``).
         progress: show a progress bar (True), or a callable given each manifest entry.
+        chunk_duration: inputs longer than this many seconds are streamed and processed in chunks of it
+            (memory bounded by a chunk; each stage merges its chunks' results); None: whole inputs.
     """
+    if chunk_duration is not None and chunk_duration <= 0:
+        raise ParameterError(f"chunk_duration must be positive seconds, got {chunk_duration}")
     stages = build_steps(steps)  # every name and option checked before anything else
     if engine not in ("local", "ray"):
         raise ParameterError(f"engine must be 'local' or 'ray', got {engine!r}")
@@ -250,12 +314,14 @@ def run(inputs: Any, steps: str | Sequence[str] | Sequence[Stage], output: str |
             if engine == "ray":
                 from .ray_engine import run_ray
 
-                entries = run_ray(todo, stages, out, workers, device_name, storage_options, ray_address)
+                entries = run_ray(todo, stages, out, workers, device_name, storage_options, ray_address,
+                                  chunk_duration)
                 summary.workers = 0 if workers == "auto" else int(workers)
             else:
                 count = auto_workers(todo, storage_options) if workers == "auto" else int(workers)
                 summary.workers = count
-                entries = _run_local(todo, stages, out, count, device_name, timeout, storage_options)
+                entries = _run_local(todo, stages, out, count, device_name, timeout, storage_options,
+                                     chunk_duration)
             _consume(entries, out, summary, progress, len(todo))
         write_features_table(out)
     finally:
@@ -302,7 +368,7 @@ def _consume(entries: Any, out: str, summary: RunSummary, progress: Any, total: 
 
 
 def _run_local(rows: list[dict[str, Any]], stages: list[Stage], out: str, workers: int, device: str,
-               timeout: float | None, storage_options: dict[str, Any] | None):
+               timeout: float | None, storage_options: dict[str, Any] | None, chunk_duration: float | None):
     """Manifest entries as inputs finish, from a pool of ``workers`` forked processes (one input each at a
     time); a crashed or hung worker is replaced and its input marked failed."""
     from ..data.workers import ProcessPool
@@ -315,7 +381,7 @@ def _run_local(rows: list[dict[str, Any]], stages: list[Stage], out: str, worker
             while pending and len(in_flight) < pool.num_workers:
                 number, row = pending.pop(0)
                 in_flight[number] = row
-                pool.submit(number, (row, out, storage_options))
+                pool.submit(number, (row, out, storage_options, chunk_duration))
             number, ok, value = pool.get(task_timeout=timeout)
             row = in_flight.pop(number)
             yield value if ok else {"input": row["path"], "id": row["id"], "status": "failed", "error": value,

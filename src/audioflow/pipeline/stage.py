@@ -7,6 +7,7 @@ The local runner, the Ray runner and the server drive the same objects."""
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -28,6 +29,8 @@ class Annotations:
     results: dict[str, Any] = field(default_factory=dict)
     segments: list[Segment] = field(default_factory=list)
     files: dict[str, list[str]] = field(default_factory=dict)
+    chunk: int | None = None  # which chunk of a long input this is (None: the whole input)
+    offset: float = 0.0  # where the chunk starts in the input, seconds
 
     def output_path(self, kind: str, name: str) -> str | None:
         """``OUT/kind/name`` (folders made), or None when nothing is written."""
@@ -118,6 +121,19 @@ class Stage:
 
     def __call__(self, audio: Audio, annotations: Annotations) -> tuple[Audio, Annotations]:
         raise NotImplementedError
+
+    def measure(self, chunks: Iterable[Audio]) -> None:
+        """Called before a long input is processed in chunks, with every chunk, when
+        ``needs_whole_input`` is true (e.g. the loudness of the whole input, for one gain)."""
+
+    @property
+    def needs_whole_input(self) -> bool:
+        return False
+
+    def merge(self, parts: list[tuple[float, Any]]) -> Any:
+        """One result from the results of a long input's chunks ``[(offset seconds, result)]``. The
+        default keeps them as a list; stages whose results have times shift them by the offset."""
+        return {"chunks": [{"offset": offset, "result": result} for offset, result in parts]}
 
     def describe(self) -> str:
         options = {**self.config, **self.extra}

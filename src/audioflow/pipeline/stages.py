@@ -24,6 +24,27 @@ def _save(audio: Audio, path: str | None, fmt: str) -> str | None:
     return path
 
 
+def shifted(item: dict[str, Any], offset: float, keys: tuple[str, ...] = ("start", "end")) -> dict[str, Any]:
+    """A result row with its times moved by ``offset`` seconds (a chunk's results, in the input's time)."""
+    return {**item, **{k: round(float(item[k]) + offset, 4) for k in keys if k in item}}
+
+
+def whole_input_loudness(chunks) -> float | None:
+    """BS.1770 loudness of a long input from its chunks: their 400 ms block energies gated together (exact
+    but for the few blocks that would straddle chunk boundaries)."""
+    from ..enhance.loudness import gated_loudness, loudness_blocks
+
+    blocks = [loudness_blocks(chunk.samples, chunk.sample_rate) for chunk in chunks]
+    return gated_loudness(np.concatenate(blocks, axis=1)) if blocks else None
+
+
+def _rows_merged(parts: list[tuple[float, Any]]) -> dict[str, Any]:
+    """Merge results shaped ``{..., "rows": [{start, end, ...}]}``: rows in input time, the rest from the first."""
+    first = dict(parts[0][1])
+    first["rows"] = [shifted(row, offset) for offset, result in parts for row in result["rows"]]
+    return first
+
+
 def frame_db(y: np.ndarray, sr: int, frame_s: float) -> np.ndarray:
     """RMS level of consecutive ``frame_s`` frames of the mono mix, in dBFS."""
     mono = y.mean(axis=0) if y.ndim == 2 else y
@@ -113,8 +134,10 @@ class Split(Stage):
         for number, (start, end) in enumerate(self.spans(audio)):
             extra: dict[str, Any] = {}
             if self.config["write"]:
-                path = _save(audio.slice(start, end), annotations.output_path(
-                    f"segments/{annotations.id}", f"{annotations.id}_{number:04d}"), self.config["format"])
+                name = f"{annotations.id}_{number:04d}" if annotations.chunk is None else \
+                    f"{annotations.id}_c{annotations.chunk:03d}_{number:04d}"
+                path = _save(audio.slice(start, end), annotations.output_path(f"segments/{annotations.id}", name),
+                             self.config["format"])
                 if path:
                     extra["file"] = path
                     annotations.add_file(self.name, path)
@@ -123,6 +146,10 @@ class Split(Stage):
         annotations.results[self.name] = {"method": self.config["method"], "count": len(segments),
                                           "segments": [s.to_dict() for s in segments]}
         return audio, annotations
+
+    def merge(self, parts):
+        segments = [shifted(seg, offset) for offset, result in parts for seg in result["segments"]]
+        return {"method": self.config["method"], "count": len(segments), "segments": segments}
 
 
 def _eq_bands(text: str | None) -> tuple[tuple[str, float, float, float], ...]:
@@ -171,18 +198,66 @@ class Enhance(Stage):
         for kind, freq, gain, q in self.enhance_options.eq:
             rbj_biquad(kind, freq, 96000, gain, q)  # names and ranges checked before any file is read
 
+    @property
+    def needs_whole_input(self) -> bool:
+        return self.enhance_options.lufs is not None
+
+    def measure(self, chunks) -> None:
+        self.whole_loudness = whole_input_loudness(chunks)
+
     def __call__(self, audio, annotations):
         from ..enhance import enhance
 
-        samples, report = enhance(audio.samples, audio.sample_rate, self.enhance_options)
+        options = self.enhance_options
+        if annotations.chunk is not None and options.lufs is not None:
+            loudness = getattr(self, "whole_loudness", None)
+            options = dataclasses.replace(options, lufs=None,
+                                          gain_db=None if loudness is None else options.lufs - loudness)
+        samples, report = enhance(audio.samples, audio.sample_rate, options)
         out = dataclasses.replace(audio, samples=samples)
         if self.config["write"]:
-            path = _save(out, annotations.output_path("enhanced", annotations.id), self.config["format"])
+            name = annotations.id if annotations.chunk is None else f"{annotations.id}.part{annotations.chunk:04d}"
+            path = _save(out, annotations.output_path("enhanced", name), self.config["format"])
             if path:
                 report["file"] = path
                 annotations.add_file(self.name, path)
         annotations.results[self.name] = report
         return out, annotations
+
+    def merge(self, parts):
+        reports = [result for _, result in parts]
+        merged: dict[str, Any] = {"steps": reports[0]["steps"], "chunks": len(reports)}
+        if self.enhance_options.lufs is not None:
+            loudness = getattr(self, "whole_loudness", None)
+            merged.update(loudness_before=loudness, gain_db=reports[0].get("gain_db"))
+        peaks = [r["true_peak_db"] for r in reports if r.get("true_peak_db") is not None]
+        if peaks:
+            merged["true_peak_db"] = max(peaks)
+        files = [r.get("file") for r in reports]
+        if all(files) and self.config["format"] in ("flac", "wav", "ogg"):
+            merged["file"] = _join(files, files[0].replace(".part0000", ""))
+        elif all(files):
+            merged["files"] = files  # codecs libsndfile cannot append to stay as parts
+        return merged
+
+
+def _join(parts: list[str], target: str) -> str:
+    """Concatenate audio files of one format into ``target`` block by block (bounded memory), then remove
+    the parts; written to a temporary name and renamed."""
+    import os
+
+    import soundfile as sf
+
+    first = sf.info(parts[0])
+    temp = f"{target}.{os.getpid()}.tmp"
+    with sf.SoundFile(temp, "w", first.samplerate, first.channels, first.subtype, format=first.format) as out:
+        for part in parts:
+            for block in sf.blocks(part, blocksize=1 << 16, dtype="float32", always_2d=True):
+                out.write(block)
+    os.replace(temp, target)
+    for part in parts:
+        os.remove(part)
+    return target
 
 
 @register_stage
@@ -207,6 +282,12 @@ class Analyze(Stage):
         from ..enhance import signal_metrics
 
         result: dict[str, Any] = signal_metrics(audio.samples, audio.sample_rate)
+        if annotations.chunk is not None:
+            from ..enhance.loudness import loudness_blocks
+
+            if annotations.chunk == 0:
+                self.chunk_blocks: list[np.ndarray] = []
+            self.chunk_blocks.append(loudness_blocks(audio.samples, audio.sample_rate))
         if self.config["music"]:
             from ..music import analyze_music
 
@@ -216,6 +297,33 @@ class Analyze(Stage):
                                   for s in annotations.segments]
         annotations.results[self.name] = result
         return audio, annotations
+
+    def merge(self, parts):
+        from ..enhance.loudness import gated_loudness
+
+        results = [r for _, r in parts]
+        seconds = [r["duration"] for r in results]
+        total = sum(seconds)
+        weighted = lambda key: sum(r[key] * d for r, d in zip(results, seconds, strict=True)  # noqa: E731
+                                   if r[key] is not None) / total if total else None
+        peaks = [r["peak_dbfs"] for r in results if r["peak_dbfs"] is not None]
+        true_peaks = [r["true_peak_dbtp"] for r in results if r["true_peak_dbtp"] is not None]
+        merged: dict[str, Any] = {
+            "duration": total, "sample_rate": results[0]["sample_rate"], "channels": results[0]["channels"],
+            # the chunks' 400 ms blocks gated together: BS.1770 of the whole input (but the blocks across
+            # chunk edges)
+            "loudness_lufs": gated_loudness(np.concatenate(self.chunk_blocks, axis=1)),
+            "peak_dbfs": max(peaks) if peaks else None, "true_peak_dbtp": max(true_peaks) if true_peaks else None,
+            "snr_estimate_db": weighted("snr_estimate_db"), "silence_ratio": weighted("silence_ratio"),
+            "clipping_ratio": weighted("clipping_ratio"), "dc_offset": weighted("dc_offset"), "chunks": len(results),
+        }
+        if "music" in results[0]:
+            merged["music"] = {"chunks": [{"offset": offset, **r["music"], "beats": [round(b + offset, 4) for b in
+                                                                                    r["music"]["beats"]]}
+                                          for offset, r in parts]}
+        if any("segments" in r for r in results):
+            merged["segments"] = [m for r in results for m in r.get("segments", [])]
+        return merged
 
 
 @register_stage
@@ -257,8 +365,9 @@ class Features(Stage):
             row: dict[str, Any] = {"start": start, "end": end, "shape": list(matrix.shape),
                                    "mean": matrix.mean(-1).round(5).tolist(), "std": matrix.std(-1).round(5).tolist()}
             if self.config["npy"]:
-                path = annotations.output_path("features", f"{annotations.id}_{number:04d}.npy"
-                                               if len(spans) > 1 else f"{annotations.id}.npy")
+                stem = annotations.id if annotations.chunk is None else f"{annotations.id}_c{annotations.chunk:03d}"
+                path = annotations.output_path("features", f"{stem}_{number:04d}.npy" if len(spans) > 1
+                                               else f"{stem}.npy")
                 if path:
                     np.save(path, matrix)
                     row["file"] = path
@@ -266,6 +375,9 @@ class Features(Stage):
             rows.append(row)
         annotations.results[self.name] = {"feature": self.config["name"], "per": self.config["per"], "rows": rows}
         return audio, annotations
+
+    def merge(self, parts):
+        return _rows_merged(parts)
 
 
 @register_stage
@@ -284,6 +396,9 @@ class Fingerprint(Stage):
         annotations.results[self.name] = {"raw": raw, "encoded": encode(raw) if raw else "",
                                           "duration": audio.duration}
         return audio, annotations
+
+    def merge(self, parts):
+        return {**parts[0][1], "duration": sum(r["duration"] for _, r in parts)}  # the opening minutes identify
 
 
 @register_stage
@@ -331,3 +446,6 @@ class Classify(Stage):
                          "top": [{"label": labels[i], "probability": round(float(p[i]), 5)} for i in order]})
         annotations.results[self.name] = {"model": self.config["model"], "per": self.config["per"], "rows": rows}
         return audio, annotations
+
+    def merge(self, parts):
+        return _rows_merged(parts)
