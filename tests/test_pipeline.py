@@ -254,6 +254,14 @@ def test_classify_runs_a_model_trained_through_the_loader(tmp_path):
     assert [r["label"] for r in rows] == ["low", "high"]
     with pytest.raises(af.ParameterError, match="classify"):
         pipeline.build_steps(f"classify:model={tmp_path}")
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    from audioflow.music.classify import Classifier
+
+    onnx_folder = export_classifier(model, str(tmp_path / "onnx"), spec, torch.zeros(2, 32, 101), format="onnx")
+    clips = [clip(band) for band in names]
+    np.testing.assert_allclose(Classifier(onnx_folder).predict(clips, SR), Classifier(folder).predict(clips, SR),
+                               atol=1e-4)  # the same model through onnxruntime
 
 
 def test_interactive_process_through_a_pseudo_terminal(folder, tmp_path):

@@ -39,16 +39,30 @@ class ClassifierSpec:
             return cls(**json.load(f))
 
 
-def export_classifier(model: Any, folder: str, spec: ClassifierSpec, example: Any) -> str:
-    """Save ``model`` (a torch module) with ``torch.export`` (``.pt2``; the batch size stays dynamic) plus its
-    spec into ``folder``; ``example`` is one input batch. Returns the folder."""
+def export_classifier(model: Any, folder: str, spec: ClassifierSpec, example: Any, format: str = "pt2") -> str:
+    """Save ``model`` (a torch module) plus its spec into ``folder``: ``format`` 'pt2' (``torch.export``) or
+    'onnx' (needs the ``onnx`` package; run with onnxruntime). The batch size stays dynamic; ``example`` is
+    one input batch. Returns the folder."""
+    import dataclasses
+    import warnings
+
     import torch
 
+    if format not in ("pt2", "onnx"):
+        raise ParameterError(f"format must be 'pt2' or 'onnx', got {format!r}")
     os.makedirs(folder, exist_ok=True)
     model.eval()
-    batch = torch.export.Dim("batch", min=1)
-    program = torch.export.export(model, (example,), dynamic_shapes=({0: batch},))
-    torch.export.save(program, os.path.join(folder, spec.model_file))
+    spec = dataclasses.replace(spec, model_file=f"model.{format}")
+    if format == "pt2":
+        batch = torch.export.Dim("batch", min=1)
+        program = torch.export.export(model, (example,), dynamic_shapes=({0: batch},))
+        torch.export.save(program, os.path.join(folder, spec.model_file))
+    else:
+        with warnings.catch_warnings():  # the TorchScript-based exporter: the new one needs onnxscript
+            warnings.simplefilter("ignore", DeprecationWarning)
+            torch.onnx.export(model, (example,), os.path.join(folder, spec.model_file), dynamo=False,
+                              input_names=["input"], output_names=["logits"],
+                              dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}})
     with open(os.path.join(folder, SPEC_NAME), "w") as f:
         json.dump({k: v for k, v in spec.__dict__.items()}, f, indent=1)
     return folder
