@@ -347,3 +347,37 @@ def test_chunked_processing_keeps_memory_bounded(tmp_path):
     tracemalloc.stop()
     assert entry["status"] == "ok" and abs(entry["audio_seconds"] - 1200) < 1e-6
     assert peak < 77e6 / 2.5, peak  # measured ~26 MB: 30 s chunks and the stages' working copies
+
+
+def test_classify_runs_a_hugging_face_checkpoint_as_transformers_does(tmp_path):
+    """A small Wav2Vec2 audio classifier saved as a local checkpoint: the classify step's probabilities are
+    transformers' own (feature extractor, model, softmax) for each file."""
+    transformers = pytest.importorskip("transformers")
+    import torch
+
+    config = transformers.Wav2Vec2Config(
+        hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64, conv_dim=(16, 16),
+        conv_kernel=(10, 3), conv_stride=(5, 2), num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=2,
+        classifier_proj_size=16, num_labels=3, id2label={0: "low", 1: "mid", 2: "high"},
+        label2id={"low": 0, "mid": 1, "high": 2})
+    torch.manual_seed(0)
+    model = transformers.Wav2Vec2ForSequenceClassification(config).eval()
+    extractor = transformers.Wav2Vec2FeatureExtractor(sampling_rate=SR, do_normalize=True)
+    checkpoint = tmp_path / "checkpoint"
+    model.save_pretrained(checkpoint)
+    extractor.save_pretrained(checkpoint)
+    src = tmp_path / "in"
+    src.mkdir()
+    clips = {}
+    for i, freq in enumerate((250, 700, 2000)):
+        clips[f"tone{i}"] = (0.3 * np.sin(2 * np.pi * freq * np.arange(SR) / SR)).astype(np.float32)
+        sf.write(src / f"tone{i}.wav", clips[f"tone{i}"], SR, subtype="FLOAT")
+    out = tmp_path / "out"
+    assert pipeline.run(src, f"classify:model={checkpoint},top=3", out, workers=1).ok == 3
+    for name, y in clips.items():
+        rows = json.loads((out / "results" / f"{name}.json").read_text())["results"]["classify"]["rows"]
+        ours = {t["label"]: t["probability"] for t in rows[0]["top"]}
+        with torch.no_grad():
+            logits = model(**extractor([y], sampling_rate=SR, return_tensors="pt")).logits
+        reference = dict(zip(("low", "mid", "high"), torch.softmax(logits, -1)[0].tolist(), strict=True))
+        assert all(abs(ours[k] - reference[k]) < 1e-4 for k in reference)

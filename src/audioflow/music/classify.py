@@ -68,17 +68,33 @@ def export_classifier(model: Any, folder: str, spec: ClassifierSpec, example: An
     return folder
 
 
+def is_huggingface(model: str) -> bool:
+    """A Hugging Face checkpoint: a folder with ``config.json`` (and no audioflow spec), or a hub name
+    (``org/name``, downloaded by transformers when online)."""
+    if os.path.isdir(model):
+        return os.path.exists(os.path.join(model, "config.json")) and not os.path.exists(
+            os.path.join(model, SPEC_NAME))
+    return model.count("/") == 1 and not model.startswith((".", "/"))
+
+
 class Classifier:
-    """A loaded classifier: ``predict(y, sr) -> (labels, probabilities)`` for one clip or a list of clips."""
+    """A loaded classifier: ``predict(clips, sr)`` gives ``[clips, labels]`` probabilities.
+
+    ``folder``: a folder written by :func:`export_classifier` (torch.export, TorchScript or ONNX with its
+    spec), or a Hugging Face audio-classification checkpoint (a local folder, or a hub name when online:
+    its feature extractor prepares the input and its ``id2label`` names the classes)."""
 
     def __init__(self, folder: str, device: str = "cpu") -> None:
         import torch
 
         from ..data.transforms import build_feature
 
+        self.device, self.huggingface = device, None
+        if is_huggingface(folder):
+            self._load_huggingface(folder, device)
+            return
         self.spec = ClassifierSpec.load(folder)
         path = os.path.join(folder, self.spec.model_file)
-        self.device = device
         if path.endswith(".onnx"):
             try:
                 import onnxruntime
@@ -95,6 +111,19 @@ class Classifier:
         options = dict(self.spec.features or {})
         name = options.pop("name", None)
         self.feature = build_feature(name, self.spec.sample_rate, **options) if name else None
+
+    def _load_huggingface(self, name: str, device: str) -> None:
+        try:
+            from transformers import AutoFeatureExtractor, AutoModelForAudioClassification
+        except ImportError as e:
+            raise MissingDependencyError("Hugging Face checkpoints need transformers: pip install transformers") from e
+        local = os.path.isdir(name)
+        self.extractor = AutoFeatureExtractor.from_pretrained(name, local_files_only=local)
+        self.huggingface = AutoModelForAudioClassification.from_pretrained(name, local_files_only=local)
+        self.huggingface = self.huggingface.to(device).eval()
+        labels = self.huggingface.config.id2label
+        self.spec = ClassifierSpec(labels=[str(labels[i]) for i in range(len(labels))],
+                                   sample_rate=int(self.extractor.sampling_rate))
 
     def _batch(self, clips: list[np.ndarray]) -> Any:
         import torch
@@ -121,6 +150,10 @@ class Classifier:
 
         clips = [c if sr == self.spec.sample_rate else resample(c, sr, self.spec.sample_rate) for c in clips]
         with torch.no_grad():
+            if self.huggingface is not None:
+                inputs = self.extractor(clips, sampling_rate=self.spec.sample_rate, return_tensors="pt", padding=True)
+                logits = self.huggingface(**{k: v.to(self.device) for k, v in inputs.items()}).logits.cpu()
+                return torch.softmax(logits.float(), dim=-1).numpy()
             x = self._batch(clips)
             if self.session is not None:
                 logits = torch.from_numpy(self.session.run(None, {self.session.get_inputs()[0].name: x.numpy()})[0])

@@ -403,12 +403,13 @@ class Fingerprint(Stage):
 
 @register_stage
 class Classify(Stage):
-    """The user's classifier (a folder with a torch.export, TorchScript or ONNX model and its spec JSON)
-    on each file or segment: the top labels with probabilities."""
+    """The user's classifier on each file or segment: the top labels with probabilities. The model is a
+    folder with a torch.export, TorchScript or ONNX model and its spec JSON, or a Hugging Face
+    audio-classification checkpoint (a folder, or a hub name when online)."""
 
     name = "classify"
     options: ClassVar[dict[str, Option]] = {
-        "model": Option("str", None, "folder of the model and its audioflow-classifier.json"),
+        "model": Option("str", None, "model folder (audioflow spec or Hugging Face checkpoint), or org/name"),
         "per": Option("str", "file", "classify each 'file' or each 'segment'", ("file", "segment")),
         "top": Option("int", 3, "labels to report per input"),
     }
@@ -416,11 +417,12 @@ class Classify(Stage):
     def validate(self) -> None:
         import os
 
-        from ..music.classify import SPEC_NAME
+        from ..music.classify import SPEC_NAME, is_huggingface
 
         model = self.config["model"]
-        if not model or not os.path.exists(os.path.join(model, SPEC_NAME)):
-            raise ParameterError(f"classify: model={model!r} must be a folder holding {SPEC_NAME} and the model")
+        if not model or not (os.path.exists(os.path.join(model, SPEC_NAME)) or is_huggingface(model)):
+            raise ParameterError(f"classify: model={model!r} must be a folder holding {SPEC_NAME} and the model, "
+                                 "a Hugging Face checkpoint folder, or a hub name (org/name)")
 
     def setup(self, models) -> None:
         from ..music.classify import Classifier
