@@ -254,12 +254,24 @@ def test_classify_runs_a_model_trained_through_the_loader(tmp_path):
     assert [r["label"] for r in rows] == ["low", "high"]
     with pytest.raises(af.ParameterError, match="classify"):
         pipeline.build_steps(f"classify:model={tmp_path}")
+    import dataclasses
+    import warnings
+
+    from audioflow.music.classify import SPEC_NAME, Classifier
+
+    clips = [clip(band) for band in names]
+    scripted = tmp_path / "torchscript"  # a TorchScript model (what older projects ship) with the same spec
+    scripted.mkdir()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.jit.trace(model, torch.zeros(2, 32, 101)).save(str(scripted / "model.pt"))
+    (scripted / SPEC_NAME).write_text(json.dumps(dataclasses.asdict(dataclasses.replace(spec, model_file="model.pt"))))
+    np.testing.assert_allclose(Classifier(str(scripted)).predict(clips, SR), Classifier(folder).predict(clips, SR),
+                               atol=1e-5)
     pytest.importorskip("onnxruntime")
     pytest.importorskip("onnx")
-    from audioflow.music.classify import Classifier
 
     onnx_folder = export_classifier(model, str(tmp_path / "onnx"), spec, torch.zeros(2, 32, 101), format="onnx")
-    clips = [clip(band) for band in names]
     np.testing.assert_allclose(Classifier(onnx_folder).predict(clips, SR), Classifier(folder).predict(clips, SR),
                                atol=1e-4)  # the same model through onnxruntime
 
