@@ -451,3 +451,48 @@ class Classify(Stage):
 
     def merge(self, parts):
         return _rows_merged(parts)
+
+
+@register_stage
+class VAD(Stage):
+    """Speech segments (start, end, probability) from Silero VAD; optionally pass on only the speech."""
+
+    name = "vad"
+    options: ClassVar[dict[str, Option]] = {
+        "threshold": Option("float", 0.5, "speech probability that starts speech (0-1)"),
+        "min_speech": Option("float", 0.25, "shortest speech kept, seconds"),
+        "min_silence": Option("float", 0.1, "silence that ends speech, seconds"),
+        "pad": Option("float", 0.03, "seconds added on both sides of each segment"),
+        "drop_silence": Option("bool", False, "pass on the speech only (segments joined) to the next steps"),
+        "model": Option("str", None, "silero_vad.onnx path (default: $AUDIOFLOW_SILERO_VAD, then silero-vad's)"),
+    }
+
+    def setup(self, models) -> None:
+        from ..speech import SileroVAD
+
+        c = self.config
+        self.vad = models.get(f"vad:{c['model']}:{c['threshold']}:{c['min_speech']}:{c['min_silence']}:{c['pad']}",
+                              lambda device: SileroVAD(c["model"], c["threshold"], None, c["min_speech"],
+                                                       c["min_silence"], c["pad"]))
+
+    def __call__(self, audio, annotations):
+        if not hasattr(self, "vad"):
+            from ..models import ModelManager
+
+            self.setup(ModelManager("cpu"))
+        segments = self.vad.segments(audio.samples, audio.sample_rate)
+        speech = sum(s.duration for s in segments)
+        annotations.results[self.name] = {
+            "segments": [{"start": s.start, "end": s.end, "probability": s.score} for s in segments],
+            "speech_seconds": round(speech, 3), "speech_ratio": round(speech / audio.duration, 4) if audio.duration
+            else 0.0}
+        annotations.segments = segments
+        if self.config["drop_silence"] and segments:
+            pieces = [audio.slice(s.start, s.end).samples for s in segments]
+            audio = dataclasses.replace(audio, samples=np.concatenate(pieces, axis=-1))
+        return audio, annotations
+
+    def merge(self, parts):
+        segments = [shifted(seg, offset) for offset, result in parts for seg in result["segments"]]
+        speech = sum(r["speech_seconds"] for _, r in parts)
+        return {"segments": segments, "speech_seconds": round(speech, 3), "chunks": len(parts)}
