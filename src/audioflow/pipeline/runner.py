@@ -241,9 +241,24 @@ _STAGES: list[Stage] = []
 _MODELS: ModelManager | None = None
 
 
+def private_numba_cache() -> None:
+    """Give this worker process its own numba cache folder. librosa's jitted functions cache to their
+    package folder; several workers compiling them at once write the same cache files, and a torn pair
+    (index of one write, data of another) segfaults every later process that loads it (found when a CI
+    run's fresh venv crashed in ``beat_track`` after a parallel run)."""
+    import sys
+    import tempfile
+
+    folder = tempfile.mkdtemp(prefix=f"audioflow-numba-{os.getpid()}-")
+    os.environ["NUMBA_CACHE_DIR"] = folder
+    if "numba" in sys.modules:  # already imported (inherited through fork): set it where numba reads it
+        sys.modules["numba"].config.CACHE_DIR = folder
+
+
 def _setup_worker(stages: Sequence[Stage], device: str) -> Callable[[], None]:
     def init() -> None:
         global _MODELS
+        private_numba_cache()
         _MODELS = ModelManager(device)
         _STAGES[:] = list(stages)
         for stage in _STAGES:
@@ -373,6 +388,8 @@ def _run_local(rows: list[dict[str, Any]], stages: list[Stage], out: str, worker
     time); a crashed or hung worker is replaced and its input marked failed."""
     from ..data.workers import ProcessPool
 
+    for stage in stages:
+        stage.prepare_parent()
     pool = ProcessPool(_work, workers, threads_per_worker=1, init=_setup_worker(stages, device), max_deaths=1)
     try:
         pending = list(enumerate(rows))

@@ -119,6 +119,9 @@ class Stage:
     def setup(self, models: ModelManager) -> None:
         """Load what the stage needs, once per worker."""
 
+    def prepare_parent(self) -> None:
+        """Run in the parent before workers are forked from it (work they should inherit, not repeat)."""
+
     def __call__(self, audio: Audio, annotations: Annotations) -> tuple[Audio, Annotations]:
         raise NotImplementedError
 

@@ -278,6 +278,14 @@ class Analyze(Stage):
             noise = np.random.default_rng(0).standard_normal(22050 * 2).astype(np.float32) * 0.1
             analyze_music(noise, 22050, self.config["n_mfcc"])
 
+    def prepare_parent(self) -> None:
+        import sys
+
+        # librosa already imported here: its jitted functions cache into its package folder, and forked
+        # workers compiling them at once would write those files together; compiled here, they inherit it
+        if self.config["music"] and "librosa" in sys.modules:
+            self.setup(None)
+
     def __call__(self, audio, annotations):
         from ..enhance import signal_metrics
 
