@@ -124,9 +124,8 @@ def _ask_process_options(inputs: list[str], output: str | None, steps: list[str]
     """Prompt at the terminal for what ``process`` needs, with defaults shown (``--interactive``)."""
     from rich.prompt import Confirm, Prompt
 
-    from .pipeline import STAGES, build_steps
+    from .pipeline import STAGES  # importing the package registers the built-in stages
 
-    build_steps("analyze")  # registers the built-in stages
     table = Table("step", "options (default)", title="steps")
     for name, stage in sorted(STAGES.items()):
         table.add_row(name, ", ".join(f"{k}={v.default}" for k, v in stage.options.items()) or "-")

@@ -22,8 +22,7 @@ import numpy as np
 from .audio import Audio
 from .pipeline.ray_engine import ensure_ray
 from .pipeline.runner import _json_default, input_rows
-from .pipeline.stage import STAGES, Annotations
-from .pipeline.stages import Analyze as _registers_the_stages  # noqa: F401
+from .pipeline.stage import STAGES, Annotations  # importing the pipeline package registers the stages
 
 
 class Decode:

@@ -142,8 +142,7 @@ class BatchMaker:
             start = _crop_start(y.shape[-1], self.max_samples, self.crop, rng)
             y = y[..., start:start + self.max_samples]
         if y.shape[-1] == 0:
-            raise InvalidAudioError("no samples to train on", getattr(self.source, "rows", [{}])[index].get("path")
-                                    if isinstance(self.source, FileSource) else f"item {index}")
+            raise InvalidAudioError("no samples to train on", self.source.item_id(index))
         return y, hit
 
     def __call__(self, task: tuple[list[int], int]) -> dict[str, Any]:
@@ -324,8 +323,7 @@ class AudioDataLoader:
         self._ready: dict[tuple[int, int, int], tuple[bool, Any]] = {}
         self._inflight: set[tuple[int, int, int]] = set()
         self._generation = 0
-        self._lookahead: tuple[int, list[list[int]]] | None = None
-        self._epoch_batches: tuple[int, list[list[int]]] | None = None
+        self._epoch_lists: dict[int, list[list[int]]] = {}  # the sampler's batches of this and the next epoch
 
     # ---- sizes and order ---------------------------------------------------------------------------------
 
@@ -334,12 +332,11 @@ class AudioDataLoader:
         return np.minimum(durations, self.max_duration) if self.max_duration else durations
 
     def _batches(self, epoch: int) -> list[list[int]]:
-        if self._epoch_batches is None or self._epoch_batches[0] != epoch:
-            if self._lookahead is not None and self._lookahead[0] == epoch:
-                self._epoch_batches, self._lookahead = self._lookahead, None
-            else:
-                self._epoch_batches = (epoch, self.sampler.batches(epoch))
-        return self._epoch_batches[1]
+        if epoch not in self._epoch_lists:
+            if len(self._epoch_lists) >= 2:  # keep the latest two epochs (the running one and the next)
+                del self._epoch_lists[min(self._epoch_lists)]
+            self._epoch_lists[epoch] = self.sampler.batches(epoch)
+        return self._epoch_lists[epoch]
 
     def __len__(self) -> int:
         return len(self._batches(self._next_epoch))
@@ -371,7 +368,7 @@ class AudioDataLoader:
             self._generation += 1  # what was made ahead used the old seed
             self._ready.clear()
         self.seed = self.sampler.seed = seed
-        self._epoch_batches = self._lookahead = None
+        self._epoch_lists.clear()
         self._next_epoch, self._next_position = int(state["epoch"]), int(state["position"])
 
     # ---- setup, measured ---------------------------------------------------------------------------------
@@ -387,16 +384,16 @@ class AudioDataLoader:
         started = time.perf_counter()
         full = probe_maker((probe, self.seed)) if probe else None
         read_s = (time.perf_counter() - started) / max(1, len(probe))
-        item_bytes = 0 if full is None else int(full["audio_lengths"].sum()) * 4 // len(probe) * (
-            1 if self.mono else full["x"].shape[1] if full["x"].ndim == 3 else 1)
+        channels = 1 if full is None or full["x"].ndim == 2 else full["x"].shape[1]
+        item_bytes = 0 if full is None else int(full["audio_lengths"].sum()) * 4 * channels // len(probe)
         self._cache = self._make_cache(opts, item_bytes)
         in_workers = self.transform if self.transform_on == "workers" else None
         self._maker = BatchMaker(self.source, self.sample_rate, self.mono, self.max_duration, self.crop, self._cache,
                                  self.label_ids, opts["on_error"], in_workers)
         # what one batch costs to make where it will be made: the probe items, cropped, repeated to a batch
         transform_s = 0.0
-        batch_items = self.sampler.batch_size if self.sampler.batch_by == "count" else max(1, len(first[0]) if first
-                                                                                              else 1)
+        by_count = self.sampler.batch_by == "count" or not first
+        batch_items = self.sampler.batch_size if by_count else len(first[0])
         if full is not None and in_workers is not None and not in_workers.is_identity:
             x, lengths = full["x"], full["audio_lengths"]
             if self.max_duration:
@@ -423,8 +420,7 @@ class AudioDataLoader:
         prefetch = opts["prefetch_factor"]
         if prefetch == "auto":
             budget = min(_PREFETCH_BYTES, total_memory_bytes() // 8)
-            prefetch = int(max(1, min(4, budget // max(1, out_bytes * max(1, num_workers)))))
-            prefetch = min(prefetch, 2)
+            prefetch = int(max(1, min(2, budget // max(1, out_bytes * max(1, num_workers)))))
         threads = opts["threads_per_worker"]
         if threads == "auto":
             # one math thread per worker: measured 1.4-2.9x faster than two with the workers filling the
@@ -516,7 +512,7 @@ class AudioDataLoader:
         for key in [k for k in ready if k[1] not in (epoch, epoch + 1)]:
             del ready[key]
         upcoming = [(epoch, n) for n in range(start, len(batches))]
-        upcoming += [(epoch + 1, n) for n in range(len(self._batches_of(epoch + 1)))]
+        upcoming += [(epoch + 1, n) for n in range(len(self._batches(epoch + 1)))]
         for number in range(start, len(batches)):
             for key in upcoming:
                 if pool.outstanding() + len(ready) >= max(1, pool.num_workers) * self._prefetch:
@@ -543,17 +539,10 @@ class AudioDataLoader:
             if (number + 1) % _ADAPT_EVERY == 0:
                 self._adapt()
 
-    def _batches_of(self, epoch: int) -> list[list[int]]:
-        if self._epoch_batches is not None and self._epoch_batches[0] == epoch:
-            return self._epoch_batches[1]
-        if self._lookahead is None or self._lookahead[0] != epoch:
-            self._lookahead = (epoch, self.sampler.batches(epoch))
-        return self._lookahead[1]
-
     def _submit(self, key: tuple[int, int]) -> None:
         epoch, number = key
         seed = int(np.random.SeedSequence([self.seed, epoch, number]).generate_state(1)[0])
-        self._pool.submit((self._generation, epoch, number), (self._batches_of(epoch)[number], seed))
+        self._pool.submit((self._generation, epoch, number), (self._batches(epoch)[number], seed))
         self._inflight.add((self._generation, epoch, number))
 
     def _adapt(self) -> None:

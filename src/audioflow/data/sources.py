@@ -131,12 +131,13 @@ class StoreSource(AudioSource):
         field = self.dataset.fields[self.field]
         if not hasattr(field, "frames"):  # chunked fields: decode lengths lazily, one row at a time
             return np.array([self.dataset.read_window(i, self.field).shape[-1] for i in range(len(self))])
-        frames = np.zeros(len(self), np.int64)
+        return np.concatenate(self._per_shard(field.frames))
+
+    def _per_shard(self, read) -> list[Any]:
+        """``read(views, rows)`` over every shard's rows, in order: one field's column, not whole rows."""
         starts = self.dataset._starts
-        for shard in range(len(starts) - 1):
-            rows = np.arange(starts[shard + 1] - starts[shard])
-            frames[starts[shard]:starts[shard + 1]] = field.frames(self.dataset._shard(shard), rows)
-        return frames
+        return [read(self.dataset._shard(shard), np.arange(starts[shard + 1] - starts[shard]))
+                for shard in range(len(starts) - 1)]
 
     def read(self, index, sr, mono, offset=0.0, duration=None):
         y = self.dataset.read_window(index, self.field, offset, duration).astype(np.float32, copy=False)
@@ -145,9 +146,9 @@ class StoreSource(AudioSource):
         return y if sr == self.native_sr else resample(y, self.native_sr, sr)
 
     def column(self, name):
-        if name in self.dataset.fields:
-            return [self.dataset[i][name] for i in range(len(self))]
-        return None
+        if name not in self.dataset.fields:
+            return None
+        return [value for part in self._per_shard(self.dataset.fields[name].decode) for value in part]
 
 
 def _as_audio(value: Any, where: str) -> tuple[np.ndarray, int]:

@@ -9,7 +9,6 @@ import logging
 import os
 import queue
 import signal
-import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -192,9 +191,7 @@ class ThreadPool:
         self._executor = ThreadPoolExecutor(max(1, num_workers), thread_name_prefix="audioflow-loader")
         self._futures: dict[Any, Future] = {}
         self._done: queue.Queue = queue.Queue()
-        self._lock = threading.Lock()
         self.replaced = 0
-        self._n = max(1, num_workers)
 
     @property
     def num_workers(self) -> int:

@@ -159,20 +159,27 @@ def phase_vocoder(spec: torch.Tensor, rate: torch.Tensor | float, hop_length: in
     return torch.view_as_complex(out)
 
 
+def _stretch_grid(batch: int, frames: int, rate: torch.Tensor | float, n_frames: int | None
+                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The vocoder's time grid, ``[batch, n_out]`` on the CPU: the input frame each output frame starts
+    from, the fraction towards the next, and which output frames exist (``t * rate < frames``)."""
+    rate = torch.as_tensor(rate, dtype=torch.float64).reshape(-1).expand(batch).cpu()
+    n_out = int(torch.ceil(frames / rate).max()) if n_frames is None else n_frames
+    steps = torch.arange(n_out, dtype=torch.float64)[None, :] * rate[:, None]
+    idx0 = steps.floor().long().clamp(max=frames - 1)
+    return idx0, steps - idx0, steps < frames
+
+
 def _frame_steps(batch: int, freq: int, frames: int, rate: torch.Tensor | float, n_frames: int | None,
                  device: torch.device) -> tuple[torch.Tensor, ...]:
-    """Where each output frame of a stretch by ``rate`` reads: the two input frames (gather indices
-    ``[batch, freq, n_out]``), the fraction between them ``[batch, 1, n_out]``, which reads fall on
-    librosa's zero frame past the end, and which output frames exist for each sample."""
-    rate = torch.as_tensor(rate, dtype=torch.float64).reshape(-1).expand(batch)
-    n_out = int(torch.ceil(frames / rate).max()) if n_frames is None else n_frames
-    steps = (torch.arange(n_out, dtype=torch.float64)[None, :] * rate[:, None]).to(device)  # [B, T]
-    idx0 = steps.floor().long().clamp(max=frames - 1)
-    frac = (steps - idx0).unsqueeze(1)
+    """:func:`_stretch_grid` as gather indices ``[batch, freq, n_out]`` for both input frames, the fraction
+    ``[batch, 1, n_out]``, which reads fall on librosa's zero frame past the end, and the valid frames."""
+    idx0, frac, in_range = (t.to(device) for t in _stretch_grid(batch, frames, rate, n_frames))
+    n_out = idx0.shape[1]
     index0 = idx0.unsqueeze(1).expand(batch, freq, n_out)
     index1 = (idx0 + 1).clamp(max=frames - 1).unsqueeze(1).expand(batch, freq, n_out)
     last = (idx0 + 1 >= frames).unsqueeze(1)
-    return index0, index1, frac, last, (steps < frames).unsqueeze(1)
+    return index0, index1, frac.unsqueeze(1), last, in_range.unsqueeze(1)
 
 
 def stretch_frames(magnitude: torch.Tensor, rate: torch.Tensor | float, n_frames: int | None = None) -> torch.Tensor:
@@ -186,14 +193,11 @@ def stretch_frames(magnitude: torch.Tensor, rate: torch.Tensor | float, n_frames
     and its sines and cosines; frames-major rows make the interpolation two row gathers.
     """
     batch, frames, freq = magnitude.shape
-    rate = torch.as_tensor(rate, dtype=torch.float64).reshape(-1).expand(batch).cpu()
-    n_out = int(torch.ceil(frames / rate).max()) if n_frames is None else n_frames
-    steps = torch.arange(n_out, dtype=torch.float64)[None, :] * rate[:, None]  # [B, T]
-    idx0 = steps.floor().long().clamp(max=frames - 1)
-    frac = (steps - idx0).reshape(-1, 1)
+    idx0, frac, in_range = _stretch_grid(batch, frames, rate, n_frames)
+    n_out = idx0.shape[1]
+    frac = frac.reshape(-1, 1)
     first = torch.arange(batch)[:, None] * frames
     zero_row = batch * frames  # reads past the end (librosa's zero frame) land on an appended zero row
-    in_range = steps < frames
     index0 = torch.where(in_range, first + idx0, zero_row).reshape(-1)
     index1 = torch.where(in_range & (idx0 + 1 < frames), first + idx0 + 1, zero_row).reshape(-1)
     rows = torch.cat([magnitude.reshape(-1, freq), magnitude.new_zeros(1, freq)])

@@ -96,8 +96,8 @@ def process_file(row: dict[str, Any], stages: Sequence[Stage], output_dir: str |
         whole = "offset" not in row and "duration" not in row and chunk_duration
         described = info(row["path"], storage_options=storage_options) if whole else None
         if described is not None and described.duration > chunk_duration:
-            annotations, audio_info = _process_chunked(row, stages, output_dir, storage_options, chunk_duration,
-                                                       timings)
+            annotations, audio_info = _process_chunked(row, described, stages, output_dir, storage_options,
+                                                       chunk_duration, timings)
         else:
             samples, sr = load(row["path"], sr=None, mono=False, offset=float(row.get("offset", 0.0)),
                                duration=row.get("duration"), storage_options=storage_options)
@@ -122,14 +122,13 @@ def process_file(row: dict[str, Any], stages: Sequence[Stage], output_dir: str |
     return entry
 
 
-def _process_chunked(row: dict[str, Any], stages: Sequence[Stage], output_dir: str | None,
+def _process_chunked(row: dict[str, Any], described: Any, stages: Sequence[Stage], output_dir: str | None,
                      storage_options: dict[str, Any] | None, chunk_duration: float,
                      timings: dict[str, float]) -> tuple[Annotations, dict[str, Any]]:
     from ..audio import Segment
-    from ..io import info, stream
+    from ..io import stream
 
     path = row["path"]
-    described = info(path, storage_options=storage_options)
     sr = described.sample_rate
 
     def chunks():

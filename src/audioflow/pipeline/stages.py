@@ -38,6 +38,12 @@ def whole_input_loudness(chunks) -> float | None:
     return gated_loudness(np.concatenate(blocks, axis=1)) if blocks else None
 
 
+def spans_for(per: str, audio: Audio, annotations: Any) -> list[tuple[float, float]]:
+    """The spans a per-'file' or per-'segment' stage works on (the whole file when there are no segments)."""
+    spans = [(s.start, s.end) for s in annotations.segments] if per == "segment" else []
+    return spans or [(0.0, audio.duration)]
+
+
 def _rows_merged(parts: list[tuple[float, Any]]) -> dict[str, Any]:
     """Merge results shaped ``{..., "rows": [{start, end, ...}]}``: rows in input time, the rest from the first."""
     first = dict(parts[0][1])
@@ -361,8 +367,7 @@ class Features(Stage):
         mono = audio.to_mono()
         y = mono.samples if mono.sample_rate == self.config["sr"] else resample(mono.samples, mono.sample_rate,
                                                                                   self.config["sr"])
-        spans = [(s.start, s.end) for s in annotations.segments] if self.config["per"] == "segment" else []
-        spans = spans or [(0.0, audio.duration)]
+        spans = spans_for(self.config["per"], audio, annotations)
         rows = []
         for number, (start, end) in enumerate(spans):
             piece = y[round(start * self.config["sr"]): round(end * self.config["sr"])]
@@ -444,8 +449,7 @@ class Classify(Stage):
 
             self.setup(ModelManager("cpu"))
         mono = audio.to_mono()
-        spans = [(s.start, s.end) for s in annotations.segments] if self.config["per"] == "segment" else []
-        spans = spans or [(0.0, audio.duration)]
+        spans = spans_for(self.config["per"], audio, annotations)
         clips = [mono.slice(a, b).samples for a, b in spans]
         probabilities = self.classifier.predict(clips, audio.sample_rate)
         labels = self.classifier.spec.labels

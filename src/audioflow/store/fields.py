@@ -94,34 +94,34 @@ class ColumnViews:
 # --- scalars ------------------------------------------------------------------------------------
 
 
-class IntField(Field):
+class _NumberField(Field):
+    """One number per row in a primitive Arrow column (read back as a NumPy view)."""
+
+    arrow_type: pa.DataType
+    cast: type
+
+    def columns(self):
+        return [pa.field(self.name, self.arrow_type)]
+
+    def encode(self, value):
+        return {self.name: self.cast(value)}
+
+    def decode(self, table, rows):
+        return table.primitive(self.name)[rows]
+
+
+class IntField(_NumberField):
     """An integer label (int64)."""
 
     kind = "int"
-
-    def columns(self):
-        return [pa.field(self.name, pa.int64())]
-
-    def encode(self, value):
-        return {self.name: int(value)}
-
-    def decode(self, table, rows):
-        return table.primitive(self.name)[rows]
+    arrow_type, cast = pa.int64(), int
 
 
-class FloatField(Field):
+class FloatField(_NumberField):
     """A floating-point value (float64)."""
 
     kind = "float"
-
-    def columns(self):
-        return [pa.field(self.name, pa.float64())]
-
-    def encode(self, value):
-        return {self.name: float(value)}
-
-    def decode(self, table, rows):
-        return table.primitive(self.name)[rows]
+    arrow_type, cast = pa.float64(), float
 
 
 class StringField(Field):
