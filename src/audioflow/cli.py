@@ -217,6 +217,37 @@ def dedupe(
 
 
 @app.command()
+def say(
+    text: Annotated[str, typer.Argument(help="What to say ('-' reads standard input).")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Audio file to write (format from the suffix).")],
+    voice: Annotated[str, typer.Option(help="engine:name, e.g. piper:joe, espeak:en-us+f3, flite:slt, "
+                                       "piper:/path/voice.onnx.")] = "piper:joe",
+    rate: Annotated[float, typer.Option(help="Speaking rate relative to the voice's pace (1.0 normal).")] = 1.0,
+    sample_rate: Annotated[Optional[int], typer.Option("--sr", help="Resample to this rate, Hz.")] = None,  # noqa: UP045
+    list_voices: Annotated[bool, typer.Option("--list-voices", help="List the voices here and exit.")] = False,
+) -> None:
+    """Synthesize speech to an audio file (Piper by default; espeak-ng and flite too)."""
+    from .io import save
+    from .speech.synthesize import synthesize, voices
+
+    if list_voices:
+        for v in voices():
+            console.print(f"{v['voice']}" + ("" if v["installed"] else "  (not installed)"))
+        return
+    if text == "-":
+        text = sys.stdin.read()
+    with user_errors():
+        audio = synthesize(text, voice, rate)
+        samples, sr = audio.samples, audio.sample_rate
+        if sample_rate and sample_rate != sr:
+            from .io import resample
+
+            samples, sr = resample(samples, sr, sample_rate), sample_rate
+        save(output, samples, sr)
+    console.print(f"wrote {output} ({len(samples) / sr:.2f} s at {sr} Hz, voice {voice})")
+
+
+@app.command()
 def demo(
     out: Annotated[Optional[Path], typer.Option(help="Folder for the corpus (default: a temp folder).")] = None,  # noqa: UP045
     train_steps: Annotated[int, typer.Option(help="Steps of the keyword-classifier training demo.")] = 300,

@@ -116,6 +116,9 @@ class Stage:
     def validate(self) -> None:
         """Check option combinations; raise ParameterError."""
 
+    def check_order(self, before: list[str]) -> None:
+        """Check the steps that run before this one (names, in order); raise ParameterError."""
+
     def setup(self, models: ModelManager) -> None:
         """Load what the stage needs, once per worker."""
 
@@ -196,7 +199,7 @@ def split_steps(specs: str | list[str] | tuple[str, ...]) -> list[tuple[str, dic
 def build_steps(specs: str | list[str] | tuple[str, ...] | list[Stage]) -> list[Stage]:
     """Stages from step specs (or stages as they are), every name and option checked now, before any
     work starts."""
-    from . import stages  # noqa: F401  (registers the built-in stages)
+    from . import speech_stages, stages  # noqa: F401  (registers the built-in stages)
 
     if isinstance(specs, (list, tuple)) and specs and all(isinstance(s, Stage) for s in specs):
         return list(specs)  # type: ignore[arg-type]
@@ -207,4 +210,6 @@ def build_steps(specs: str | list[str] | tuple[str, ...] | list[Stage]) -> list[
         built.append(STAGES[name](**options))
     if not built:
         raise ParameterError("give at least one step")
+    for i, stage in enumerate(built):
+        stage.check_order([s.name for s in built[:i]])
     return built

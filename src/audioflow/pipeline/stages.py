@@ -61,6 +61,21 @@ def frame_db(y: np.ndarray, sr: int, frame_s: float) -> np.ndarray:
     return 20 * np.log10(np.maximum(np.sqrt(np.mean(padded.reshape(n, hop) ** 2, axis=1)), 1e-10))
 
 
+def word_cuts(words: list[dict[str, Any]], duration: float, max_len: float) -> list[tuple[float, float]]:
+    """Spans of whole words, each at most ``max_len`` s (a longer single word gets its own span), cut in
+    the middle of the pause between two words; the first starts at 0 and the last ends at ``duration``."""
+    if not words:
+        return [(0.0, duration)] if duration > 0 else []
+    spans, start = [], 0.0
+    for previous, word in itertools.pairwise(words):
+        cut = (previous["end"] + word["start"]) / 2
+        if word["end"] - start > max_len and cut > start:
+            spans.append((start, cut))
+            start = cut
+    spans.append((start, duration))
+    return [(round(a, 4), round(b, 4)) for a, b in spans]
+
+
 def silence_cuts(y: np.ndarray, sr: int, threshold_db: float, min_silence: float, min_len: float, max_len: float,
                  frame_s: float = 0.02) -> list[tuple[float, float]]:
     """Spans covering the recording, cut in the middle of silences (frames ``threshold_db`` below the
@@ -104,15 +119,17 @@ def _cut_long(levels: np.ndarray, a: float, b: float, max_len: float, frame_s: f
 
 @register_stage
 class Split(Stage):
-    """Cut the recording into segments: fixed windows (with overlap) or at silences."""
+    """Cut the recording into segments: fixed windows (with overlap), at silences, or at word boundaries
+    (from the word times of a transcribe step before it)."""
 
     name = "split"
     options: ClassVar[dict[str, Option]] = {
-        "method": Option("str", "silence", "'fixed' windows or cuts at 'silence'", ("fixed", "silence")),
+        "method": Option("str", "silence", "'fixed' windows, cuts at 'silence', or at 'words' (after transcribe)",
+                         ("fixed", "silence", "words")),
         "window": Option("float", 30.0, "fixed: window length, seconds"),
         "overlap": Option("float", 0.0, "fixed: overlap between windows, seconds"),
         "min": Option("float", 1.0, "silence: shortest segment, seconds"),
-        "max": Option("float", 30.0, "silence: longest segment, seconds"),
+        "max": Option("float", 30.0, "silence, words: longest segment, seconds"),
         "threshold_db": Option("float", 40.0, "silence: frames this many dB under the loudest are silent"),
         "min_silence": Option("float", 0.3, "silence: shortest pause to cut at, seconds"),
         "write": Option("bool", True, "write each segment as an audio file"),
@@ -126,8 +143,15 @@ class Split(Stage):
         if not 0 < c["min"] <= c["max"]:
             raise ParameterError("split: need 0 < min <= max (seconds)")
 
-    def spans(self, audio: Audio) -> list[tuple[float, float]]:
+    def check_order(self, before: list[str]) -> None:
+        if self.config["method"] == "words" and "transcribe" not in before:
+            raise ParameterError("split:method=words cuts at word times: put a transcribe step before it")
+
+    def spans(self, audio: Audio, annotations: Any = None) -> list[tuple[float, float]]:
         c, duration = self.config, audio.duration
+        if c["method"] == "words":
+            segments = annotations.results.get("transcribe", {}).get("segments", [])
+            return word_cuts([w for seg in segments for w in seg["words"]], duration, c["max"])
         if c["method"] == "fixed":
             step = c["window"] - c["overlap"]
             starts = np.arange(0.0, max(duration - c["overlap"], 1e-9), step)
@@ -137,8 +161,11 @@ class Split(Stage):
 
     def __call__(self, audio, annotations):
         segments = []
-        for number, (start, end) in enumerate(self.spans(audio)):
+        words = [w for seg in annotations.results.get("transcribe", {}).get("segments", []) for w in seg["words"]]
+        for number, (start, end) in enumerate(self.spans(audio, annotations)):
             extra: dict[str, Any] = {}
+            if self.config["method"] == "words":
+                extra["text"] = "".join(w["word"] for w in words if start <= (w["start"] + w["end"]) / 2 < end).strip()
             if self.config["write"]:
                 name = f"{annotations.id}_{number:04d}" if annotations.chunk is None else \
                     f"{annotations.id}_c{annotations.chunk:03d}_{number:04d}"
@@ -500,6 +527,7 @@ class VAD(Stage):
             else 0.0}
         annotations.segments = segments
         if self.config["drop_silence"] and segments:
+            annotations.results[self.name]["silence_dropped"] = True  # later steps see a shorter clock
             pieces = [audio.slice(s.start, s.end).samples for s in segments]
             audio = dataclasses.replace(audio, samples=np.concatenate(pieces, axis=-1))
         return audio, annotations

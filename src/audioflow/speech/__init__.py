@@ -1,7 +1,37 @@
-"""Speech: voice activity detection (Silero, streaming), with transcription, diarization, denoising and
-synthesis to come. Models resolve from an explicit path, an environment variable, an installed model
-package, then a hub name."""
+"""Speech: voice activity detection (Silero, streaming; WebRTC), denoising (DeepFilterNet3, RNNoise,
+spectral gating), speaker diarization (GE2E embeddings + clustering), transcription (Whisper through
+faster-whisper) and synthesis (Piper, espeak-ng, flite).
 
-from .vad import SileroVAD, VADEvent
+Models resolve in one order: an explicit path, an environment variable, an installed model package, then
+a hub name (for users who are online). See docs/models.md."""
 
-__all__ = ["SileroVAD", "VADEvent"]
+from .denoise import DENOISE_METHODS, DeepFilterNet, RNNoise, denoise, load_denoiser
+from .diarize import DiarizeOptions, Diarizer, diarize, write_rttm
+from .embed import SpeakerEncoder
+from .synthesize import synthesize, voices
+from .transcribe import Transcriber, Transcript, Utterance, Word, plan_windows, transcribe
+from .vad import SileroVAD, VADEvent, WebRTCVAD
+
+__all__ = [
+    "DENOISE_METHODS",
+    "DeepFilterNet",
+    "DiarizeOptions",
+    "Diarizer",
+    "RNNoise",
+    "SileroVAD",
+    "SpeakerEncoder",
+    "Transcriber",
+    "Transcript",
+    "Utterance",
+    "VADEvent",
+    "WebRTCVAD",
+    "Word",
+    "denoise",
+    "diarize",
+    "load_denoiser",
+    "plan_windows",
+    "synthesize",
+    "transcribe",
+    "voices",
+    "write_rttm",
+]

