@@ -10,12 +10,13 @@ PYTHON="${PYTHON:-python3}"
 
 # Debian packages: espeak-ng renders speech for the demo and the tests; fluidsynth and a General MIDI
 # soundfont render MIDI with known tempo and key for the music tests; libchromaprint (and fpcalc) make
-# acoustic fingerprints; venv support for python3.
+# acoustic fingerprints; flite and festival voices speak the speech tests' sentences; venv support.
 need_apt=()
 command -v espeak-ng >/dev/null 2>&1 || need_apt+=(espeak-ng)
 command -v fluidsynth >/dev/null 2>&1 || need_apt+=(fluidsynth)
 [ -f /usr/share/sounds/sf2/TimGM6mb.sf2 ] || need_apt+=(timgm6mb-soundfont)
 command -v fpcalc >/dev/null 2>&1 || need_apt+=(libchromaprint-tools)
+command -v flite >/dev/null 2>&1 || need_apt+=(flite)
 "$PYTHON" -c "import ensurepip, venv" >/dev/null 2>&1 || need_apt+=(python3-venv)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
@@ -40,6 +41,12 @@ if ! "$PY" -c "import torch" >/dev/null 2>&1; then
   "$PY" -m pip install -q --disable-pip-version-check "torch==2.13.0" 2>&1 | grep -v '^WARNING: Location' || true
 fi
 "$PY" -m pip install -q --disable-pip-version-check -e ".[$EXTRAS]" 2>&1 | grep -v '^WARNING: Location' || true
+case ",$EXTRAS," in *,dev,*|*,models,*|*,all,*)
+  # the GE2E speaker encoder's weights; --no-deps: its webrtcvad sdist cannot import on setuptools >= 81
+  # (webrtcvad-wheels, in the extras, provides the module) and audioflow never imports resemblyzer itself
+  "$PY" -m pip install -q --disable-pip-version-check --no-deps "resemblyzer==0.1.4" 2>&1 \
+    | grep -v '^WARNING: Location' || true ;;
+esac
 case ",$EXTRAS," in *,dev,*)
   # Whisper's reference log-mel for the parity tests, without its GPU-only dependency chain
   "$PY" -m pip install -q --disable-pip-version-check --no-deps "openai-whisper==20250625" 2>&1 \

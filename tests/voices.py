@@ -34,6 +34,19 @@ SENTENCES = [
     "A pot of tea helps to pass the evening.",
 ]
 
+# ordinary prose (the Rainbow Passage's opening and the Speech Accent Archive's paragraph)
+PASSAGE = [
+    "When the sunlight strikes raindrops in the air, they act as a prism and form a rainbow.",
+    "The rainbow is a division of white light into many beautiful colors.",
+    "These take the shape of a long round arch, with its path high above, and its two ends apparently beyond "
+    "the horizon.",
+    "There is, according to legend, a boiling pot of gold at one end.",
+    "People look, but no one ever finds it.",
+    "Please call Stella and ask her to bring these things with her from the store.",
+    "We also need a small plastic snake and a big toy frog for the kids.",
+    "She can scoop these things into three red bags, and we will go meet her on Wednesday at the train station.",
+]
+
 
 def have_flite() -> bool:
     return shutil.which("flite") is not None

@@ -55,12 +55,14 @@ class ProcessPool:
     """
 
     def __init__(self, task_fn: Callable[[Any], Any], num_workers: int, threads_per_worker: int = 1,
-                 init: Callable[[], None] | None = None, max_deaths: int = 2) -> None:
+                 init: Callable[[], None] | None = None, max_deaths: int = 2, start_method: str | None = None) -> None:
         import torch.multiprocessing as mp
 
         methods = mp.get_all_start_methods()
-        # fork: the task function, the sources and the transforms are inherited, nothing pickled
-        self._ctx = mp.get_context("fork" if "fork" in methods else "spawn")
+        # fork by default: the task function, the sources and the transforms are inherited, nothing pickled.
+        # 'spawn' (task_fn and init must pickle) when the parent runs native thread pools a forked child
+        # cannot use.
+        self._ctx = mp.get_context(start_method or ("fork" if "fork" in methods else "spawn"))
         self._task_fn, self._threads, self._init, self._max_deaths = task_fn, threads_per_worker, init, max_deaths
         self._results = self._ctx.Queue()
         self._workers: dict[int, tuple[Any, Any]] = {}  # id -> (process, task queue)

@@ -7,6 +7,7 @@ files the stages write (``segments/``, ``enhanced/``, ``features/``), ``features
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -254,15 +255,30 @@ def private_numba_cache() -> None:
         sys.modules["numba"].config.CACHE_DIR = folder
 
 
+def _init_worker(stages: Sequence[Stage], device: str) -> None:
+    global _MODELS
+    private_numba_cache()
+    _MODELS = ModelManager(device)
+    _STAGES[:] = list(stages)
+    for stage in _STAGES:
+        stage.setup(_MODELS)
+
+
 def _setup_worker(stages: Sequence[Stage], device: str) -> Callable[[], None]:
-    def init() -> None:
-        global _MODELS
-        private_numba_cache()
-        _MODELS = ModelManager(device)
-        _STAGES[:] = list(stages)
-        for stage in _STAGES:
-            stage.setup(_MODELS)
-    return init
+    return functools.partial(_init_worker, list(stages), device)  # a partial pickles, for spawned workers
+
+
+# Native libraries whose thread pools a forked child inherits broken: a worker forked from a parent that
+# has run them hangs at its first call (CTranslate2's OpenMP pool, found when a test transcribed in the
+# parent and then ran a pipeline). When the parent has loaded one, workers are spawned instead.
+FORK_UNSAFE_MODULES = ("ctranslate2",)
+
+
+def worker_start_method() -> str | None:
+    """'spawn' when this process has loaded a library that breaks forked children, else None (fork)."""
+    import sys
+
+    return "spawn" if any(name in sys.modules for name in FORK_UNSAFE_MODULES) else None
 
 
 def _work(task: tuple[dict[str, Any], str | None, dict[str, Any] | None, float | None]) -> dict[str, Any]:
@@ -389,7 +405,8 @@ def _run_local(rows: list[dict[str, Any]], stages: list[Stage], out: str, worker
 
     for stage in stages:
         stage.prepare_parent()
-    pool = ProcessPool(_work, workers, threads_per_worker=1, init=_setup_worker(stages, device), max_deaths=1)
+    pool = ProcessPool(_work, workers, threads_per_worker=1, init=_setup_worker(stages, device), max_deaths=1,
+                       start_method=worker_start_method())
     try:
         pending = list(enumerate(rows))
         in_flight: dict[int, dict[str, Any]] = {}

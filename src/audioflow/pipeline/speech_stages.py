@@ -197,7 +197,10 @@ class Transcribe(Stage):
 
         model = self.config["model"]
         self.models = models
-        self.load = lambda device: Transcriber(model, device=device)
+        import torch
+
+        threads = torch.get_num_threads()  # a pipeline worker runs with its share of the cores
+        self.load = lambda device: Transcriber(model, device=device, threads=threads)
         models.get(f"whisper:{model}", self.load)
 
     def __call__(self, audio, annotations):

@@ -62,16 +62,17 @@ def frame_db(y: np.ndarray, sr: int, frame_s: float) -> np.ndarray:
 
 
 def word_cuts(words: list[dict[str, Any]], duration: float, max_len: float) -> list[tuple[float, float]]:
-    """Spans of whole words, each at most ``max_len`` s (a longer single word gets its own span), cut in
-    the middle of the pause between two words; the first starts at 0 and the last ends at ``duration``."""
+    """Spans cut in the middle of the pause between two words, so that the words of each span last at most
+    ``max_len`` s (a longer single word gets its own span); the spans cover the recording, 0 to
+    ``duration``, so no audio is lost."""
     if not words:
         return [(0.0, duration)] if duration > 0 else []
-    spans, start = [], 0.0
+    spans, start, first_word = [], 0.0, words[0]["start"]
     for previous, word in itertools.pairwise(words):
         cut = (previous["end"] + word["start"]) / 2
-        if word["end"] - start > max_len and cut > start:
+        if word["end"] - first_word > max_len and cut > start:
             spans.append((start, cut))
-            start = cut
+            start, first_word = cut, word["start"]
     spans.append((start, duration))
     return [(round(a, 4), round(b, 4)) for a, b in spans]
 

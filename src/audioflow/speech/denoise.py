@@ -33,6 +33,7 @@ class _FrameDenoiser:
     frame = 480
     delay = 0
     scale = 1.0  # RNNoise wants 16-bit sample values in floats
+    prime_seconds = 2.0
 
     def _process(self, frame_in: np.ndarray, frame_out: np.ndarray) -> None:
         raise NotImplementedError
@@ -45,6 +46,13 @@ class _FrameDenoiser:
 
         x = resample(np.asarray(y, np.float32), sr, MODEL_SR) if sr != MODEL_SR else np.asarray(y, np.float32)
         n = self.frame
+        if self.prime_seconds:
+            # the models' running noise and level estimates take about a second to settle: run the start of
+            # this input through first (output dropped), so no file starts from another file's state
+            prime = x[: round(self.prime_seconds * MODEL_SR) // n * n] * self.scale
+            scratch = np.zeros(n, np.float32)
+            for start in range(0, len(prime), n):
+                self._process(np.ascontiguousarray(prime[start:start + n]), scratch)
         total = (len(x) + (self.delay + 1) * n + n - 1) // n * n
         padded = np.zeros(total, np.float32)
         padded[: len(x)] = x * self.scale
