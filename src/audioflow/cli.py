@@ -300,9 +300,25 @@ def demo(
     table.add_row("time per stage", ", ".join(f"{k} {v:.1f} s" for k, v in summary.stage_seconds.items()))
     table.add_row("results", f"{folder / 'processed'} (results/*.json, manifest.jsonl, features.parquet)")
     console.print(table)
+    from .demo import run_speech_demo
+
+    try:
+        speech_summary, transcript, voices = run_speech_demo(folder)
+    except AudioflowError as e:  # a model package missing: the rest of the demo stands
+        notes.append(f"speech demo skipped: {e}")
+    else:
+        table = Table("what", "value", title="audioflow process -s vad,diarize,transcribe (a synthesized dialogue)")
+        table.add_row("voices", ", ".join(voices))
+        table.add_row("audio", f"{speech_summary.audio_seconds:.0f} s in {speech_summary.wall_seconds:.1f} s "
+                               f"({speech_summary.x_realtime:.1f}x realtime)")
+        table.add_row("time per stage", ", ".join(f"{k} {v:.1f} s" for k, v in speech_summary.stage_seconds.items()))
+        table.add_row("transcript", transcript.strip())
+        table.add_row("files", f"{folder / 'speech-processed'} (transcripts/*.json|txt|srt|vtt, rttm/)")
+        console.print(table)
     for note in notes:
         console.print(f"[yellow]note:[/] {note}")
     console.print(f"corpus (and an augmented speech clip, *.augmented.wav) left in [bold]{folder}[/]")
+    console.print("speak: [bold]audioflow say \"Hello there\" -o hello.wav[/]")
 
 
 def main() -> None:
