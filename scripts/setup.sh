@@ -10,13 +10,15 @@ PYTHON="${PYTHON:-python3}"
 
 # Debian packages: espeak-ng renders speech for the demo and the tests; fluidsynth and a General MIDI
 # soundfont render MIDI with known tempo and key for the music tests; libchromaprint (and fpcalc) make
-# acoustic fingerprints; flite and festival voices speak the speech tests' sentences; venv support.
+# acoustic fingerprints; flite voices speak the speech tests' sentences and Asterisk's prompts are real 8 kHz
+# recordings for them; venv support.
 need_apt=()
 command -v espeak-ng >/dev/null 2>&1 || need_apt+=(espeak-ng)
 command -v fluidsynth >/dev/null 2>&1 || need_apt+=(fluidsynth)
 [ -f /usr/share/sounds/sf2/TimGM6mb.sf2 ] || need_apt+=(timgm6mb-soundfont)
 command -v fpcalc >/dev/null 2>&1 || need_apt+=(libchromaprint-tools)
 command -v flite >/dev/null 2>&1 || need_apt+=(flite)
+[ -d /usr/share/asterisk/sounds/en_US_f_Allison ] || need_apt+=(asterisk-core-sounds-en-wav)
 "$PYTHON" -c "import ensurepip, venv" >/dev/null 2>&1 || need_apt+=(python3-venv)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then

@@ -66,7 +66,7 @@ def test_step_language_and_validation_before_work(tmp_path):
     assert stages[0].config["window"] == 2.5 and stages[1].config["lufs"] == -23.0
     out = tmp_path / "never"
     for bad, message in [("transcrib", "unknown step"), ("split:methd=fixed", "no option methd"),
-                         ("split:method=words", "not one of"), ("enhance:lufs=loud", "not a float"),
+                         ("split:method=letters", "not one of"), ("enhance:lufs=loud", "not a float"),
                          ("split:window=5,overlap=5", "overlap"), ("features:name=mfcc,n_mfccs=3", "n_mfccs"),
                          ("enhance:eq=peaking@1000@3", "kind@freq")]:
         with pytest.raises(af.ParameterError, match=message):

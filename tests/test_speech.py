@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
 import shutil
 import subprocess
 
@@ -101,8 +102,6 @@ def test_vad_step_in_a_pipeline_run(dialogue, tmp_path):
 # ---- WebRTC VAD, transcription, diarization, denoising, synthesis (flite voices; tests/voices.py) ----
 
 def _norm(text: str) -> str:
-    import re
-
     return " ".join(re.sub(r"[^a-z' ]", " ", text.lower()).split())
 
 
@@ -381,3 +380,32 @@ def test_say_command_writes_speech(tmp_path):
     assert sr == 16000 and 1.0 < len(y) / sr < 5.0 and np.abs(y).max() > 0.1
     bad = CliRunner().invoke(app, ["say", "x", "-o", str(out), "--voice", "piper:/no/such-voice.onnx"])
     assert bad.exit_code != 0 and "such-voice.onnx" in bad.output
+
+
+ASTERISK = "/usr/share/asterisk/sounds/en_US_f_Allison"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not __import__("os").path.isdir(ASTERISK), reason="needs asterisk-core-sounds-en-wav")
+def test_real_telephone_recordings(transcriber):
+    """Real studio prompts at 8 kHz (Debian's Asterisk sounds): a random digit string read from the digit
+    recordings, and prompts whose file names give their words."""
+    rng = np.random.default_rng(0)
+    digits = rng.integers(0, 10, 12)
+    parts = []
+    for d in digits:
+        y, sr = af.load(f"{ASTERISK}/digits/{d}.wav", sr=None)
+        parts += [y, np.zeros(int(0.25 * sr), np.float32)]
+    assert sr == 8000
+    heard = transcriber(np.concatenate(parts), sr).text
+    names = {"zero": "0", "oh": "0", "one": "1", "two": "2", "three": "3", "four": "4", "five": "5", "six": "6",
+             "seven": "7", "eight": "8", "nine": "9"}
+    tokens = re.findall(r"[a-z]+|\d", heard.lower())  # "8, 6, 5" or "eight six five"
+    said = "".join(names.get(t, t) for t in tokens if t.isdigit() or t in names)
+    from jiwer import cer
+
+    assert cer("".join(map(str, digits)), said) <= 1 / 12, (digits, heard)
+    for prompt in ("all-circuits-busy-now", "cancelled"):
+        y, sr = af.load(f"{ASTERISK}/{prompt}.wav", sr=None)
+        words = set(_norm(transcriber(y, sr).text).split())
+        assert set(prompt.split("-")) <= words, (prompt, words)
