@@ -19,6 +19,7 @@ command -v fluidsynth >/dev/null 2>&1 || need_apt+=(fluidsynth)
 command -v fpcalc >/dev/null 2>&1 || need_apt+=(libchromaprint-tools)
 command -v flite >/dev/null 2>&1 || need_apt+=(flite)
 [ -d /usr/share/asterisk/sounds/en_US_f_Allison ] || need_apt+=(asterisk-core-sounds-en-wav)
+command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)  # the web page's test drives it with Playwright
 "$PYTHON" -c "import ensurepip, venv" >/dev/null 2>&1 || need_apt+=(python3-venv)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then

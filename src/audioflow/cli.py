@@ -248,6 +248,34 @@ def say(
 
 
 @app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on (without an API key only 127.0.0.1).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    api_key_file: Annotated[Optional[Path], typer.Option(help="File of API keys, one per line.")] = None,  # noqa: UP045
+    workers: Annotated[int, typer.Option(help="Threads running the models and decoders.")] = 2,
+    queue_limit: Annotated[int, typer.Option(help="Requests in progress before answering 503.")] = 16,
+    max_duration: Annotated[float, typer.Option(help="Longest audio accepted, seconds.")] = 3 * 3600.0,
+    max_body_mb: Annotated[float, typer.Option(help="Largest request body, MB.")] = 100.0,
+    allow_urls: Annotated[bool, typer.Option(help="Fetch audio from public http(s) URLs in JSON bodies.")] = False,
+    device: Annotated[str, typer.Option(help="'auto', 'cpu' or 'cuda' for the models.")] = "auto",
+) -> None:
+    """Serve the stages over HTTP (+ OpenAI-compatible endpoints), a WebSocket stream and a web page."""
+    from .serve import ServeSettings, read_api_keys
+    from .serve import serve as run_server
+
+    with user_errors():
+        settings = ServeSettings(host=host, port=port, api_keys=read_api_keys(api_key_file) if api_key_file else [],
+                                 workers=workers, queue_limit=queue_limit, max_duration=max_duration,
+                                 max_body_bytes=int(max_body_mb * 1024 * 1024), allow_urls=allow_urls,
+                                 device=device)
+        settings.check()
+    if not settings.api_keys:
+        console.print(f"[yellow]no API key: listening on {host} only[/] (give --api-key-file to open it up)")
+    console.print(f"audioflow serve: web page http://{host}:{port}/  API docs http://{host}:{port}/docs")
+    run_server(settings)
+
+
+@app.command()
 def demo(
     out: Annotated[Optional[Path], typer.Option(help="Folder for the corpus (default: a temp folder).")] = None,  # noqa: UP045
     train_steps: Annotated[int, typer.Option(help="Steps of the keyword-classifier training demo.")] = 300,

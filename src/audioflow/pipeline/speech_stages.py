@@ -177,6 +177,8 @@ class Transcribe(Stage):
         "beam_size": Option("int", 5, "beam search width (1: greedy, fastest)"),
         "word_timestamps": Option("bool", True, "times for every word"),
         "formats": Option("str", "json+txt+srt+vtt", "files to write, joined by '+' (json, txt, srt, vtt)"),
+        "prompt": Option("str", None, "text that primes vocabulary and style"),
+        "temperature": Option("float", None, "sampling temperature (none: 0 with Whisper's fallback ladder)"),
     }
     uses_gpu = True
 
@@ -210,7 +212,8 @@ class Transcribe(Stage):
         c = self.config
         transcript = self.models.run(f"whisper:{c['model']}", self.load, lambda model: model(
             audio.samples, audio.sample_rate, language=c["language"], task=c["task"],
-            word_timestamps=c["word_timestamps"], beam_size=c["beam_size"], speech=vad_speech(annotations)))
+            word_timestamps=c["word_timestamps"], beam_size=c["beam_size"], speech=vad_speech(annotations),
+            initial_prompt=c["prompt"], **({} if c["temperature"] is None else {"temperature": c["temperature"]})))
         assert isinstance(transcript, Transcript)
         diarized = annotations.results.get("diarize")
         if diarized and c["word_timestamps"]:
@@ -242,18 +245,13 @@ class Transcribe(Stage):
 
     def merge(self, parts):
         from ..pipeline.stage import Annotations
-        from ..speech.transcribe import Transcript, Utterance, Word
+        from ..speech.transcribe import Transcript
 
-        segments = []
-        for offset, result in parts:
-            for s in result["segments"]:
-                words = [Word(**shifted(w, offset)) for w in s["words"]]
-                moved = shifted(s, offset)
-                segments.append(Utterance(moved["start"], moved["end"], s["text"], words, s.get("confidence"),
-                                          s.get("no_speech_probability"), s.get("speaker")))
+        segments = [{**shifted(s, offset), "words": [shifted(w, offset) for w in s["words"]]}
+                    for offset, result in parts for s in result["segments"]]
         first = parts[0][1]
         duration = parts[-1][0] + parts[-1][1]["duration"]
-        transcript = Transcript(segments, first["language"], first["language_probability"], duration)
+        transcript = Transcript.from_dict({**first, "segments": segments, "duration": duration})
         merged = transcript.to_dict() | {"chunks": len(parts)}
         output_dir, file_id = self._target
         merged["files"] = self._write(transcript, Annotations("", file_id, output_dir))

@@ -64,6 +64,43 @@ class _FrameDenoiser:
         return resample(cleaned, MODEL_SR, sr)[: y.shape[-1]] if sr != MODEL_SR else cleaned
 
 
+class DenoiseStream:
+    """A native denoiser fed audio as it arrives (a WebSocket stream): ``accept(samples)`` returns the
+    denoised audio decided so far (the model's delay of a few 10 ms frames is held back), ``flush()`` the
+    rest. Resampling to and from 48 kHz is streamed too, so block edges leave no seams."""
+
+    def __init__(self, denoiser: _FrameDenoiser, sr: int) -> None:
+        import soxr
+
+        self.denoiser, self.sr = denoiser, sr
+        self._up = soxr.ResampleStream(sr, MODEL_SR, 1, dtype="float32") if sr != MODEL_SR else None
+        self._down = soxr.ResampleStream(MODEL_SR, sr, 1, dtype="float32") if sr != MODEL_SR else None
+        self._pending = np.zeros(0, np.float32)
+        self._skip = denoiser.delay * denoiser.frame  # the first outputs are the model's delay
+
+    def accept(self, samples: np.ndarray, last: bool = False) -> np.ndarray:
+        x = np.asarray(samples, np.float32)
+        if self._up is not None:
+            x = self._up.resample_chunk(x, last=last)
+        data = np.concatenate([self._pending, x * self.denoiser.scale])
+        n = self.denoiser.frame
+        if last:
+            data = np.concatenate([data, np.zeros((-len(data)) % n + self._skip, np.float32)])
+        usable = len(data) // n * n
+        out = np.zeros(usable, np.float32)
+        for start in range(0, usable, n):
+            self.denoiser._process(np.ascontiguousarray(data[start:start + n]), out[start:start + n])
+        self._pending = data[usable:]
+        out /= self.denoiser.scale
+        if self._skip:
+            dropped = min(self._skip, len(out))
+            out, self._skip = out[dropped:], self._skip - dropped
+        return self._down.resample_chunk(out, last=last) if self._down is not None else out
+
+    def flush(self) -> np.ndarray:
+        return self.accept(np.zeros(0, np.float32), last=True)
+
+
 class DeepFilterNet(_FrameDenoiser):
     """DeepFilterNet3 through its C API (``df_create``/``df_process_frame``).
 

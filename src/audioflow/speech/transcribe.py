@@ -83,6 +83,14 @@ class Transcript:
         return {"text": self.text, "language": self.language, "language_probability": self.language_probability,
                 "duration": round(self.duration, 3), "segments": [s.to_dict() for s in self.segments]}
 
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Transcript:
+        """The transcript :meth:`to_dict` wrote (a pipeline result, a JSON file)."""
+        segments = [Utterance(s["start"], s["end"], s["text"], [Word(**w) for w in s.get("words", [])],
+                              s.get("confidence"), s.get("no_speech_probability"), s.get("speaker"))
+                    for s in d.get("segments", [])]
+        return cls(segments, d.get("language"), d.get("language_probability"), float(d.get("duration", 0.0)))
+
     def to_txt(self) -> str:
         lines = [(f"[{s.speaker}] " if s.speaker else "") + s.text for s in self.segments if s.text]
         return "\n".join(lines) + ("\n" if lines else "")
