@@ -5,6 +5,7 @@ stages (or the speech and feature functions they wrap), so the server computes w
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import io
 import json
@@ -105,7 +106,12 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
         device = str(resolve_device("auto"))
     metrics = Metrics()
     runner = StageRunner(settings.workers, settings.queue_limit, device, metrics)
-    app = FastAPI(title="audioflow", version=__version__,
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> Any:
+        yield
+        runner.shutdown()
+
+    app = FastAPI(title="audioflow", version=__version__, lifespan=lifespan,
                   description="Speech and audio processing: the stages of `audioflow process` over HTTP and "
                               "WebSocket, with OpenAI-compatible audio endpoints.")
     app.state.settings, app.state.runner, app.state.metrics = settings, runner, metrics
@@ -131,10 +137,6 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
         return response
 
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
-
-    @app.on_event("shutdown")
-    def stop_pool() -> None:
-        runner.shutdown()
 
     def authorize(request: Request) -> None:
         if not settings.api_keys:

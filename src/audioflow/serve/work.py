@@ -44,7 +44,8 @@ class StageRunner:
     such as a streaming VAD are never shared between threads; each model loads once per thread)."""
 
     def __init__(self, workers: int, queue_limit: int, device: str, metrics: Metrics) -> None:
-        self.executor = ThreadPoolExecutor(workers, thread_name_prefix="audioflow-serve")
+        self.workers = workers
+        self.executor: ThreadPoolExecutor | None = None  # started on first use, again after a shutdown
         self.queue_limit, self.device, self.metrics = queue_limit, device, metrics
         self.pending = 0
         self._local = threading.local()
@@ -75,6 +76,8 @@ class StageRunner:
                           kind="server_busy", headers={"Retry-After": "2"})
         self.pending += 1
         self.metrics.queue_depth.set(self.pending)
+        if self.executor is None:
+            self.executor = ThreadPoolExecutor(self.workers, thread_name_prefix="audioflow-serve")
         try:
             return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
         finally:
@@ -106,7 +109,9 @@ class StageRunner:
         return audio, annotations
 
     def shutdown(self) -> None:
-        self.executor.shutdown(wait=False, cancel_futures=True)
+        if self.executor is not None:
+            self.executor.shutdown(wait=False, cancel_futures=True)
+            self.executor = None
 
 
 class Timer:

