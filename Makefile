@@ -22,7 +22,7 @@ lint:
 
 bench:  ## benchmarks side by side with the libraries users would pick instead; writes docs/benchmarks.md
 	scripts/setup.sh dev,bench
-	cd benchmarks && ../$(PY) bench_io.py && ../$(PY) bench_features.py && ../$(PY) bench_augment.py && ../$(PY) bench_store.py && ../$(PY) bench_loader.py && ../$(PY) bench_process.py && ../$(PY) bench_speech.py
+	cd benchmarks && ../$(PY) bench_io.py && ../$(PY) bench_features.py && ../$(PY) bench_augment.py && ../$(PY) bench_store.py && ../$(PY) bench_loader.py && ../$(PY) bench_process.py && ../$(PY) bench_speech.py && ../$(PY) bench_serve.py
 
 setup:
 	scripts/setup.sh dev

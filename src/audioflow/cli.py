@@ -347,6 +347,8 @@ def demo(
         console.print(f"[yellow]note:[/] {note}")
     console.print(f"corpus (and an augmented speech clip, *.augmented.wav) left in [bold]{folder}[/]")
     console.print("speak: [bold]audioflow say \"Hello there\" -o hello.wav[/]")
+    console.print("serve: [bold]audioflow serve[/], then open http://127.0.0.1:8000/ (record or upload, transcribe, "
+                  "diarize, denoise; API docs at /docs)")
 
 
 def main() -> None:
