@@ -22,7 +22,7 @@ from ..audio import Audio
 from ..errors import AudioflowError, ParameterError
 from ..io.listing import AUDIO_EXTENSIONS, list_rows
 from ..models import ModelManager
-from .stage import Annotations, Stage, build_steps
+from .stage import Annotations, Stage, build_steps, write_text_atomic
 
 log = logging.getLogger("audioflow.pipeline")
 
@@ -171,13 +171,7 @@ def _process_chunked(row: dict[str, Any], described: Any, stages: Sequence[Stage
 
 
 def write_json_atomic(path: str, document: Any) -> None:
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    temp = f"{path}.{os.getpid()}.tmp"
-    with open(temp, "w") as f:
-        json.dump(document, f, indent=1, default=_json_default)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(temp, path)
+    write_text_atomic(path, json.dumps(document, indent=1, default=_json_default))
 
 
 def _json_default(value: Any) -> Any:

@@ -9,8 +9,8 @@ from typing import Any, ClassVar
 import numpy as np
 
 from ..audio import Segment
-from .stage import Option, Stage, register_stage
-from .stages import _save, shifted
+from .stage import Option, Stage, register_stage, write_text_atomic
+from .stages import joined_audio_outputs, shifted, write_audio_output
 
 
 def _models(stage: Stage) -> Any:
@@ -54,26 +54,12 @@ class Denoise(Stage):
     def __call__(self, audio, annotations):
         _models(self)
         out = dataclasses.replace(audio, samples=self.denoiser(audio.samples, audio.sample_rate))
-        report: dict[str, Any] = {"method": self.config["method"]}
-        if self.config["write"]:
-            name = annotations.id if annotations.chunk is None else f"{annotations.id}.part{annotations.chunk:04d}"
-            path = _save(out, annotations.output_path("denoised", name), self.config["format"])
-            if path:
-                report["file"] = path
-                annotations.add_file(self.name, path)
-        annotations.results[self.name] = report
+        write_audio_output(self, out, annotations, "denoised", {"method": self.config["method"]})
         return out, annotations
 
     def merge(self, parts):
-        from .stages import _join
-
-        files = [r.get("file") for _, r in parts]
-        merged: dict[str, Any] = {"method": self.config["method"], "chunks": len(parts)}
-        if all(files) and self.config["format"] in ("flac", "wav", "ogg"):
-            merged["file"] = _join(files, files[0].replace(".part0000", ""))
-        elif all(files):
-            merged["files"] = files
-        return merged
+        return {"method": self.config["method"], "chunks": len(parts)} | joined_audio_outputs(
+            [r for _, r in parts], self.config["format"])
 
 
 @register_stage
@@ -142,16 +128,14 @@ class Diarize(Stage):
     def _write_rttm(turns: list[Segment], file_id: str, target: str | None) -> dict[str, Any]:
         if target is None:
             return {}
-        import os
+        import io
 
         from ..speech.diarize import write_rttm
 
-        path = f"{target}.rttm"
-        temp = f"{path}.{os.getpid()}.tmp"
-        with open(temp, "w") as f:
-            write_rttm(turns, file_id, f)
-        os.replace(temp, path)
-        return {"file": path}
+        text = io.StringIO()
+        write_rttm(turns, file_id, text)
+        write_text_atomic(f"{target}.rttm", text.getvalue())
+        return {"file": f"{target}.rttm"}
 
     def merge(self, parts):
         turns = [shifted(t, offset) for offset, result in parts for t in result["turns"]]
@@ -229,17 +213,12 @@ class Transcribe(Stage):
         return audio, annotations
 
     def _write(self, transcript: Any, annotations: Any) -> list[str]:
-        import os
-
         paths = []
         for fmt in self.formats:
             target = annotations.output_path("transcripts", f"{annotations.id}.{fmt}")
             if target is None:
                 break
-            temp = f"{target}.{os.getpid()}.tmp"
-            with open(temp, "w", encoding="utf-8") as f:
-                f.write(transcript.render(fmt))
-            os.replace(temp, target)
+            write_text_atomic(target, transcript.render(fmt))
             paths.append(target)
         return paths
 

@@ -213,3 +213,15 @@ def build_steps(specs: str | list[str] | tuple[str, ...] | list[Stage]) -> list[
     for i, stage in enumerate(built):
         stage.check_order([s.name for s in built[:i]])
     return built
+
+
+def write_text_atomic(path: str, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary name, fsynced, then renamed: a killed run leaves the
+    old file or the new one, never half of one."""
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    temp = f"{path}.{os.getpid()}.tmp"
+    with open(temp, "w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(temp, path)

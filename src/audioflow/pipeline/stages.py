@@ -249,13 +249,7 @@ class Enhance(Stage):
                                           gain_db=None if loudness is None else options.lufs - loudness)
         samples, report = enhance(audio.samples, audio.sample_rate, options)
         out = dataclasses.replace(audio, samples=samples)
-        if self.config["write"]:
-            name = annotations.id if annotations.chunk is None else f"{annotations.id}.part{annotations.chunk:04d}"
-            path = _save(out, annotations.output_path("enhanced", name), self.config["format"])
-            if path:
-                report["file"] = path
-                annotations.add_file(self.name, path)
-        annotations.results[self.name] = report
+        write_audio_output(self, out, annotations, "enhanced", report)
         return out, annotations
 
     def merge(self, parts):
@@ -267,12 +261,28 @@ class Enhance(Stage):
         peaks = [r["true_peak_db"] for r in reports if r.get("true_peak_db") is not None]
         if peaks:
             merged["true_peak_db"] = max(peaks)
-        files = [r.get("file") for r in reports]
-        if all(files) and self.config["format"] in ("flac", "wav", "ogg"):
-            merged["file"] = _join(files, files[0].replace(".part0000", ""))
-        elif all(files):
-            merged["files"] = files  # codecs libsndfile cannot append to stay as parts
-        return merged
+        return merged | joined_audio_outputs(reports, self.config["format"])
+
+
+def write_audio_output(stage: Stage, out: Audio, annotations: Any, kind: str, report: dict[str, Any]) -> None:
+    """Write a stage's output audio to ``OUT/kind/`` when its ``write`` option is on (a long input's chunks
+    as numbered parts), and record the stage's ``report`` as its result."""
+    if stage.config["write"]:
+        name = annotations.id if annotations.chunk is None else f"{annotations.id}.part{annotations.chunk:04d}"
+        path = _save(out, annotations.output_path(kind, name), stage.config["format"])
+        if path:
+            report["file"] = path
+            annotations.add_file(stage.name, path)
+    annotations.results[stage.name] = report
+
+
+def joined_audio_outputs(reports: list[dict[str, Any]], fmt: str) -> dict[str, Any]:
+    """The chunks' audio parts joined into one file (``file``), or listed (``files``) for codecs
+    libsndfile cannot append to; nothing when no part was written."""
+    files = [r.get("file") for r in reports]
+    if files and all(files) and fmt in ("flac", "wav", "ogg"):
+        return {"file": _join(files, files[0].replace(".part0000", ""))}
+    return {"files": files} if files and all(files) else {}
 
 
 def _join(parts: list[str], target: str) -> str:

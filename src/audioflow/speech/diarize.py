@@ -207,12 +207,9 @@ class Diarizer:
         """Speaker turns and each speaker's centroid embedding (to match speakers across recordings)."""
         options = options or DiarizeOptions()
         options.check()
-        mono = np.asarray(y, np.float32)
-        mono = mono.mean(axis=0) if mono.ndim == 2 else mono
-        if sr != EMBED_SR:
-            from ..io import resample
+        from .vad import mono_at
 
-            mono = resample(mono, sr, EMBED_SR)
+        mono = mono_at(y, sr, EMBED_SR)
         duration = len(mono) / EMBED_SR
         speech = self.vad.segments(mono, EMBED_SR) if speech is None else speech
         spans = window_spans(speech, duration, options.window, options.step)

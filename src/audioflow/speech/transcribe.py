@@ -253,12 +253,9 @@ class Transcriber:
             raise ParameterError(f"task must be 'transcribe' or 'translate', got {task!r}")
         if not 1.0 <= max_window <= 30.0:
             raise ParameterError(f"max_window must be within 1-30 seconds, got {max_window}")
-        mono = np.asarray(y, np.float32)
-        mono = mono.mean(axis=0) if mono.ndim == 2 else mono
-        if sr != ASR_SR:
-            from ..io import resample
+        from .vad import mono_at
 
-            mono = resample(mono, sr, ASR_SR)
+        mono = mono_at(y, sr, ASR_SR)
         duration = len(mono) / ASR_SR
         speech = self.vad.segments(mono, ASR_SR) if speech is None else speech
         segments: list[Utterance] = []

@@ -18,6 +18,18 @@ FRAME = 512  # samples per Silero step at 16 kHz (32 ms)
 CONTEXT = 64  # samples of the previous step the model sees
 
 
+def mono_at(y: np.ndarray, sr: int, target_sr: int) -> np.ndarray:
+    """``y`` (``(n,)`` or ``(channels, n)``) mixed to mono float32 and resampled to ``target_sr`` Hz: what
+    every speech model here takes."""
+    mono = np.asarray(y, np.float32)
+    mono = mono.mean(axis=0) if mono.ndim == 2 else mono
+    if sr != target_sr:
+        from ..io import resample
+
+        mono = resample(mono, sr, target_sr)
+    return mono
+
+
 @dataclass
 class VADEvent:
     """``speech_start`` (``time``: where speech began) or ``speech_end`` (the finished ``segment``)."""
@@ -144,12 +156,7 @@ class SileroVAD:
 
     def segments(self, y: np.ndarray, sr: int) -> list[Segment]:
         """Speech segments of a whole recording (any rate; mixed to mono and resampled to 16 kHz)."""
-        mono = np.asarray(y, np.float32)
-        mono = mono.mean(axis=0) if mono.ndim == 2 else mono
-        if sr != VAD_SR:
-            from ..io import resample
-
-            mono = resample(mono, sr, VAD_SR)
+        mono = mono_at(y, sr, VAD_SR)
         self.reset()
         events = self.accept(mono) + self.flush()
         duration = len(mono) / VAD_SR
