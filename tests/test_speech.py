@@ -261,7 +261,7 @@ def test_synthesize_then_transcribe_round_trip(transcriber):
     assert speech.sample_rate == 22050 and 5 < speech.duration < 30
     assert wer(_norm(text), _norm(transcriber(speech.samples, speech.sample_rate).text)) <= 0.10
     slower = synthesize(voices.PASSAGE[5], rate=0.7)
-    assert slower.duration > synthesize(voices.PASSAGE[5]).duration * 1.2
+    assert slower.duration > synthesize(voices.PASSAGE[5]).duration * 1.1  # ~1.3x; Piper's durations are sampled
     robot = synthesize(voices.PASSAGE[5], "espeak:en-us")
     assert wer(_norm(voices.PASSAGE[5]), _norm(transcriber(robot.samples, robot.sample_rate).text)) <= 0.25
 
@@ -344,6 +344,12 @@ def test_missing_models_name_what_to_install(monkeypatch, tmp_path):
     monkeypatch.setenv("AUDIOFLOW_SILERO_VAD", str(tmp_path / "nowhere.onnx"))
     with pytest.raises(MissingDependencyError, match=r"nowhere\.onnx"):
         SileroVAD()
+    # in a batch run the workers say so for every input (not "worker died")
+    af.save(tmp_path / "a.wav", np.zeros(SR, np.float32), SR)
+    summary = pipeline.run([str(tmp_path / "a.wav")], "vad", tmp_path / "out", workers=1)
+    manifest = [json.loads(line) for line in (tmp_path / "out" / "manifest.jsonl").read_text().splitlines()]
+    assert summary.failed == 1 and "worker setup failed" in manifest[0]["error"], manifest
+    assert "nowhere.onnx" in manifest[0]["error"]
     monkeypatch.setenv("AUDIOFLOW_WHISPER_MODEL", str(tmp_path / "no-model"))
     with pytest.raises(MissingDependencyError, match="no-model"):
         resolve_whisper_model(None)
@@ -409,3 +415,25 @@ def test_real_telephone_recordings(transcriber):
         y, sr = af.load(f"{ASTERISK}/{prompt}.wav", sr=None)
         words = set(_norm(transcriber(y, sr).text).split())
         assert set(prompt.split("-")) <= words, (prompt, words)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not voices.have_flite(), reason="needs flite")
+def test_pocketsphinx_as_the_tiny_install(tmp_path):
+    """The no-neural-network alternative: transcribes the flite passage (WER measured 0.18-0.34, well
+    behind Whisper's 0.055) with word times inside the speech, through the same step."""
+    pytest.importorskip("pocketsphinx")
+    from jiwer import wer
+
+    x, truth = voices.dialogue(tmp_path, [("rms", s) for s in voices.PASSAGE[:4]], seed=2)
+    path = tmp_path / "talk.wav"
+    af.save(path, x, SR)
+    summary = pipeline.run([str(path)], "vad,transcribe:engine=pocketsphinx,formats=srt", tmp_path / "out",
+                           workers=1)
+    assert summary.ok == 1
+    result = json.loads((tmp_path / "out" / "results" / "talk.json").read_text())["results"]["transcribe"]
+    assert wer(_norm(" ".join(voices.PASSAGE[:4])), _norm(result["text"])) <= 0.35, result["text"]
+    words = [w for s in result["segments"] for w in s["words"]]
+    assert all(any(a - 0.3 <= w["start"] <= w["end"] <= b + 0.3 for a, b, _ in truth) for w in words)
+    assert (tmp_path / "out" / "transcripts" / "talk.srt").read_text().count(" --> ") == len(truth)
+

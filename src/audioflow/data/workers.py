@@ -25,8 +25,12 @@ def _worker_loop(task_fn: Callable[[Any], Any], tasks: Any, results: Any, worker
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle
     torch.set_num_threads(threads)
+    setup_error = None
     if init is not None:
-        init()
+        try:
+            init()
+        except Exception as e:  # e.g. a model package missing: every task hears why, instead of a dead worker
+            setup_error = f"worker setup failed: {type(e).__name__}: {e}"
     while True:
         try:
             task = tasks.get(timeout=1.0)
@@ -37,6 +41,9 @@ def _worker_loop(task_fn: Callable[[Any], Any], tasks: Any, results: Any, worker
         if task is None:
             break
         key, payload = task
+        if setup_error is not None:
+            results.put((key, worker_id, False, setup_error))
+            continue
         try:
             results.put((key, worker_id, True, task_fn(payload)))
         except Exception as e:  # reported to the main process, which decides

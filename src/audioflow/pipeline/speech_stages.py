@@ -154,8 +154,10 @@ class Transcribe(Stage):
 
     name = "transcribe"
     options: ClassVar[dict[str, Option]] = {
-        "model": Option("str", None, "model directory or name (default: $AUDIOFLOW_WHISPER_MODEL, then the "
-                                     "packaged tiny.en)"),
+        "engine": Option("str", "whisper", "whisper (faster-whisper), or pocketsphinx (English, tiniest install)",
+                         ("whisper", "pocketsphinx")),
+        "model": Option("str", None, "Whisper model directory or name (default: $AUDIOFLOW_WHISPER_MODEL, then "
+                                     "the packaged tiny.en)"),
         "language": Option("str", None, "language code (e.g. en); none: detect"),
         "task": Option("str", "transcribe", "transcribe, or translate to English", ("transcribe", "translate")),
         "beam_size": Option("int", 5, "beam search width (1: greedy, fastest)"),
@@ -179,22 +181,26 @@ class Transcribe(Stage):
             raise ParameterError("transcribe:beam_size must be >= 1")
 
     def setup(self, models) -> None:
-        from ..speech.transcribe import Transcriber
-
-        model = self.config["model"]
-        self.models = models
         import torch
 
+        from ..speech.transcribe import PocketSphinxTranscriber, Transcriber
+
+        model, engine = self.config["model"], self.config["engine"]
+        self.models = models
         threads = torch.get_num_threads()  # a pipeline worker runs with its share of the cores
-        self.load = lambda device: Transcriber(model, device=device, threads=threads)
-        models.get(f"whisper:{model}", self.load)
+        if engine == "pocketsphinx":
+            self.load = lambda device: PocketSphinxTranscriber()
+        else:
+            self.load = lambda device: Transcriber(model, device=device, threads=threads)
+        self.model_key = f"{engine}:{model}"
+        models.get(self.model_key, self.load)
 
     def __call__(self, audio, annotations):
         from ..speech.transcribe import Transcript
 
         _models(self)
         c = self.config
-        transcript = self.models.run(f"whisper:{c['model']}", self.load, lambda model: model(
+        transcript = self.models.run(self.model_key, self.load, lambda model: model(
             audio.samples, audio.sample_rate, language=c["language"], task=c["task"],
             word_timestamps=c["word_timestamps"], beam_size=c["beam_size"], speech=vad_speech(annotations),
             initial_prompt=c["prompt"], **({} if c["temperature"] is None else {"temperature": c["temperature"]})))

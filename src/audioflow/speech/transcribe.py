@@ -275,6 +275,57 @@ class Transcriber:
         return Transcript(segments, detected[0], detected[1], duration)
 
 
+class PocketSphinxTranscriber:
+    """CMU PocketSphinx (US English acoustic model, dictionary and language model shipped in the
+    ``pocketsphinx`` package): the tiniest install, no neural network; good on clean speech, weak on
+    telephone audio. Same call as :class:`Transcriber` (English, transcription only).
+
+    Args:
+        vad: a :class:`SileroVAD` used to find the utterances (default: Silero, 0.5 s min silence).
+    """
+
+    SKIP = frozenset({"<s>", "</s>", "<sil>", "[NOISE]", "[SPEECH]"})
+
+    def __init__(self, vad: Any = None, **_: Any) -> None:
+        try:
+            from pocketsphinx import Decoder
+        except ImportError as e:
+            raise MissingDependencyError("PocketSphinx: pip install pocketsphinx") from e
+        from .vad import SileroVAD
+
+        self.decoder = Decoder(samprate=ASR_SR)
+        self.frame_rate = int(self.decoder.config["frate"])
+        self.vad = vad or SileroVAD(min_silence=0.5, speech_pad=0.2)
+        self.device = "cpu"
+
+    def __call__(self, y: np.ndarray, sr: int, language: str | None = None, task: str = "transcribe",
+                 word_timestamps: bool = True, speech: list[Segment] | None = None, **_: Any) -> Transcript:
+        """Transcript of ``y`` at ``sr`` Hz, one utterance per VAD segment (beam and prompt options of
+        Whisper do not apply and are ignored)."""
+        if language not in (None, "en") or task != "transcribe":
+            raise ParameterError("PocketSphinx transcribes English only (language 'en', task 'transcribe')")
+        from .vad import mono_at
+
+        mono = mono_at(y, sr, ASR_SR)
+        duration = len(mono) / ASR_SR
+        speech = self.vad.segments(mono, ASR_SR) if speech is None else speech
+        segments = []
+        for seg in speech:
+            pcm = (np.clip(mono[round(seg.start * ASR_SR):round(seg.end * ASR_SR)], -1, 1) * 32767).astype("<i2")
+            self.decoder.start_utt()
+            self.decoder.process_raw(pcm.tobytes(), full_utt=True)
+            self.decoder.end_utt()
+            words = [Word(round(seg.start + w.start_frame / self.frame_rate, 3),
+                          round(seg.start + (w.end_frame + 1) / self.frame_rate, 3), " " + w.word.split("(")[0],
+                          round(min(1.0, float(w.prob)), 4))
+                     for w in self.decoder.seg() if w.word not in self.SKIP]
+            if words:
+                segments.append(Utterance(words[0].start, words[-1].end, "".join(w.word for w in words).strip(),
+                                          words if word_timestamps else [],
+                                          round(float(np.mean([w.probability for w in words])), 4)))
+        return Transcript(segments, "en", None, duration)
+
+
 def _kept(pieces: list[Any], offset: float, keep_from: float, keep_to: float, with_words: bool) -> list[Utterance]:
     """faster-whisper segments moved to the recording's clock, keeping the words (or segments, without
     word times) whose midpoint lies in ``[keep_from, keep_to)``."""
