@@ -176,6 +176,21 @@ def test_corrupt_and_oversized_uploads_get_clear_4xx(client, speech, tmp_path):
             assert refused.status_code == 400, url
 
 
+def test_operator_chooses_the_whisper_model(speech):
+    """--whisper-model: a model directory the operator gives is what every transcription loads."""
+    from audioflow.speech.transcribe import resolve_whisper_model
+
+    folder = resolve_whisper_model(None)  # the packaged tiny.en, named by its directory this time
+    with TestClient(create_app(ServeSettings(whisper_model=folder))) as c:
+        assert c.post("/v1/transcribe?output=txt", content=speech["wav"]).status_code == 200
+        models = c.get("/v1/models").json()
+        assert models["whisper_model"] == folder and f"whisper:{folder}" in models["loaded"]
+    from audioflow.errors import ParameterError
+
+    with pytest.raises(ParameterError, match="whisper_model"):
+        create_app(ServeSettings(whisper_model="a,b"))
+
+
 def test_api_key_required_when_configured(speech):
     app = create_app(ServeSettings(api_keys=[KEY]))
     with TestClient(app) as c:

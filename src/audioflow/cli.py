@@ -258,6 +258,8 @@ def serve(
     max_body_mb: Annotated[float, typer.Option(help="Largest request body, MB.")] = 100.0,
     allow_urls: Annotated[bool, typer.Option(help="Fetch audio from public http(s) URLs in JSON bodies.")] = False,
     device: Annotated[str, typer.Option(help="'auto', 'cpu' or 'cuda' for the models.")] = "auto",
+    whisper_model: Annotated[Optional[str], typer.Option(help="Whisper model directory or name (default: the "  # noqa: UP045
+                                                         "packaged tiny.en; names download when online).")] = None,
 ) -> None:
     """Serve the stages over HTTP (+ OpenAI-compatible endpoints), a WebSocket stream and a web page."""
     from .serve import ServeSettings, read_api_keys
@@ -267,7 +269,7 @@ def serve(
         settings = ServeSettings(host=host, port=port, api_keys=read_api_keys(api_key_file) if api_key_file else [],
                                  workers=workers, queue_limit=queue_limit, max_duration=max_duration,
                                  max_body_bytes=int(max_body_mb * 1024 * 1024), allow_urls=allow_urls,
-                                 device=device)
+                                 device=device, whisper_model=whisper_model)
         settings.check()
     if not settings.api_keys:
         console.print(f"[yellow]no API key: listening on {host} only[/] (give --api-key-file to open it up)")

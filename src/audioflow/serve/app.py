@@ -208,7 +208,8 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
         """Transcript (Whisper) with segments, words, language; JSON, SRT, VTT or plain text."""
         audio, _ = await request_audio(request)
         steps = ",".join(["vad", *(["diarize:write=false"] if diarize else []),
-                          spec("transcribe", language=language, task=task, word_timestamps=word_timestamps,
+                          spec("transcribe", model=settings.whisper_model, language=language, task=task,
+                               word_timestamps=word_timestamps,
                                beam_size=beam_size, formats="json")])
         _, annotations = await run("/v1/transcribe", audio, steps)
         return _transcript_response(annotations.results["transcribe"], output)
@@ -319,7 +320,8 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
         """Models loaded (and on which device) and the voices available."""
         from ..speech.synthesize import voices
 
-        return {"device": device, "loaded": runner.loaded(), "voices": voices()}
+        return {"device": device, "whisper_model": settings.whisper_model or "tiny.en (packaged)",
+                "loaded": runner.loaded(), "voices": voices()}
 
     openai = APIRouter(prefix="/v1/audio", dependencies=[Depends(authorize)], tags=["openai"])
 
@@ -333,7 +335,8 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
             raise Problem(400, "temperature must be within 0-1", param="temperature")
         data = await file.read()
         audio = await runner.call(decode_audio, data, f"upload {file.filename!r}", settings, None, False)
-        steps = "vad," + spec("transcribe", language=language, task=task, prompt=prompt, formats="json",
+        steps = "vad," + spec("transcribe", model=settings.whisper_model, language=language, task=task,
+                              prompt=prompt, formats="json",
                               temperature=temperature or None, word_timestamps=True)
         _, annotations = await run(endpoint, audio, steps)
         result = annotations.results["transcribe"]

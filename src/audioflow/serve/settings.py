@@ -26,6 +26,9 @@ class ServeSettings:
         ws_max_stream_seconds: longest audio one stream may send, seconds.
         max_streams_per_client: concurrent WebSocket streams per client address.
         device: 'cpu', 'cuda' or 'auto' for the models.
+        whisper_model: the Whisper model every transcription uses: a CTranslate2 directory or a
+            faster-whisper name ('small', 'large-v3'; downloaded when online); None: the packaged tiny.en.
+            Clients cannot choose it (the OpenAI ``model`` field is accepted and ignored).
     """
 
     host: str = "127.0.0.1"
@@ -42,11 +45,14 @@ class ServeSettings:
     ws_max_stream_seconds: float = 3600.0
     max_streams_per_client: int = 4
     device: str = "auto"
+    whisper_model: str | None = None
 
     def check(self) -> None:
         if not self.api_keys and self.host not in ("127.0.0.1", "localhost", "::1"):
             raise ParameterError(f"refusing to listen on {self.host} without an API key: give --api-key-file, "
                                  "or bind 127.0.0.1")
+        if self.whisper_model is not None and any(c in self.whisper_model for c in ",:"):
+            raise ParameterError(f"whisper_model {self.whisper_model!r}: a directory or name without ',' or ':'")
         if self.workers < 1 or self.queue_limit < 1:
             raise ParameterError("workers and queue_limit must be >= 1")
 

@@ -54,6 +54,7 @@ class StreamSession:
             raise Problem(400, f"beam_size must be an integer 1-10, got {beam_size!r}")
         self.rate, self.encoding, self.tasks, self.language = rate, encoding, set(tasks), language
         self.beam_size = beam_size
+        self.model = settings.whisper_model
         self.vad = SileroVAD(min_silence=0.2, speech_pad=0.1)
         self.vad_rate = VAD_SR
         self.heard = np.zeros(0, np.float32)  # 16 kHz audio since the start (trimmed before open speech)
@@ -241,7 +242,8 @@ async def _handle(websocket: WebSocket, session: StreamSession, x: np.ndarray, l
 
 def _transcribe_steps(session: StreamSession, beam_size: int) -> str:
     language = f",language={session.language}" if session.language else ""
-    return f"transcribe:formats=json,beam_size={beam_size}{language}"
+    model = f",model={session.model}" if session.model else ""
+    return f"transcribe:formats=json,beam_size={beam_size}{language}{model}"
 
 
 async def _final(websocket: WebSocket, session: StreamSession, clip: Audio, start: float, runner: StageRunner) -> None:
