@@ -13,15 +13,6 @@ from .stage import Option, Stage, register_stage, write_text_atomic
 from .stages import joined_audio_outputs, shifted, write_audio_output
 
 
-def _models(stage: Stage) -> Any:
-    """The stage's model manager: the engine's, or a CPU one when the stage is called on its own."""
-    if getattr(stage, "models", None) is None:
-        from ..models import ModelManager
-
-        stage.setup(ModelManager("cpu"))
-    return stage.models
-
-
 def vad_speech(annotations: Any) -> list[Segment] | None:
     """Speech segments a vad step already found (in this audio's clock), or None."""
     vad = annotations.results.get("vad")
@@ -52,7 +43,7 @@ class Denoise(Stage):
                                    lambda device: load_denoiser(c["method"], atten_lim_db=c["atten_lim"]))
 
     def __call__(self, audio, annotations):
-        _models(self)
+        self.ensure_setup()
         out = dataclasses.replace(audio, samples=self.denoiser(audio.samples, audio.sample_rate))
         write_audio_output(self, out, annotations, "denoised", {"method": self.config["method"]})
         return out, annotations
@@ -92,7 +83,7 @@ class Diarize(Stage):
         self._speakers: list[np.ndarray] = []
 
     def __call__(self, audio, annotations):
-        _models(self)
+        self.ensure_setup()
         turns, centroids = self.diarizer.turns_and_centroids(audio.samples, audio.sample_rate, self.diarize_options,
                                                               vad_speech(annotations))
         if annotations.chunk is not None:
@@ -198,7 +189,7 @@ class Transcribe(Stage):
     def __call__(self, audio, annotations):
         from ..speech.transcribe import Transcript
 
-        _models(self)
+        self.ensure_setup()
         c = self.config
         transcript = self.models.run(self.model_key, self.load, lambda model: model(
             audio.samples, audio.sample_rate, language=c["language"], task=c["task"],

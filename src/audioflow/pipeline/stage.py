@@ -98,6 +98,7 @@ class Stage:
     options: ClassVar[dict[str, Option]] = {}
     accepts_extra: ClassVar[bool] = False
     uses_gpu: ClassVar[bool] = False
+    models: ModelManager | None = None  # set by setup() in stages that hold models
 
     def __init__(self, **config: Any) -> None:
         unknown = set(config) - set(self.options)
@@ -121,6 +122,17 @@ class Stage:
 
     def setup(self, models: ModelManager) -> None:
         """Load what the stage needs, once per worker."""
+
+    def ensure_setup(self) -> ModelManager:
+        """The stage's model manager: the engine's, or a CPU one set up now when the stage is called on its
+        own (outside ``pipeline.run``, the server or Ray). Stages with models store ``self.models`` in
+        ``setup``."""
+        if self.models is None:
+            from ..models import ModelManager
+
+            self.setup(ModelManager("cpu"))
+        assert self.models is not None, f"{type(self).__name__}.setup must set self.models"
+        return self.models
 
     def prepare_parent(self) -> None:
         """Run in the parent before workers are forked from it (work they should inherit, not repeat)."""
@@ -196,15 +208,19 @@ def split_steps(specs: str | list[str] | tuple[str, ...]) -> list[tuple[str, dic
     return steps
 
 
-def build_steps(specs: str | list[str] | tuple[str, ...] | list[Stage]) -> list[Stage]:
-    """Stages from step specs (or stages as they are), every name and option checked now, before any
-    work starts."""
+def build_steps(specs: str | list[str] | tuple[str, ...] | list[Stage] | list[tuple[str, dict[str, Any]]]
+                ) -> list[Stage]:
+    """Stages from step specs, from ``(name, {option: value})`` pairs (values of any type, e.g. a prompt
+    with commas that the step language could not carry), or stages as they are; every name and option
+    checked now, before any work starts."""
     from . import speech_stages, stages  # noqa: F401  (registers the built-in stages)
 
     if isinstance(specs, (list, tuple)) and specs and all(isinstance(s, Stage) for s in specs):
         return list(specs)  # type: ignore[arg-type]
+    pairs = specs if isinstance(specs, list) and specs and all(isinstance(s, tuple) for s in specs) \
+        else split_steps(specs)  # type: ignore[arg-type]
     built = []
-    for name, options in split_steps(specs):  # type: ignore[arg-type]
+    for name, options in pairs:
         if name not in STAGES:
             raise ParameterError(f"unknown step {name!r}; choose from {', '.join(sorted(STAGES))}")
         built.append(STAGES[name](**options))

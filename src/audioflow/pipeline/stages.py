@@ -478,14 +478,12 @@ class Classify(Stage):
     def setup(self, models) -> None:
         from ..music.classify import Classifier
 
+        self.models = models
         self.classifier = models.get(f"classify:{self.config['model']}",
                                      lambda device: Classifier(self.config["model"], device))
 
     def __call__(self, audio, annotations):
-        if not hasattr(self, "classifier"):
-            from ..models import ModelManager
-
-            self.setup(ModelManager("cpu"))
+        self.ensure_setup()
         mono = audio.to_mono()
         spans = spans_for(self.config["per"], audio, annotations)
         clips = [mono.slice(a, b).samples for a, b in spans]
@@ -521,15 +519,13 @@ class VAD(Stage):
         from ..speech import SileroVAD
 
         c = self.config
+        self.models = models
         self.vad = models.get(f"vad:{c['model']}:{c['threshold']}:{c['min_speech']}:{c['min_silence']}:{c['pad']}",
                               lambda device: SileroVAD(c["model"], c["threshold"], None, c["min_speech"],
                                                        c["min_silence"], c["pad"]))
 
     def __call__(self, audio, annotations):
-        if not hasattr(self, "vad"):
-            from ..models import ModelManager
-
-            self.setup(ModelManager("cpu"))
+        self.ensure_setup()
         segments = self.vad.segments(audio.samples, audio.sample_rate)
         speech = sum(s.duration for s in segments)
         annotations.results[self.name] = {

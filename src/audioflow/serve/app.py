@@ -6,9 +6,9 @@ stages (or the speech and feature functions they wrap), so the server computes w
 from __future__ import annotations
 
 import contextlib
-import hmac
 import io
 import json
+import time
 from importlib import resources
 from typing import Annotated, Any
 
@@ -21,8 +21,8 @@ from .. import __version__
 from ..audio import Audio
 from ..errors import AudioflowError
 from .inputs import Problem, decode_audio, decode_base64, fetch_url, problem_for
-from .settings import ServeSettings
-from .work import Metrics, StageRunner, Timer
+from .settings import ServeSettings, key_accepted
+from .work import Metrics, StageRunner, step
 
 AUDIO_TYPES = {"wav": "audio/wav", "flac": "audio/flac", "opus": "audio/ogg", "ogg": "audio/ogg",
                "mp3": "audio/mpeg", "pcm": "audio/L16"}
@@ -128,25 +128,18 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
 
     @app.middleware("http")
     async def count(request: Request, call_next: Any) -> Response:
-        timer = Timer()
+        started = time.perf_counter()
         response = await call_next(request)
         route = request.scope.get("route")
         endpoint = getattr(route, "path", "other")
         metrics.requests.labels(endpoint, str(response.status_code)).inc()
-        metrics.latency.labels(endpoint).observe(timer.seconds)
+        metrics.latency.labels(endpoint).observe(time.perf_counter() - started)
         return response
 
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
 
     def authorize(request: Request) -> None:
-        if not settings.api_keys:
-            return
-        given = request.headers.get("x-api-key") or ""
-        bearer = request.headers.get("authorization", "")
-        if bearer.lower().startswith("bearer "):
-            given = bearer[7:].strip()
-        # compare with every key, in constant time, so timing says nothing about which bytes matched
-        if not any(hmac.compare_digest(given.encode(), key.encode()) for key in settings.api_keys):
+        if not key_accepted(settings, request.headers):
             raise Problem(401, "missing or wrong API key (Authorization: Bearer KEY, or X-API-Key)",
                           kind="authentication_error", headers={"WWW-Authenticate": "Bearer"})
 
@@ -186,15 +179,10 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
         audio = await runner.call(decode_audio, data, name, settings, sr, mono)
         return audio, fields
 
-    async def run(endpoint: str, audio: Audio, steps: str) -> tuple[Audio, Any]:
-        result = await runner.call(runner.run_steps, audio, steps)
+    async def run(endpoint: str, audio: Audio, *steps: tuple[str, dict[str, Any]]) -> tuple[Audio, Any]:
+        result = await runner.call(runner.run_steps, audio, list(steps))
         metrics.audio_seconds.labels(endpoint).inc(audio.duration)
         return result
-
-    def spec(step: str, **options: Any) -> str:
-        """A step with options for the step language (None options left out)."""
-        given = ",".join(f"{k}={_fmt(v)}" for k, v in options.items() if v is not None)
-        return f"{step}:{given}" if given else step
 
     @api.post("/transcribe", openapi_extra=AUDIO_BODY, tags=["speech"],
               responses={200: {"content": {"application/json": {}, "text/plain": {}, "text/vtt": {}}}})
@@ -207,11 +195,10 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
                          output: Annotated[str, Query(pattern="^(json|srt|vtt|txt)$")] = "json") -> Response:
         """Transcript (Whisper) with segments, words, language; JSON, SRT, VTT or plain text."""
         audio, _ = await request_audio(request)
-        steps = ",".join(["vad", *(["diarize:write=false"] if diarize else []),
-                          spec("transcribe", model=settings.whisper_model, language=language, task=task,
-                               word_timestamps=word_timestamps,
-                               beam_size=beam_size, formats="json")])
-        _, annotations = await run("/v1/transcribe", audio, steps)
+        steps = [step("vad"), *([step("diarize", write=False)] if diarize else []),
+                 step("transcribe", model=settings.whisper_model, language=language, task=task,
+                      word_timestamps=word_timestamps, beam_size=beam_size, formats="json")]
+        _, annotations = await run("/v1/transcribe", audio, *steps)
         return _transcript_response(annotations.results["transcribe"], output)
 
     @api.post("/diarize", openapi_extra=AUDIO_BODY, tags=["speech"])
@@ -221,9 +208,8 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
                       output: Annotated[str, Query(pattern="^(json|rttm)$")] = "json") -> Response:
         """Speaker turns (who spoke when) as JSON or RTTM."""
         audio, _ = await request_audio(request)
-        steps = "vad," + spec("diarize", num_speakers=num_speakers, min_speakers=min_speakers,
-                              max_speakers=max_speakers, write=False)
-        _, annotations = await run("/v1/diarize", audio, steps)
+        _, annotations = await run("/v1/diarize", audio, step("vad"), step(
+            "diarize", num_speakers=num_speakers, min_speakers=min_speakers, max_speakers=max_speakers, write=False))
         result = annotations.results["diarize"]
         if output == "rttm":
             from ..audio import Segment
@@ -240,7 +226,7 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
                   min_silence: Annotated[float, Query(ge=0, le=10)] = 0.1) -> Response:
         """Speech segments (start, end, probability) and the speech ratio."""
         audio, _ = await request_audio(request)
-        _, annotations = await run("/v1/vad", audio, spec("vad", threshold=threshold, min_speech=min_speech,
+        _, annotations = await run("/v1/vad", audio, step("vad", threshold=threshold, min_speech=min_speech,
                                                           min_silence=min_silence))
         return JSONResponse(annotations.results["vad"])
 
@@ -252,7 +238,7 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
                       format: Annotated[str, Query(pattern="^(wav|flac|opus|mp3)$")] = "wav") -> Response:
         """Denoised audio (DeepFilterNet3, RNNoise or spectral gating) in the format asked."""
         audio, _ = await request_audio(request)
-        out, _ = await run("/v1/denoise", audio, spec("denoise", method=method, atten_lim=atten_lim, write=False))
+        out, _ = await run("/v1/denoise", audio, step("denoise", method=method, atten_lim=atten_lim, write=False))
         return await _audio_response(runner, out, format)
 
     @api.post("/enhance", openapi_extra=AUDIO_BODY, tags=["audio"],
@@ -269,7 +255,7 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
                       format: Annotated[str, Query(pattern="^(wav|flac|opus|mp3)$")] = "wav") -> Response:
         """Enhanced audio: the enhance stage's filters, EQ, de-click, spectral denoise, loudness and limiter."""
         audio, _ = await request_audio(request)
-        steps = spec("enhance", lufs=lufs, true_peak=true_peak, highpass=highpass, lowpass=lowpass, eq=eq,
+        steps = step("enhance", lufs=lufs, true_peak=true_peak, highpass=highpass, lowpass=lowpass, eq=eq,
                      declick=declick, denoise=denoise, denoise_db=denoise_db, preemphasis=preemphasis, write=False)
         out, _ = await run("/v1/enhance", audio, steps)
         return await _audio_response(runner, out, format)
@@ -279,7 +265,7 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
                       music: Annotated[bool, Query(description="tempo, key, beats")] = True) -> Response:
         """Measurements (loudness, peaks, SNR, silence, clipping) and, with music, tempo, beats, key, HPSS."""
         audio, _ = await request_audio(request)
-        _, annotations = await run("/v1/analyze", audio, spec("analyze", music=music))
+        _, annotations = await run("/v1/analyze", audio, step("analyze", music=music))
         return JSONResponse(annotations.results["analyze"])
 
     @api.post("/features", openapi_extra=AUDIO_BODY, tags=["audio"],
@@ -335,10 +321,9 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
             raise Problem(400, "temperature must be within 0-1", param="temperature")
         data = await file.read()
         audio = await runner.call(decode_audio, data, f"upload {file.filename!r}", settings, None, False)
-        steps = "vad," + spec("transcribe", model=settings.whisper_model, language=language, task=task,
-                              prompt=prompt, formats="json",
-                              temperature=temperature or None, word_timestamps=True)
-        _, annotations = await run(endpoint, audio, steps)
+        _, annotations = await run(endpoint, audio, step("vad"), step(
+            "transcribe", model=settings.whisper_model, language=language, task=task, prompt=prompt,
+            formats="json", temperature=temperature or None, word_timestamps=True))
         result = annotations.results["transcribe"]
         if response_format == "json":
             return JSONResponse({"text": result["text"]})
@@ -400,7 +385,7 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
 
     from .stream import register_stream
 
-    register_stream(app, settings, runner, metrics, authorize)
+    register_stream(app, settings, runner, metrics)
     app.include_router(api)
     app.include_router(openai)
     return app
@@ -409,12 +394,6 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
 # ---- helpers ----------------------------------------------------------------------------------------
 
 
-def _fmt(value: Any) -> str:
-    text = str(value).lower() if isinstance(value, bool) else str(value)
-    if any(c in text for c in ",:") and not text.replace("@", "").replace("+", "").replace(".", "").replace(
-            "-", "").isalnum():
-        raise Problem(400, f"option value {text!r} may not contain ',' or ':'")
-    return text
 
 
 def _voice(voice: str | None) -> str | None:

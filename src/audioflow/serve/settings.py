@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hmac
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -51,10 +53,21 @@ class ServeSettings:
         if not self.api_keys and self.host not in ("127.0.0.1", "localhost", "::1"):
             raise ParameterError(f"refusing to listen on {self.host} without an API key: give --api-key-file, "
                                  "or bind 127.0.0.1")
-        if self.whisper_model is not None and any(c in self.whisper_model for c in ",:"):
-            raise ParameterError(f"whisper_model {self.whisper_model!r}: a directory or name without ',' or ':'")
         if self.workers < 1 or self.queue_limit < 1:
             raise ParameterError("workers and queue_limit must be >= 1")
+
+
+def key_accepted(settings: ServeSettings, headers: Mapping[str, str], query_key: str | None = None) -> bool:
+    """Whether a request may pass: no keys configured, or a configured key in ``Authorization: Bearer``,
+    ``X-API-Key`` or (WebSockets from browsers, which cannot set headers) ``query_key``."""
+    if not settings.api_keys:
+        return True
+    given = headers.get("x-api-key") or query_key or ""
+    bearer = headers.get("authorization", "")
+    if bearer.lower().startswith("bearer "):
+        given = bearer[7:].strip()
+    # compare with every key, in constant time, so timing says nothing about which bytes matched
+    return any(hmac.compare_digest(given.encode(), key.encode()) for key in settings.api_keys)
 
 
 def read_api_keys(path: str | os.PathLike[str]) -> list[str]:

@@ -23,8 +23,8 @@ from fastapi import FastAPI, WebSocket, WebSocketDisconnect
 
 from ..audio import Audio
 from .inputs import Problem
-from .settings import ServeSettings
-from .work import Metrics, StageRunner
+from .settings import ServeSettings, key_accepted
+from .work import Metrics, StageRunner, step
 
 STREAM_TASKS = ("vad", "transcribe", "enhance")
 ENCODINGS = {"pcm_s16le": ("<i2", 32768.0), "float32": ("<f4", 1.0)}
@@ -114,23 +114,15 @@ class StreamSession:
         return self.heard_offset + len(self.heard) / self.vad_rate
 
 
-def register_stream(app: FastAPI, settings: ServeSettings, runner: StageRunner, metrics: Metrics,
-                    authorize: Any) -> None:
+def register_stream(app: FastAPI, settings: ServeSettings, runner: StageRunner, metrics: Metrics) -> None:
     streams: dict[int, str] = app.state.streams
 
     @app.websocket("/v1/stream")
     async def stream(websocket: WebSocket) -> None:
         client = websocket.client.host if websocket.client else "?"
-        if settings.api_keys:  # browsers cannot set headers on a WebSocket: a query parameter is accepted too
-            key = websocket.query_params.get("api_key")
-            headers = dict(websocket.headers)
-            if key:
-                headers["x-api-key"] = key
-            try:
-                authorize(_HeaderView(headers))
-            except Problem:
-                await websocket.close(code=4401, reason="missing or wrong API key")
-                return
+        if not key_accepted(settings, websocket.headers, websocket.query_params.get("api_key")):
+            await websocket.close(code=4401, reason="missing or wrong API key")
+            return
         if sum(1 for c in streams.values() if c == client) >= settings.max_streams_per_client:
             await websocket.close(code=4429, reason=f"at most {settings.max_streams_per_client} streams per client")
             return
@@ -206,11 +198,6 @@ def register_stream(app: FastAPI, settings: ServeSettings, runner: StageRunner, 
                 metrics.audio_seconds.labels("/v1/stream").inc(session.received_seconds)
 
 
-class _HeaderView:
-    def __init__(self, headers: dict[str, str]) -> None:
-        self.headers = headers
-
-
 async def _error(websocket: WebSocket, message: str) -> None:
     with contextlib.suppress(RuntimeError):  # the client is gone
         await websocket.send_json({"type": "error", "message": message})
@@ -240,10 +227,8 @@ async def _handle(websocket: WebSocket, session: StreamSession, x: np.ndarray, l
                                      session.open_since, runner)))
 
 
-def _transcribe_steps(session: StreamSession, beam_size: int) -> str:
-    language = f",language={session.language}" if session.language else ""
-    model = f",model={session.model}" if session.model else ""
-    return f"transcribe:formats=json,beam_size={beam_size}{language}{model}"
+def _transcribe_steps(session: StreamSession, beam_size: int) -> list[tuple[str, dict[str, Any]]]:
+    return [step("transcribe", formats="json", beam_size=beam_size, language=session.language, model=session.model)]
 
 
 async def _final(websocket: WebSocket, session: StreamSession, clip: Audio, start: float, runner: StageRunner) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -13,6 +12,12 @@ from typing import Any
 from ..audio import Audio
 from ..models import ModelManager
 from .inputs import Problem
+
+
+def step(name: str, **options: Any) -> tuple[str, dict[str, Any]]:
+    """A pipeline step and its options for :meth:`StageRunner.run_steps` (None options left out: the
+    stage's defaults apply)."""
+    return name, {k: v for k, v in options.items() if v is not None}
 
 
 class Metrics:
@@ -40,8 +45,8 @@ class Metrics:
 
 
 class StageRunner:
-    """A pool of ``workers`` threads; each keeps its own model manager and built stages (stateful models
-    such as a streaming VAD are never shared between threads; each model loads once per thread)."""
+    """A pool of ``workers`` threads; each keeps its own model manager (stateful models such as a streaming
+    VAD are never shared between threads; each model loads once per thread)."""
 
     def __init__(self, workers: int, queue_limit: int, device: str, metrics: Metrics) -> None:
         self.workers = workers
@@ -56,7 +61,6 @@ class StageRunner:
         """This thread's model manager."""
         if not hasattr(self._local, "models"):
             self._local.models = ModelManager(self.device)
-            self._local.stages = {}
             with self._lock:
                 self._managers.append(self._local.models)
         return self._local.models
@@ -84,8 +88,10 @@ class StageRunner:
             self.pending -= 1
             self.metrics.queue_depth.set(self.pending)
 
-    def run_steps(self, audio: Audio, steps: str, known: dict[str, Any] | None = None) -> tuple[Audio, Any]:
-        """The pipeline's stages for ``steps`` (built and set up once per thread) over one request's audio;
+    def run_steps(self, audio: Audio, steps: list[tuple[str, dict[str, Any]]],
+                  known: dict[str, Any] | None = None) -> tuple[Audio, Any]:
+        """The pipeline's stages for ``steps`` (``(name, options)`` pairs) over one request's audio, their
+        models from this thread's manager (loaded once; building the stages per request costs nothing);
         ``known`` results are given to the stages as if earlier steps had made them (e.g. the stream's VAD
         segments). Runs in a pool thread."""
         from ..errors import AudioflowError
@@ -94,12 +100,9 @@ class StageRunner:
 
         models = self.models()
         try:
-            stages = self._local.stages.get(steps)
-            if stages is None:
-                stages = build_steps(steps)
-                for stage in stages:
-                    stage.setup(models)
-                self._local.stages[steps] = stages
+            stages = build_steps(steps)
+            for stage in stages:
+                stage.setup(models)
             annotations = Annotations(audio.source or "upload", "upload", None)
             annotations.results.update(known or {})
             for stage in stages:
@@ -112,12 +115,3 @@ class StageRunner:
         if self.executor is not None:
             self.executor.shutdown(wait=False, cancel_futures=True)
             self.executor = None
-
-
-class Timer:
-    def __init__(self) -> None:
-        self.started = time.perf_counter()
-
-    @property
-    def seconds(self) -> float:
-        return time.perf_counter() - self.started

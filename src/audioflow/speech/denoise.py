@@ -38,6 +38,14 @@ class _FrameDenoiser:
     def _process(self, frame_in: np.ndarray, frame_out: np.ndarray) -> None:
         raise NotImplementedError
 
+    def frames(self, x: np.ndarray) -> np.ndarray:
+        """48 kHz samples (a whole number of frames) through the model, frame by frame, state carried on."""
+        data = np.ascontiguousarray(x * self.scale, np.float32)
+        out = np.zeros(len(data), np.float32)
+        for start in range(0, len(data), self.frame):
+            self._process(data[start:start + self.frame], out[start:start + self.frame])
+        return out / self.scale
+
     def __call__(self, y: np.ndarray, sr: int) -> np.ndarray:
         """Denoised copy of ``y`` (mono ``(n,)`` or ``(channels, n)``) at rate ``sr`` Hz."""
         if y.ndim == 2:
@@ -49,18 +57,10 @@ class _FrameDenoiser:
         if self.prime_seconds:
             # the models' running noise and level estimates take about a second to settle: run the start of
             # this input through first (output dropped), so no file starts from another file's state
-            prime = x[: round(self.prime_seconds * MODEL_SR) // n * n] * self.scale
-            scratch = np.zeros(n, np.float32)
-            for start in range(0, len(prime), n):
-                self._process(np.ascontiguousarray(prime[start:start + n]), scratch)
+            self.frames(x[: round(self.prime_seconds * MODEL_SR) // n * n])
         total = (len(x) + (self.delay + 1) * n + n - 1) // n * n
-        padded = np.zeros(total, np.float32)
-        padded[: len(x)] = x * self.scale
-        out = np.zeros(total, np.float32)
-        for start in range(0, total, n):
-            self._process(padded[start:start + n], out[start:start + n])
         shift = self.delay * n
-        cleaned = out[shift:shift + len(x)] / self.scale
+        cleaned = self.frames(np.pad(x, (0, total - len(x))))[shift:shift + len(x)]
         return resample(cleaned, MODEL_SR, sr)[: y.shape[-1]] if sr != MODEL_SR else cleaned
 
 
@@ -82,16 +82,13 @@ class DenoiseStream:
         x = np.asarray(samples, np.float32)
         if self._up is not None:
             x = self._up.resample_chunk(x, last=last)
-        data = np.concatenate([self._pending, x * self.denoiser.scale])
+        data = np.concatenate([self._pending, x])
         n = self.denoiser.frame
         if last:
             data = np.concatenate([data, np.zeros((-len(data)) % n + self._skip, np.float32)])
         usable = len(data) // n * n
-        out = np.zeros(usable, np.float32)
-        for start in range(0, usable, n):
-            self.denoiser._process(np.ascontiguousarray(data[start:start + n]), out[start:start + n])
+        out = self.denoiser.frames(data[:usable])
         self._pending = data[usable:]
-        out /= self.denoiser.scale
         if self._skip:
             dropped = min(self._skip, len(out))
             out, self._skip = out[dropped:], self._skip - dropped

@@ -286,7 +286,7 @@ class PocketSphinxTranscriber:
 
     SKIP = frozenset({"<s>", "</s>", "<sil>", "[NOISE]", "[SPEECH]"})
 
-    def __init__(self, vad: Any = None, **_: Any) -> None:
+    def __init__(self, vad: Any = None) -> None:
         try:
             from pocketsphinx import Decoder
         except ImportError as e:
@@ -296,7 +296,6 @@ class PocketSphinxTranscriber:
         self.decoder = Decoder(samprate=ASR_SR)
         self.frame_rate = int(self.decoder.config["frate"])
         self.vad = vad or SileroVAD(min_silence=0.5, speech_pad=0.2)
-        self.device = "cpu"
 
     def __call__(self, y: np.ndarray, sr: int, language: str | None = None, task: str = "transcribe",
                  word_timestamps: bool = True, speech: list[Segment] | None = None, **_: Any) -> Transcript:

@@ -45,12 +45,12 @@ class VADEvent:
         return d
 
 
-class SileroVAD:
-    """Silero VAD with hysteresis, streaming.
+class StreamingVAD:
+    """Hysteresis over per-frame speech probabilities, streaming: feed audio as it arrives and get
+    ``speech_start``/``speech_end`` events (Silero's ``get_speech_timestamps`` rules). Subclasses set
+    ``frame`` (samples at 16 kHz) and give ``_step(frame) -> probability``.
 
     Args:
-        model: path of ``silero_vad.onnx`` (default: ``$AUDIOFLOW_SILERO_VAD``, then the one the
-            ``silero-vad`` package ships).
         threshold: speech probability that starts speech (0-1).
         neg_threshold: probability under which speech may end (default ``threshold - 0.15``).
         min_speech: shortest speech kept, seconds.
@@ -58,21 +58,12 @@ class SileroVAD:
         speech_pad: seconds added on both sides of each segment.
     """
 
-    def __init__(self, model: str | None = None, threshold: float = 0.5, neg_threshold: float | None = None,
-                 min_speech: float = 0.25, min_silence: float = 0.1, speech_pad: float = 0.03) -> None:
+    frame = FRAME
+
+    def __init__(self, threshold: float = 0.5, neg_threshold: float | None = None, min_speech: float = 0.25,
+                 min_silence: float = 0.1, speech_pad: float = 0.03) -> None:
         if not 0 < threshold < 1:
             raise ParameterError(f"threshold must be in (0, 1), got {threshold}")
-        try:
-            import onnxruntime
-        except ImportError as e:
-            raise MissingDependencyError("Silero VAD needs onnxruntime: pip install 'audioflow[speech]'") from e
-        path = resolve_model_file(model, "AUDIOFLOW_SILERO_VAD", "silero_vad", "data/silero_vad.onnx",
-                                  "pip install 'audioflow[models]' (silero-vad)")
-        options = onnxruntime.SessionOptions()
-        options.inter_op_num_threads = options.intra_op_num_threads = 1
-        self.session = onnxruntime.InferenceSession(str(path), sess_options=options,
-                                                    providers=["CPUExecutionProvider"])
-        self.frame = FRAME
         self.threshold = threshold
         self.neg_threshold = max(0.01, threshold - 0.15) if neg_threshold is None else neg_threshold
         self.min_speech, self.min_silence, self.speech_pad = min_speech, min_silence, speech_pad
@@ -80,21 +71,19 @@ class SileroVAD:
 
     def reset(self) -> None:
         """Forget the stream: a new recording starts at time 0."""
-        self._state = np.zeros((2, 1, 128), np.float32)
-        self._context = np.zeros(CONTEXT, np.float32)
         self._pending = np.zeros(0, np.float32)
         self._frames = 0  # frames decided so far
         self._speech_start: int | None = None
         self._silence_start: int | None = None
         self._probs: list[float] = []
         self._emitted_end = 0.0
+        self._reset_model()
+
+    def _reset_model(self) -> None:
+        """Forget the model's own state (recurrent models)."""
 
     def _step(self, frame: np.ndarray) -> float:
-        x = np.concatenate([self._context, frame])[None]
-        prob, self._state = self.session.run(None, {"input": x, "state": self._state,
-                                                    "sr": np.array(VAD_SR, np.int64)})
-        self._context = frame[-CONTEXT:]
-        return float(prob[0, 0])
+        raise NotImplementedError
 
     def probabilities(self, samples: np.ndarray) -> np.ndarray:
         """Speech probability of each frame (Silero 32 ms, WebRTC 30 ms) of 16 kHz ``samples``, continuing
@@ -164,15 +153,53 @@ class SileroVAD:
                 for e in events if e.type == "speech_end" and e.segment is not None]
 
 
-class WebRTCVAD(SileroVAD):
+class SileroVAD(StreamingVAD):
+    """Silero VAD (its ONNX model on onnxruntime; 32 ms frames, recurrent state carried across calls).
+
+    Args:
+        model: path of ``silero_vad.onnx`` (default: ``$AUDIOFLOW_SILERO_VAD``, then the one the
+            ``silero-vad`` package ships).
+        threshold, neg_threshold, min_speech, min_silence, speech_pad: as :class:`StreamingVAD`
+            (probabilities 0-1, seconds).
+    """
+
+    def __init__(self, model: str | None = None, threshold: float = 0.5, neg_threshold: float | None = None,
+                 min_speech: float = 0.25, min_silence: float = 0.1, speech_pad: float = 0.03) -> None:
+        try:
+            import onnxruntime
+        except ImportError as e:
+            raise MissingDependencyError("Silero VAD needs onnxruntime: pip install 'audioflow[speech]'") from e
+        path = resolve_model_file(model, "AUDIOFLOW_SILERO_VAD", "silero_vad", "data/silero_vad.onnx",
+                                  "pip install 'audioflow[models]' (silero-vad)")
+        options = onnxruntime.SessionOptions()
+        options.inter_op_num_threads = options.intra_op_num_threads = 1
+        self.session = onnxruntime.InferenceSession(str(path), sess_options=options,
+                                                    providers=["CPUExecutionProvider"])
+        super().__init__(threshold, neg_threshold, min_speech, min_silence, speech_pad)
+
+    def _reset_model(self) -> None:
+        self._state = np.zeros((2, 1, 128), np.float32)
+        self._context = np.zeros(CONTEXT, np.float32)
+
+    def _step(self, frame: np.ndarray) -> float:
+        x = np.concatenate([self._context, frame])[None]
+        prob, self._state = self.session.run(None, {"input": x, "state": self._state,
+                                                    "sr": np.array(VAD_SR, np.int64)})
+        self._context = frame[-CONTEXT:]
+        return float(prob[0, 0])
+
+
+class WebRTCVAD(StreamingVAD):
     """WebRTC's VAD (the GMM of the WebRTC project, via ``webrtcvad-wheels``): the light option, no model
-    file and ~50x cheaper than Silero, but much weaker in noise. Same streaming interface and hysteresis;
-    its per-frame decisions (30 ms) stand in for probabilities.
+    file and ~18x cheaper than Silero, but much weaker in noise. Its per-frame decisions (30 ms) stand in
+    for probabilities.
 
     Args:
         aggressiveness: 0 (keeps most speech) to 3 (drops most non-speech).
-        min_speech, min_silence, speech_pad: as :class:`SileroVAD` (seconds).
+        min_speech, min_silence, speech_pad: as :class:`StreamingVAD` (seconds).
     """
+
+    frame = 480
 
     def __init__(self, aggressiveness: int = 2, min_speech: float = 0.25, min_silence: float = 0.3,
                  speech_pad: float = 0.03) -> None:
@@ -183,10 +210,7 @@ class WebRTCVAD(SileroVAD):
         if aggressiveness not in (0, 1, 2, 3):
             raise ParameterError(f"aggressiveness must be 0-3, got {aggressiveness}")
         self._vad = webrtcvad.Vad(aggressiveness)
-        self.frame = 480
-        self.threshold, self.neg_threshold = 0.5, 0.5
-        self.min_speech, self.min_silence, self.speech_pad = min_speech, min_silence, speech_pad
-        self.reset()
+        super().__init__(0.5, 0.5, min_speech, min_silence, speech_pad)
 
     def _step(self, frame: np.ndarray) -> float:
         pcm = (np.clip(frame, -1, 1) * 32767).astype("<i2").tobytes()
