@@ -30,8 +30,15 @@ import voices
 from audioflow.serve import ServeSettings, create_app
 
 SR = 16000
+LOCAL = "http://127.0.0.1"  # the loopback server's own name: other Host headers are refused (DNS rebinding)
+WS = "ws://127.0.0.1/v1/stream"
 KEY = "test-key-0123456789abcdef"
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+
+
+def local(app) -> TestClient:
+    """A test client that calls the app by its loopback name."""
+    return TestClient(app, base_url=LOCAL)
 
 
 def _norm(text: str) -> str:
@@ -55,7 +62,7 @@ def speech(tmp_path_factory) -> dict:
 @pytest.fixture(scope="module")
 def client():
     app = create_app(ServeSettings(workers=2))
-    with TestClient(app) as c:
+    with local(app) as c:
         yield c
 
 
@@ -163,7 +170,7 @@ def test_corrupt_and_oversized_uploads_get_clear_4xx(client, speech, tmp_path):
     assert client.get("/v1/health").status_code == 200  # still serving
 
     small = create_app(ServeSettings(max_body_bytes=50_000, max_duration=5.0, max_channels=1, allow_urls=True))
-    with TestClient(small) as c:
+    with local(small) as c:
         assert c.post("/v1/vad", content=wav).status_code == 413  # body over 50 kB
         short = af.io.encode(np.zeros(SR * 6, np.float32), SR, "flac")  # 6 s in a few kB
         over = c.post("/v1/vad", content=short)
@@ -181,7 +188,7 @@ def test_operator_chooses_the_whisper_model(speech):
     from audioflow.speech.transcribe import resolve_whisper_model
 
     folder = resolve_whisper_model(None)  # the packaged tiny.en, named by its directory this time
-    with TestClient(create_app(ServeSettings(whisper_model=folder))) as c:
+    with local(create_app(ServeSettings(whisper_model=folder))) as c:
         assert c.post("/v1/transcribe?output=txt", content=speech["wav"]).status_code == 200
         models = c.get("/v1/models").json()
         assert models["whisper_model"] == folder and f"whisper:{folder}" in models["loaded"]
@@ -193,16 +200,26 @@ def test_operator_chooses_the_whisper_model(speech):
 
 def test_api_key_required_when_configured(speech):
     app = create_app(ServeSettings(api_keys=[KEY]))
-    with TestClient(app) as c:
+    with local(app) as c:
         assert c.get("/v1/health").status_code == 401
         assert c.get("/v1/health", headers={"Authorization": "Bearer wrong-key-0000000000"}).status_code == 401
         assert c.get("/v1/health", headers={"Authorization": f"Bearer {KEY}"}).status_code == 200
         assert c.get("/v1/health", headers={"X-API-Key": KEY}).status_code == 200
         assert c.get("/metrics").status_code == 401
-        with pytest.raises(WebSocketDisconnect), c.websocket_connect("/v1/stream") as ws:
+        with c.websocket_connect(WS) as ws:  # refused with a close code the client can read
             ws.send_json({"sample_rate": 16000})
-            ws.receive_json()
-        with c.websocket_connect(f"/v1/stream?api_key={KEY}") as ws:
+            assert ws.receive_json()["type"] == "error"
+            with pytest.raises(WebSocketDisconnect) as closed:
+                ws.receive_json()
+            assert closed.value.code == 4401
+        with c.websocket_connect(f"{WS}?api_key={KEY}") as ws:  # never in the URL: it ends up in access logs
+            with pytest.raises(WebSocketDisconnect) as closed:
+                ws.receive_json()
+            assert closed.value.code == 4401 and "never in the URL" in closed.value.reason
+        with c.websocket_connect(WS) as ws:  # browsers: the key in the first message
+            ws.send_json({"sample_rate": 16000, "tasks": ["vad"], "api_key": KEY})
+            assert ws.receive_json()["type"] == "ready"
+        with c.websocket_connect(WS, headers={"Authorization": f"Bearer {KEY}"}) as ws:
             ws.send_json({"sample_rate": 16000, "tasks": ["vad"]})
             assert ws.receive_json()["type"] == "ready"
     from audioflow.errors import ParameterError
@@ -309,7 +326,7 @@ def test_stream_gives_events_and_final_transcripts_within_a_second(speech):
 def test_stream_enhance_returns_audio_and_bad_streams_are_refused(client, speech):
     x = speech["samples"][: SR * 3]
     noisy = x + 0.05 * np.random.default_rng(0).standard_normal(len(x)).astype(np.float32)
-    with client.websocket_connect("/v1/stream") as ws:
+    with client.websocket_connect(WS) as ws:
         ws.send_json({"sample_rate": 48000, "encoding": "float32", "tasks": ["enhance"]})
         assert ws.receive_json()["type"] == "ready"
         up = af.resample(noisy, SR, 48000).astype("<f4")
@@ -326,10 +343,10 @@ def test_stream_enhance_returns_audio_and_bad_streams_are_refused(client, speech
     cleaned = np.concatenate(back)
     assert abs(len(cleaned) - len(up)) < 48000 * 0.05
     assert np.std(cleaned[:4800]) < np.std(up[:4800])  # the noise before speech is gone
-    with client.websocket_connect("/v1/stream") as ws:
+    with client.websocket_connect(WS) as ws:
         ws.send_json({"sample_rate": 16000, "tasks": ["sing"]})
         assert ws.receive_json()["type"] == "error"
-    with client.websocket_connect("/v1/stream") as ws:
+    with client.websocket_connect(WS) as ws:
         ws.send_json({"sample_rate": 16000, "tasks": ["vad"]})
         ws.receive_json()
         ws.send_bytes(b"\x00\x01\x02")  # not whole 16-bit samples
@@ -337,16 +354,16 @@ def test_stream_enhance_returns_audio_and_bad_streams_are_refused(client, speech
         ws.send_json({"type": "end"})
         assert ws.receive_json()["type"] == "done"
     app = create_app(ServeSettings(ws_max_message_bytes=1000, max_streams_per_client=1, ws_max_stream_seconds=1.0))
-    with TestClient(app) as c:
-        with c.websocket_connect("/v1/stream") as ws:
+    with local(app) as c:
+        with c.websocket_connect(WS) as ws:
             ws.send_json({"sample_rate": 16000, "tasks": ["vad"]})
             ws.receive_json()
-            with pytest.raises(WebSocketDisconnect), c.websocket_connect("/v1/stream") as second:
+            with pytest.raises(WebSocketDisconnect), c.websocket_connect(WS) as second:
                 second.send_json({"sample_rate": 16000})
                 second.receive_json()  # refused: one stream per client
             ws.send_bytes(b"\x00" * 2000)
             assert "over 1000" in ws.receive_json()["message"]
-        with c.websocket_connect("/v1/stream") as ws:
+        with c.websocket_connect(WS) as ws:
             ws.send_json({"sample_rate": 16000, "tasks": ["vad"]})
             ws.receive_json()
             for _ in range(40):
@@ -391,7 +408,7 @@ def test_web_page_in_a_real_browser(speech):
 
 def _schema():
     schemathesis = pytest.importorskip("schemathesis")
-    app = create_app(ServeSettings(workers=2, max_duration=30.0))
+    app = create_app(ServeSettings(workers=2, max_duration=30.0, allowed_hosts=["*"]))
     return schemathesis.openapi.from_asgi("/openapi.json", app)
 
 

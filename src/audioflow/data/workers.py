@@ -1,6 +1,7 @@
-"""Worker processes for the loader: each has its own task queue (so the tasks of a worker that dies
-are known and handed to its replacement), results come back on one queue with tensors in shared
-memory, and the pool can grow while running."""
+"""Worker processes for the loader, the batch pipeline and the server: each has its own task queue (so
+the tasks of a worker that dies are known and handed to its replacement), results come back on one
+queue with tensors in shared memory, and the pool can grow while running. A task may be pinned to one
+worker (the server keeps a stream's model state in one process)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import logging
 import os
 import queue
 import signal
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -53,12 +55,21 @@ def _worker_loop(task_fn: Callable[[Any], Any], tasks: Any, results: Any, worker
     os._exit(0)  # skip atexit handlers inherited from the parent
 
 
+def describe_exit(code: int | None) -> str:
+    """A process's exit code in words: 'SIGSEGV' for -11, 'exit code 3' for 3."""
+    if code is not None and code < 0:
+        with contextlib.suppress(ValueError):
+            return signal.Signals(-code).name
+    return f"exit code {code}"
+
+
 class ProcessPool:
     """``num_workers`` forked processes running ``task_fn(payload)``.
 
-    ``submit(key, payload)`` gives the task to the live worker with the fewest outstanding; ``get``
-    returns ``(key, ok, result_or_message)``. A worker that dies is replaced and its outstanding tasks
-    resubmitted; a task that has been running on ``max_deaths`` dying workers is returned as failed.
+    ``submit(key, payload)`` gives the task to the live worker with the fewest outstanding (or to the
+    worker named by ``worker``); ``get`` returns ``(key, ok, result_or_message)``. A worker that dies is
+    replaced and its outstanding tasks resubmitted; a task that has been running on ``max_deaths`` dying
+    workers is returned as failed. ``submit`` may be called from one thread while another waits in ``get``.
     """
 
     def __init__(self, task_fn: Callable[[Any], Any], num_workers: int, threads_per_worker: int = 1,
@@ -79,6 +90,7 @@ class ProcessPool:
         self._started: dict[Any, float] = {}
         self._timed_out: dict[int, float] = {}
         self._next_id = 0
+        self._lock = threading.RLock()  # the bookkeeping above, shared by submit() and get()
         self.replaced = 0
         for _ in range(num_workers):
             self.add_worker()
@@ -88,23 +100,37 @@ class ProcessPool:
         return len(self._workers)
 
     def add_worker(self) -> None:
-        worker_id, self._next_id = self._next_id, self._next_id + 1
-        tasks = self._ctx.Queue()
-        process = self._ctx.Process(target=_worker_loop, daemon=True, name=f"audioflow-loader-{worker_id}",
-                                    args=(self._task_fn, tasks, self._results, worker_id, self._threads,
-                                          os.getpid(), self._init))
-        process.start()
-        self._workers[worker_id] = (process, tasks)
-        self._outstanding[worker_id] = {}
+        with self._lock:
+            worker_id, self._next_id = self._next_id, self._next_id + 1
+            tasks = self._ctx.Queue()
+            process = self._ctx.Process(target=_worker_loop, daemon=True, name=f"audioflow-worker-{worker_id}",
+                                        args=(self._task_fn, tasks, self._results, worker_id, self._threads,
+                                              os.getpid(), self._init))
+            process.start()
+            self._workers[worker_id] = (process, tasks)
+            self._outstanding[worker_id] = {}
 
     def outstanding(self) -> int:
-        return sum(len(v) for v in self._outstanding.values())
+        with self._lock:
+            return sum(len(v) for v in self._outstanding.values())
 
-    def submit(self, key: Any, payload: Any) -> None:
-        worker_id = min(self._outstanding, key=lambda w: len(self._outstanding[w]))
-        self._outstanding[worker_id][key] = payload
-        self._started[key] = time.monotonic()
-        self._workers[worker_id][1].put((key, payload))
+    def least_busy(self) -> int:
+        """The id of the live worker with the fewest outstanding tasks."""
+        with self._lock:
+            return min(self._outstanding, key=lambda w: len(self._outstanding[w]))
+
+    def submit(self, key: Any, payload: Any, worker: int | None = None) -> int:
+        """Queue ``payload`` under ``key``; returns the id of the worker it went to. ``worker``: that
+        worker's id (KeyError when it is gone: it died and was replaced)."""
+        with self._lock:
+            if worker is None:
+                worker = self.least_busy()
+            elif worker not in self._workers:
+                raise KeyError(worker)
+            self._outstanding[worker][key] = payload
+            self._started[key] = time.monotonic()
+            self._workers[worker][1].put((key, payload))
+            return worker
 
     def get(self, timeout: float | None = None, task_timeout: float | None = None) -> tuple[Any, bool, Any]:
         """The next result; a worker whose task has run over ``task_timeout`` seconds is killed (and
@@ -116,18 +142,20 @@ class ProcessPool:
             try:
                 key, worker_id, ok, value = self._results.get(timeout=_POLL_S)
             except queue.Empty:
-                if task_timeout is not None:
-                    self._kill_overdue(task_timeout)
-                self._replace_dead()
+                with self._lock:
+                    if task_timeout is not None:
+                        self._kill_overdue(task_timeout)
+                    self._replace_dead()
                 if self._given_up:
                     continue
                 if deadline is not None and time.monotonic() > deadline:
                     raise TimeoutError("no batch from the workers") from None
                 continue
-            if key not in self._outstanding.get(worker_id, {}):
-                continue  # a result for a task already resubmitted elsewhere
-            del self._outstanding[worker_id][key]
-            self._started.pop(key, None)
+            with self._lock:
+                if key not in self._outstanding.get(worker_id, {}):
+                    continue  # a result for a task already resubmitted elsewhere
+                del self._outstanding[worker_id][key]
+                self._started.pop(key, None)
             return key, ok, value
 
     def _kill_overdue(self, task_timeout: float) -> None:
@@ -151,8 +179,8 @@ class ProcessPool:
             del self._workers[worker_id]
             tasks.cancel_join_thread()
             timed_out = self._timed_out.pop(worker_id, None)
-            log.warning("worker %d died (exit code %s) with %d tasks in hand; starting a replacement",
-                        worker_id, process.exitcode, len(lost))
+            log.warning("worker %d died (%s) with %d tasks in hand; starting a replacement",
+                        worker_id, describe_exit(process.exitcode), len(lost))
             self.replaced += 1
             self.add_worker()
             running = min(lost, key=lambda k: self._started.get(k, 0.0), default=None)
@@ -165,7 +193,7 @@ class ProcessPool:
                     self._deaths[key] = self._deaths.get(key, 0) + 1
                 if self._deaths.get(key, 0) >= self._max_deaths:
                     self._given_up.append((key, False, f"worker died {self._deaths[key]} time(s) on this task "
-                                                       f"(exit code {process.exitcode})"))
+                                                       f"({describe_exit(process.exitcode)})"))
                     continue
                 self.submit(key, payload)
 
@@ -188,7 +216,13 @@ class ProcessPool:
         self._outstanding.clear()
 
     def pids(self) -> list[int]:
-        return [p.pid for p, _ in self._workers.values()]
+        with self._lock:
+            return [p.pid for p, _ in self._workers.values()]
+
+    def worker_pids(self) -> dict[int, int]:
+        """``{worker id: process id}`` of the live workers."""
+        with self._lock:
+            return {w: p.pid for w, (p, _) in self._workers.items()}
 
 
 class ThreadPool:

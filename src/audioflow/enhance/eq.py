@@ -23,12 +23,15 @@ def rbj_biquad(kind: str, freq: float, sr: int, gain_db: float = 0.0, q: float =
         kind: 'peaking', 'lowshelf' or 'highshelf'.
         freq: centre (peaking) or corner (shelves) frequency in Hz.
         sr: sample rate in Hz.
-        gain_db: gain at the centre / of the shelf, in dB.
-        q: quality factor (peaking: bandwidth; shelves: slope, 0.7071 is the steepest without overshoot).
+        gain_db: gain at the centre / of the shelf, in dB, within ±60.
+        q: quality factor, within (0, 100] (peaking: bandwidth; shelves: slope, 0.7071 is the steepest
+            without overshoot).
     """
     _check(sr, freq)
-    if q <= 0:
-        raise ParameterError(f"Q must be positive, got {q}")
+    if not 0 < q <= 100:
+        raise ParameterError(f"Q must be within (0, 100], got {q}")
+    if not -60 <= gain_db <= 60:  # beyond, 10 ** (gain / 40) overflows or the filter is all noise
+        raise ParameterError(f"gain must be within ±60 dB, got {gain_db}")
     a = 10 ** (gain_db / 40)
     w0 = 2 * math.pi * freq / sr
     cos, alpha = math.cos(w0), math.sin(w0) / (2 * q)

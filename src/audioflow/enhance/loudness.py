@@ -21,6 +21,14 @@ _BLOCK_S, _STEP = 0.4, 0.25  # BS.1770-4: 400 ms gating blocks, 75 % overlap
 _CHANNEL_GAINS = (1.0, 1.0, 1.0, 1.41, 1.41)  # L, R, C, Ls, Rs
 
 
+def channel_gains(channels: int) -> np.ndarray:
+    """BS.1770-4 channel weights: up to 5 channels L, R, C, Ls, Rs (pyloudnorm's); from 6 on, the
+    WAVE/SMPTE order L, R, C, LFE, then surrounds: the LFE is left out (0) and every surround weighs 1.41."""
+    if channels <= len(_CHANNEL_GAINS):
+        return np.asarray(_CHANNEL_GAINS[:channels])
+    return np.asarray([1.0, 1.0, 1.0, 0.0] + [1.41] * (channels - 4))
+
+
 def loudness_blocks(y: np.ndarray, sr: int) -> np.ndarray:
     """BS.1770 block energies ``[channels, blocks]``: the mean square of each 400 ms block (75 % overlap)
     of the K-weighted signal (pyloudnorm's filters and block boundaries). Blocks of consecutive chunks of
@@ -54,7 +62,7 @@ def gated_loudness(blocks: np.ndarray) -> float | None:
     then the relative gate 10 LU under the absolutely gated mean; None when nothing passes."""
     if blocks.shape[-1] == 0:
         return None
-    gains = np.asarray(_CHANNEL_GAINS[: blocks.shape[0]])[:, None]
+    gains = channel_gains(blocks.shape[0])[:, None]
     with np.errstate(divide="ignore"):
         block_loudness = -0.691 + 10 * np.log10((gains * blocks).sum(axis=0))
     passed = block_loudness >= -70.0
@@ -128,11 +136,13 @@ def normalize_loudness(y: np.ndarray, sr: int, target_lufs: float = -23.0,
                        true_peak_ceiling_db: float | None = -1.0) -> tuple[np.ndarray, dict[str, float | None]]:
     """Gain ``y`` to ``target_lufs`` (EBU R128's -23 by default), then limit its true peak.
 
-    Returns the audio and a report: loudness before and after (LUFS), gain (dB), true peak after (dBTP).
-    Silent or too-short audio is returned unchanged (loudness None)."""
+    Returns the audio and a report: loudness before and after (LUFS), gain (dB), true peak after (dBTP;
+    None for silence). Silent or too-short audio is returned unchanged (loudness None)."""
     before = integrated_loudness(y, sr)
     if before is None:
-        return y, {"loudness_before": None, "loudness_after": None, "gain_db": 0.0, "true_peak_db": true_peak_db(y)}
+        peak = true_peak_db(y)
+        return y, {"loudness_before": None, "loudness_after": None, "gain_db": 0.0,
+                   "true_peak_db": peak if math.isfinite(peak) else None}
     gain_db = target_lufs - before
     out = (np.asarray(y, np.float64) * 10 ** (gain_db / 20)).astype(np.float32)
     if true_peak_ceiling_db is not None:

@@ -126,6 +126,18 @@ def check_finite(y: np.ndarray, name: str) -> None:
             raise InvalidAudioError(f"{bad} samples are NaN or infinite", name)
 
 
+MAX_SAMPLE_ABS = 1e6  # audio is about ±1; beyond this, squares and sums in float32 maths overflow
+
+
+def check_range(y: np.ndarray, name: str) -> None:
+    """Refuse samples beyond ±:data:`MAX_SAMPLE_ABS` (finite, but not audio: a float file written with the
+    wrong scale, or made to overflow the loudness, spectra and models computed from it)."""
+    peak = float(np.abs(y).max()) if y.size else 0.0
+    if not peak <= MAX_SAMPLE_ABS:
+        raise InvalidAudioError(f"samples reach {peak:.3g}; audio is expected within about ±1 "
+                                f"(refused beyond ±{MAX_SAMPLE_ABS:.0e})", name)
+
+
 def downmix(y: np.ndarray) -> np.ndarray:
     """Average ``[channels, frames]`` into ``[1, frames]`` with one BLAS pass (np.mean is ~50x slower
     across a short, strided channel axis)."""

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ..audio import Audio
-from ..errors import AudioflowError, ParameterError
+from ..errors import AudioflowError, InvalidAudioError, ParameterError
 from ..io.listing import AUDIO_EXTENSIONS, list_rows
 from ..models import ModelManager
 from .stage import Annotations, Stage, build_steps, write_text_atomic
@@ -89,6 +89,7 @@ def process_file(row: dict[str, Any], stages: Sequence[Stage], output_dir: str |
     the input's clock); stages that need the whole input first (the loudness target) see every chunk in
     a measuring pass."""
     from ..io import info, load
+    from ..io.decode import check_range
 
     started = time.perf_counter()
     timings: dict[str, float] = {}
@@ -103,6 +104,9 @@ def process_file(row: dict[str, Any], stages: Sequence[Stage], output_dir: str |
             samples, sr = load(row["path"], sr=None, mono=False, offset=float(row.get("offset", 0.0)),
                                duration=row.get("duration"), storage_options=storage_options)
             timings["decode"] = time.perf_counter() - started
+            if samples.shape[-1] == 0:
+                raise InvalidAudioError("no samples to process (zero length)", row["path"])
+            check_range(samples, row["path"])
             audio = Audio(samples, sr, row["path"])
             audio_info = audio.to_dict()
             annotations = Annotations(row["path"], row["id"], output_dir)

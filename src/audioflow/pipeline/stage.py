@@ -98,6 +98,12 @@ class Stage:
     options: ClassVar[dict[str, Option]] = {}
     accepts_extra: ClassVar[bool] = False
     uses_gpu: ClassVar[bool] = False
+    # working memory, for admission control (the server) and worker counts: the stage's peak allocations
+    # are about ``memory_factor`` times the float32 audio at ``work_rate`` Hz (None: the input's rate),
+    # mixed to mono first when ``work_mono``
+    memory_factor: ClassVar[float] = 12.0
+    work_rate: ClassVar[int | None] = None
+    work_mono: ClassVar[bool] = False
     models: ModelManager | None = None  # set by setup() in stages that hold models
 
     def __init__(self, **config: Any) -> None:
@@ -175,6 +181,13 @@ def _guess(value: Any) -> Any:
 STAGES: dict[str, type[Stage]] = {}
 
 
+def ensure_registered() -> dict[str, type[Stage]]:
+    """:data:`STAGES` with every built-in stage in it, whatever was imported first."""
+    from . import speech_stages, stages  # noqa: F401  (registers the built-in stages)
+
+    return STAGES
+
+
 def register_stage(cls: type[Stage]) -> type[Stage]:
     """Make a stage available by name to ``--steps`` (a class decorator)."""
     STAGES[cls.name] = cls
@@ -213,8 +226,7 @@ def build_steps(specs: str | list[str] | tuple[str, ...] | list[Stage] | list[tu
     """Stages from step specs, from ``(name, {option: value})`` pairs (values of any type, e.g. a prompt
     with commas that the step language could not carry), or stages as they are; every name and option
     checked now, before any work starts."""
-    from . import speech_stages, stages  # noqa: F401  (registers the built-in stages)
-
+    ensure_registered()
     if isinstance(specs, (list, tuple)) and specs and all(isinstance(s, Stage) for s in specs):
         return list(specs)  # type: ignore[arg-type]
     pairs = specs if isinstance(specs, list) and specs and all(isinstance(s, tuple) for s in specs) \

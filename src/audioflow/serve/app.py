@@ -5,22 +5,35 @@ stages (or the speech and feature functions they wrap), so the server computes w
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import io
 import json
+import math
 import time
 from importlib import resources
 from typing import Annotated, Any
 
-import numpy as np
 from fastapi import APIRouter, Depends, FastAPI, File, Form, Query, Request, UploadFile
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import __version__
-from ..audio import Audio
 from ..errors import AudioflowError
-from .inputs import Problem, decode_audio, decode_base64, fetch_url, problem_for
+from .inputs import (
+    Problem,
+    Spool,
+    Upload,
+    decode_base64,
+    fetch_url,
+    problem_for,
+    read_json,
+    spool_bytes,
+    spool_stream,
+    spool_upload_file,
+)
+from .jobs import Decode
 from .settings import ServeSettings, key_accepted
 from .work import Metrics, StageRunner, step
 
@@ -54,49 +67,107 @@ class SpeechBody(BaseModel):
     speed: float = Field(1.0, ge=0.25, le=4.0)
 
 
-class BodyLimit:
-    """ASGI middleware: a request body over ``limit`` bytes is refused with 413 as soon as it passes the
-    limit (declared length or bytes received), before the app buffers it."""
+SECURITY_HEADERS = [(b"x-content-type-options", b"nosniff"), (b"x-frame-options", b"DENY"),
+                    (b"referrer-policy", b"no-referrer"), (b"cross-origin-opener-policy", b"same-origin"),
+                    (b"cross-origin-resource-policy", b"same-origin"),
+                    (b"content-security-policy", b"default-src 'self'; script-src 'self' 'unsafe-inline'; "
+                     b"style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; media-src 'self' blob:; "
+                     b"connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'")]
+SPEECH = Decode(sr=16000, mono=True)  # what every speech model takes: decoded straight to it
+NATIVE = Decode()
 
-    def __init__(self, app: Any, limit: int) -> None:
-        self.app, self.limit = app, limit
+
+class Guard:
+    """ASGI middleware in front of everything: the Host header must name this server and a browser's
+    Origin must be its own page or allowed (DNS rebinding, cross-site form posts); a declared body over
+    the limit is refused, and a streamed one as soon as it passes it; POSTs are admitted against the
+    queue limit before their bodies are read (503); security headers on every answer; metrics."""
+
+    def __init__(self, app: Any, settings: ServeSettings, runner: StageRunner, metrics: Metrics) -> None:
+        self.app, self.settings, self.runner, self.metrics = app, settings, runner, metrics
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        declared = dict(scope.get("headers") or []).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.limit:
-            return await _send_problem(send, Problem(413, f"request body over {self.limit} bytes"))
-        received = 0
+        headers = dict(scope.get("headers") or [])
+        host = headers.get(b"host", b"").decode("latin-1")
+        origin = headers.get(b"origin")
+        started, status = time.perf_counter(), 500
+
+        async def guarded_send(message: Any) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message = {**message, "headers": [*message.get("headers", []), *SECURITY_HEADERS]}
+            await send(message)
+
+        admitted = False
+        try:
+            if not self.settings.host_allowed(host):
+                raise Problem(421, f"host {host!r} is not this server's name (the operator can allow it)")
+            if not self.settings.origin_allowed(origin.decode("latin-1") if origin else None, host):
+                raise Problem(403, "requests from this origin are not allowed (the operator can allow it)")
+            declared = headers.get(b"content-length")
+            if declared is not None and declared.isdigit() and int(declared) > self.settings.max_body_bytes:
+                raise Problem(413, f"request body over {self.settings.max_body_bytes} bytes")
+            if scope["method"] == "POST" and scope["path"].startswith("/v1/"):
+                self.runner.admit()
+                admitted = True
+            await self.app(scope, self._limited(receive), guarded_send)
+        except Problem as problem:
+            await _send_problem(guarded_send, problem)
+        finally:
+            if admitted:
+                self.runner.release()
+            route = getattr(scope.get("route"), "path", "other")
+            self.metrics.requests.labels(route, str(status)).inc()
+            self.metrics.latency.labels(route).observe(time.perf_counter() - started)
+
+    def _limited(self, receive: Any) -> Any:
+        received, limit = 0, self.settings.max_body_bytes
 
         async def limited() -> Any:
             nonlocal received
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.limit:
-                    raise _TooLarge()
+                if received > limit:  # a chunked body, without a Content-Length to refuse up front
+                    raise StarletteHTTPException(413, f"request body over {limit} bytes")
             return message
 
-        try:
-            await self.app(scope, limited, send)
-        except _TooLarge:
-            await _send_problem(send, Problem(413, f"request body over {self.limit} bytes"))
-
-
-class _TooLarge(Exception):
-    pass
+        return limited
 
 
 async def _send_problem(send: Any, problem: Problem) -> None:
     body = json.dumps(problem.body()).encode()
-    await send({"type": "http.response.start", "status": problem.status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    headers += [(k.lower().encode(), v.encode()) for k, v in (problem.headers or {}).items()]
+    await send({"type": "http.response.start", "status": problem.status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
 
+class SafeJSONResponse(JSONResponse):
+    """JSON that is always valid: a non-finite float (which JSON cannot hold) becomes null."""
+
+    def render(self, content: Any) -> bytes:
+        try:
+            return json.dumps(content, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode()
+        except ValueError:
+            return json.dumps(_finite(content), ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
 def create_app(settings: ServeSettings | None = None) -> FastAPI:
-    """The application for ``settings`` (defaults: 127.0.0.1, no key, 2 worker threads)."""
+    """The application for ``settings`` (defaults: 127.0.0.1, no key, 2 worker processes)."""
     settings = settings or ServeSettings()
     settings.check()
     device = settings.device
@@ -105,17 +176,22 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
 
         device = str(resolve_device("auto"))
     metrics = Metrics()
-    runner = StageRunner(settings.workers, settings.queue_limit, device, metrics)
+    runner = StageRunner(settings, device, metrics)
+    spool = Spool()
+
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> Any:
+        await asyncio.to_thread(runner.start)
         yield
-        runner.shutdown()
+        await asyncio.to_thread(runner.shutdown)
 
-    app = FastAPI(title="audioflow", version=__version__, lifespan=lifespan,
+    app = FastAPI(title="audioflow", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None,
+                  default_response_class=SafeJSONResponse,
                   description="Speech and audio processing: the stages of `audioflow process` over HTTP and "
                               "WebSocket, with OpenAI-compatible audio endpoints.")
     app.state.settings, app.state.runner, app.state.metrics = settings, runner, metrics
     app.state.streams = {}
+    app.state.spool = spool
 
     @app.exception_handler(Problem)
     async def answer_problem(request: Request, problem: Problem) -> JSONResponse:
@@ -126,17 +202,12 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
         problem = problem_for(error)
         return JSONResponse(problem.body(), problem.status)
 
-    @app.middleware("http")
-    async def count(request: Request, call_next: Any) -> Response:
-        started = time.perf_counter()
-        response = await call_next(request)
-        route = request.scope.get("route")
-        endpoint = getattr(route, "path", "other")
-        metrics.requests.labels(endpoint, str(response.status_code)).inc()
-        metrics.latency.labels(endpoint).observe(time.perf_counter() - started)
-        return response
+    @app.exception_handler(StarletteHTTPException)
+    async def answer_http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
+        problem = Problem(error.status_code, str(error.detail))
+        return JSONResponse(problem.body(), problem.status, headers=getattr(error, "headers", None))
 
-    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    app.add_middleware(Guard, settings=settings, runner=runner, metrics=metrics)
 
     def authorize(request: Request) -> None:
         if not key_accepted(settings, request.headers):
@@ -145,61 +216,63 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
 
     api = APIRouter(prefix="/v1", dependencies=[Depends(authorize)])
 
-    async def request_audio(request: Request, sr: int | None = None, mono: bool = False) -> tuple[Audio, dict]:
-        """The request's audio (any of the accepted forms) and the JSON body's other fields."""
+    async def receive_audio(request: Request) -> Upload:
+        """The request's audio (any of the accepted forms), spooled to a file as it arrives."""
         content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        fields: dict[str, Any] = {}
-        name = "upload"
         if content_type == "multipart/form-data":
             form = await request.form(max_files=1, max_fields=50)
-            upload = form.get("file") or form.get("audio")
-            if upload is None or isinstance(upload, str):
-                raise Problem(400, "multipart upload needs a 'file' part", param="file")
-            data = await upload.read()
-            name = f"upload {upload.filename!r}" if upload.filename else name
-        elif content_type == "application/json":
             try:
-                fields = await request.json()
-            except ValueError:
-                raise Problem(400, "the JSON body does not parse") from None
+                upload = form.get("file") or form.get("audio")
+                if upload is None or isinstance(upload, str):
+                    raise Problem(400, "multipart upload needs a 'file' part", param="file")
+                return await spool_upload_file(upload, spool, settings.max_body_bytes)
+            finally:
+                await form.close()
+        if content_type == "application/json":
+            fields = await read_json(request, settings.max_json_bytes)
             if not isinstance(fields, dict):
                 raise Problem(400, "the JSON body must be an object")
             if "audio_base64" in fields:
-                data = decode_base64(fields["audio_base64"])
-            elif "url" in fields:
-                data = await runner.call(fetch_url, fields["url"], settings)
-                name = str(fields["url"])
-            else:
-                raise Problem(400, "JSON bodies carry the audio as audio_base64 (or url)", param="audio_base64")
-        elif content_type.startswith("audio/") or content_type in ("application/octet-stream", ""):
-            data = await request.body()
-        else:
-            raise Problem(415, f"unsupported content type {content_type!r}: send multipart/form-data, audio/*, "
-                               "application/octet-stream or JSON with audio_base64")
-        audio = await runner.call(decode_audio, data, name, settings, sr, mono)
-        return audio, fields
+                data = await asyncio.to_thread(decode_base64, fields["audio_base64"])
+                return spool_bytes(data, spool, "upload")
+            if "url" in fields:
+                return await asyncio.to_thread(fetch_url, fields["url"], settings, spool)
+            raise Problem(400, "JSON bodies carry the audio as audio_base64 (or url)", param="audio_base64")
+        if content_type.startswith("audio/") or content_type in ("application/octet-stream", ""):
+            return await spool_stream(request.stream(), spool, settings.max_body_bytes, "upload")
+        raise Problem(415, f"unsupported content type {content_type!r}: send multipart/form-data, audio/*, "
+                           "application/octet-stream or JSON with audio_base64")
 
-    async def run(endpoint: str, audio: Audio, *steps: tuple[str, dict[str, Any]]) -> tuple[Audio, Any]:
-        result = await runner.call(runner.run_steps, audio, list(steps))
-        metrics.audio_seconds.labels(endpoint).inc(audio.duration)
-        return result
+    async def process(upload: Upload, decode: Decode, steps: list[tuple[str, dict[str, Any]]], endpoint: str,
+                      **answer: Any) -> Any:
+        try:
+            if upload.size == 0:
+                raise Problem(400, "no audio in the request (send a file, a raw audio body, or audio_base64)",
+                              param="file")
+            return await runner.process(upload, decode, steps, endpoint, **answer)
+        finally:
+            upload.discard()
+
+    async def audio_request(request: Request, decode: Decode, steps: list[tuple[str, dict[str, Any]]],
+                            endpoint: str, **answer: Any) -> Any:
+        return await process(await receive_audio(request), decode, steps, endpoint, **answer)
 
     @api.post("/transcribe", openapi_extra=AUDIO_BODY, tags=["speech"],
               responses={200: {"content": {"application/json": {}, "text/plain": {}, "text/vtt": {}}}})
     async def transcribe(request: Request,
-                         language: Annotated[str | None, Query(max_length=8, description="code; none: detect")] = None,
+                         language: Annotated[str | None, Query(max_length=8, pattern="^[A-Za-z]+$",
+                                                               description="code; none: detect")] = None,
                          task: Annotated[str, Query(pattern="^(transcribe|translate)$")] = "transcribe",
                          word_timestamps: bool = True,
                          beam_size: Annotated[int, Query(ge=1, le=10)] = 5,
                          diarize: Annotated[bool, Query(description="speaker-attributed transcript")] = False,
                          output: Annotated[str, Query(pattern="^(json|srt|vtt|txt)$")] = "json") -> Response:
         """Transcript (Whisper) with segments, words, language; JSON, SRT, VTT or plain text."""
-        audio, _ = await request_audio(request)
         steps = [step("vad"), *([step("diarize", write=False)] if diarize else []),
                  step("transcribe", model=settings.whisper_model, language=language, task=task,
                       word_timestamps=word_timestamps, beam_size=beam_size, formats="json")]
-        _, annotations = await run("/v1/transcribe", audio, *steps)
-        return _transcript_response(annotations.results["transcribe"], output)
+        answer = await audio_request(request, SPEECH, steps, "/v1/transcribe", results=("transcribe",))
+        return _transcript_response(answer["results"]["transcribe"], output)
 
     @api.post("/diarize", openapi_extra=AUDIO_BODY, tags=["speech"])
     async def diarize(request: Request, num_speakers: Annotated[int | None, Query(ge=1, le=32)] = None,
@@ -207,10 +280,10 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
                       max_speakers: Annotated[int, Query(ge=1, le=32)] = 8,
                       output: Annotated[str, Query(pattern="^(json|rttm)$")] = "json") -> Response:
         """Speaker turns (who spoke when) as JSON or RTTM."""
-        audio, _ = await request_audio(request)
-        _, annotations = await run("/v1/diarize", audio, step("vad"), step(
-            "diarize", num_speakers=num_speakers, min_speakers=min_speakers, max_speakers=max_speakers, write=False))
-        result = annotations.results["diarize"]
+        steps = [step("vad"), step("diarize", num_speakers=num_speakers, min_speakers=min_speakers,
+                                   max_speakers=max_speakers, write=False)]
+        answer = await audio_request(request, SPEECH, steps, "/v1/diarize", results=("diarize",))
+        result = answer["results"]["diarize"]
         if output == "rttm":
             from ..audio import Segment
             from ..speech.diarize import write_rttm
@@ -218,17 +291,16 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
             text = io.StringIO()
             write_rttm([Segment(t["start"], t["end"], t["speaker"]) for t in result["turns"]], "upload", text)
             return PlainTextResponse(text.getvalue())
-        return JSONResponse(result)
+        return SafeJSONResponse(result)
 
     @api.post("/vad", openapi_extra=AUDIO_BODY, tags=["speech"])
     async def vad(request: Request, threshold: Annotated[float, Query(gt=0, lt=1)] = 0.5,
                   min_speech: Annotated[float, Query(ge=0, le=10)] = 0.25,
                   min_silence: Annotated[float, Query(ge=0, le=10)] = 0.1) -> Response:
         """Speech segments (start, end, probability) and the speech ratio."""
-        audio, _ = await request_audio(request)
-        _, annotations = await run("/v1/vad", audio, step("vad", threshold=threshold, min_speech=min_speech,
-                                                          min_silence=min_silence))
-        return JSONResponse(annotations.results["vad"])
+        steps = [step("vad", threshold=threshold, min_speech=min_speech, min_silence=min_silence)]
+        answer = await audio_request(request, SPEECH, steps, "/v1/vad", results=("vad",))
+        return SafeJSONResponse(answer["results"]["vad"])
 
     @api.post("/denoise", openapi_extra=AUDIO_BODY, tags=["audio"],
               responses={200: {"content": {t: {} for t in set(AUDIO_TYPES.values())}}})
@@ -237,9 +309,9 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
                       atten_lim: Annotated[float, Query(ge=0, le=100)] = 100.0,
                       format: Annotated[str, Query(pattern="^(wav|flac|opus|mp3)$")] = "wav") -> Response:
         """Denoised audio (DeepFilterNet3, RNNoise or spectral gating) in the format asked."""
-        audio, _ = await request_audio(request)
-        out, _ = await run("/v1/denoise", audio, step("denoise", method=method, atten_lim=atten_lim, write=False))
-        return await _audio_response(runner, out, format)
+        steps = [step("denoise", method=method, atten_lim=atten_lim, write=False)]
+        data = await audio_request(request, NATIVE, steps, "/v1/denoise", audio_format=format)
+        return Response(data, media_type=AUDIO_TYPES[format])
 
     @api.post("/enhance", openapi_extra=AUDIO_BODY, tags=["audio"],
               responses={200: {"content": {t: {} for t in set(AUDIO_TYPES.values())}}})
@@ -254,19 +326,18 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
                       preemphasis: Annotated[float | None, Query(ge=0, lt=1)] = None,
                       format: Annotated[str, Query(pattern="^(wav|flac|opus|mp3)$")] = "wav") -> Response:
         """Enhanced audio: the enhance stage's filters, EQ, de-click, spectral denoise, loudness and limiter."""
-        audio, _ = await request_audio(request)
-        steps = step("enhance", lufs=lufs, true_peak=true_peak, highpass=highpass, lowpass=lowpass, eq=eq,
-                     declick=declick, denoise=denoise, denoise_db=denoise_db, preemphasis=preemphasis, write=False)
-        out, _ = await run("/v1/enhance", audio, steps)
-        return await _audio_response(runner, out, format)
+        steps = [step("enhance", lufs=lufs, true_peak=true_peak, highpass=highpass, lowpass=lowpass, eq=eq,
+                      declick=declick, denoise=denoise, denoise_db=denoise_db, preemphasis=preemphasis, write=False)]
+        data = await audio_request(request, NATIVE, steps, "/v1/enhance", audio_format=format)
+        return Response(data, media_type=AUDIO_TYPES[format])
 
     @api.post("/analyze", openapi_extra=AUDIO_BODY, tags=["audio"])
     async def analyze(request: Request,
                       music: Annotated[bool, Query(description="tempo, key, beats")] = True) -> Response:
         """Measurements (loudness, peaks, SNR, silence, clipping) and, with music, tempo, beats, key, HPSS."""
-        audio, _ = await request_audio(request)
-        _, annotations = await run("/v1/analyze", audio, step("analyze", music=music))
-        return JSONResponse(annotations.results["analyze"])
+        answer = await audio_request(request, NATIVE, [step("analyze", music=music)], "/v1/analyze",
+                                     results=("analyze",))
+        return SafeJSONResponse(answer["results"]["analyze"])
 
     @api.post("/features", openapi_extra=AUDIO_BODY, tags=["audio"],
               responses={200: {"content": {"application/json": {}, "application/octet-stream": {}}}})
@@ -277,29 +348,26 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
                        n_mfcc: Annotated[int | None, Query(ge=1, le=128)] = None,
                        output: Annotated[str, Query(pattern="^(json|npy)$")] = "json") -> Response:
         """A feature of the audio (mixed to mono, resampled to ``sr``) as JSON or a .npy file."""
-        audio, _ = await request_audio(request, sr=sr, mono=True)
         kwargs = {k: v for k, v in (("n_mels", n_mels), ("n_mfcc", n_mfcc)) if v is not None}
-        values = await runner.call(_feature, name, sr, audio.samples, kwargs)
-        metrics.audio_seconds.labels("/v1/features").inc(audio.duration)
+        value = await audio_request(request, Decode(sr=sr, mono=True), [], "/v1/features", feature=(name, kwargs),
+                                    feature_output=output)
         if output == "npy":
-            buffer = io.BytesIO()
-            np.save(buffer, values)
-            return Response(buffer.getvalue(), media_type="application/octet-stream")
-        return JSONResponse({"name": name, "sample_rate": sr, "shape": list(values.shape),
-                             "values": np.round(values, 5).tolist()})
+            return Response(value, media_type="application/octet-stream")
+        return SafeJSONResponse(value)
 
     @api.post("/synthesize", tags=["speech"],
               responses={200: {"content": {t: {} for t in set(AUDIO_TYPES.values())}}})
     async def synthesize(body: SynthesizeBody) -> Response:
         """Speech for text (Piper by default; espeak-ng and flite voices)."""
-        voice = _voice(body.voice)
-        speech = await runner.call(_speak, body.text, voice, body.rate)
-        return await _audio_response(runner, speech, body.format)
+        data = await runner.run("speak", _text(body.text), _voice(body.voice), body.rate, body.format, runner.limits,
+                                what="synthesis")
+        return Response(data, media_type=AUDIO_TYPES[body.format])
 
     @api.get("/health", tags=["server"])
     async def health() -> dict[str, Any]:
         """Liveness and load."""
-        return {"status": "ok", "version": __version__, "queue": runner.pending, "streams": len(app.state.streams)}
+        return {"status": "ok", "version": __version__, "queue": runner.pending, "streams": len(app.state.streams),
+                "workers": len(runner.worker_pids()), "memory_reserved_bytes": runner.reserved}
 
     @api.get("/models", tags=["server"])
     async def models() -> dict[str, Any]:
@@ -319,14 +387,16 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
                                "verbose_json", param="response_format")
         if not 0 <= temperature <= 1:
             raise Problem(400, "temperature must be within 0-1", param="temperature")
-        data = await file.read()
-        audio = await runner.call(decode_audio, data, f"upload {file.filename!r}", settings, None, False)
-        _, annotations = await run(endpoint, audio, step("vad"), step(
-            "transcribe", model=settings.whisper_model, language=language, task=task, prompt=prompt,
-            formats="json", temperature=temperature or None, word_timestamps=True))
-        result = annotations.results["transcribe"]
+        if language is not None and not (language.isalpha() and len(language) <= 8):
+            raise Problem(400, f"language must be a code such as 'en', got {language!r}", param="language")
+        upload = await spool_upload_file(file, spool, settings.max_body_bytes)
+        steps = [step("vad"), step("transcribe", model=settings.whisper_model, language=language, task=task,
+                                   prompt=prompt, formats="json", temperature=temperature or None,
+                                   word_timestamps=True)]
+        answer = await process(upload, SPEECH, steps, endpoint, results=("transcribe",))
+        result = answer["results"]["transcribe"]
         if response_format == "json":
-            return JSONResponse({"text": result["text"]})
+            return SafeJSONResponse({"text": result["text"]})
         if response_format == "text":
             return PlainTextResponse(result["text"] + "\n")
         if response_format in ("srt", "vtt"):
@@ -336,18 +406,18 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
             "text": result["text"],
             "segments": [{"id": i, "seek": 0, "start": s["start"], "end": s["end"], "text": " " + s["text"],
                           "tokens": [], "temperature": temperature,
-                          "avg_logprob": float(np.log(max(s.get("confidence") or 1e-9, 1e-9))),
+                          "avg_logprob": math.log(max(s.get("confidence") or 1e-9, 1e-9)),
                           "compression_ratio": 1.0, "no_speech_prob": s.get("no_speech_probability") or 0.0}
                          for i, s in enumerate(result["segments"])]}
         if granularities and "word" in granularities:
             verbose["words"] = [{"word": w["word"].strip(), "start": w["start"], "end": w["end"]}
                                 for s in result["segments"] for w in s["words"]]
-        return JSONResponse(verbose)
+        return SafeJSONResponse(verbose)
 
     @openai.post("/transcriptions")
     async def transcriptions(file: Annotated[UploadFile, File()], model: Annotated[str, Form()] = "whisper-1",
                              language: Annotated[str | None, Form()] = None,
-                             prompt: Annotated[str | None, Form()] = None,
+                             prompt: Annotated[str | None, Form(max_length=2000)] = None,
                              response_format: Annotated[str, Form()] = "json",
                              temperature: Annotated[float, Form()] = 0.0,
                              timestamp_granularities: Annotated[list[str] | None,
@@ -359,7 +429,7 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
 
     @openai.post("/translations")
     async def translations(file: Annotated[UploadFile, File()], model: Annotated[str, Form()] = "whisper-1",
-                           prompt: Annotated[str | None, Form()] = None,
+                           prompt: Annotated[str | None, Form(max_length=2000)] = None,
                            response_format: Annotated[str, Form()] = "json",
                            temperature: Annotated[float, Form()] = 0.0) -> Response:
         """OpenAI's translation endpoint: speech in any language to English text."""
@@ -370,18 +440,22 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
     async def speech(body: SpeechBody) -> Response:
         """OpenAI's speech endpoint: ``input`` text to audio (OpenAI voice names map to the default voice)."""
         voice = _voice(None if body.voice in OPENAI_VOICES else body.voice)
-        audio = await runner.call(_speak, body.input, voice, body.speed)
-        return await _audio_response(runner, audio, body.response_format)
+        data = await runner.run("speak", _text(body.input), voice, body.speed, body.response_format, runner.limits,
+                                what="synthesis")
+        return Response(data, media_type=AUDIO_TYPES.get(body.response_format, "audio/mp4"))
 
     @app.get("/metrics", dependencies=[Depends(authorize)], tags=["server"],
              responses={200: {"content": {"text/plain": {}}}})
     async def prometheus() -> Response:
-        """Prometheus metrics: requests, latencies, audio seconds processed, queue depth, open streams."""
+        """Prometheus metrics: requests, latencies, audio seconds processed, queue depth, memory reserved,
+        open streams, worker restarts."""
         return Response(metrics.render(), media_type="text/plain; version=0.0.4")
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def page() -> HTMLResponse:
         return HTMLResponse(resources.files("audioflow.serve").joinpath("static/index.html").read_text())
+
+    _add_docs(app)
 
     from .stream import register_stream
 
@@ -391,9 +465,44 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
     return app
 
 
+def _add_docs(app: FastAPI) -> None:
+    """``/docs``: Swagger UI from the ``swagger-ui-bundle`` package's files, served here (no CDN: the page
+    works offline and loads nothing from elsewhere); without that package, a page that links the spec."""
+    try:
+        import swagger_ui_bundle
+    except ImportError:
+        swagger_ui_bundle = None
+    if swagger_ui_bundle is not None:
+        from fastapi.openapi.docs import get_swagger_ui_html
+        from fastapi.staticfiles import StaticFiles
+
+        app.mount("/docs-assets", StaticFiles(directory=swagger_ui_bundle.swagger_ui_path), name="docs-assets")
+
+        @app.get("/docs", include_in_schema=False)
+        async def docs() -> HTMLResponse:
+            return get_swagger_ui_html(openapi_url="/openapi.json", title="audioflow API",
+                                       swagger_js_url="/docs-assets/swagger-ui-bundle.js",
+                                       swagger_css_url="/docs-assets/swagger-ui.css",
+                                       swagger_favicon_url="/docs-assets/favicon-32x32.png")
+    else:
+        @app.get("/docs", include_in_schema=False)
+        async def docs() -> HTMLResponse:
+            return HTMLResponse("<!doctype html><title>audioflow API</title><p>The OpenAPI spec: "
+                                "<a href='/openapi.json'>/openapi.json</a> (pip install swagger-ui-bundle for "
+                                "the interactive page).</p>")
+
+
 # ---- helpers ----------------------------------------------------------------------------------------
 
 
+
+
+def _text(text: str) -> str:
+    """Text to speak: printable, with something to say (control characters would reach the TTS engines)."""
+    cleaned = "".join(c if c.isprintable() or c in "\n\t" else " " for c in text).strip()
+    if not cleaned:
+        raise Problem(400, "the text has nothing to say", param="text")
+    return cleaned
 
 
 def _voice(voice: str | None) -> str | None:
@@ -406,49 +515,11 @@ def _voice(voice: str | None) -> str | None:
     raise Problem(400, f"voice {voice!r}: use piper:joe, espeak:VOICE or flite:VOICE", param="voice")
 
 
-def _speak(text: str, voice: str | None, rate: float) -> Audio:
-    from ..speech.synthesize import synthesize
-
-    return synthesize(text, voice, rate)
-
-
-def _feature(name: str, sr: int, samples: np.ndarray, kwargs: dict[str, Any]) -> np.ndarray:
-    import torch
-
-    from ..data.transforms import build_feature
-
-    module = build_feature(name, sr, **kwargs)
-    with torch.no_grad():
-        return module(torch.from_numpy(np.ascontiguousarray(samples))[None])[0].numpy()
-
-
-async def _audio_response(runner: StageRunner, audio: Audio, fmt: str) -> Response:
-    """Encoded audio; ``pcm`` is raw 16-bit little-endian mono at 24 kHz (OpenAI's pcm)."""
-    fmt = "opus" if fmt == "ogg" else fmt
-    if fmt == "aac":
-        fmt = "m4a"
-    data = await runner.call(_encode, audio, fmt)
-    return Response(data, media_type=AUDIO_TYPES.get(fmt, "audio/mp4"))
-
-
-def _encode(audio: Audio, fmt: str) -> bytes:
-    from ..io import encode, resample
-
-    samples = np.clip(audio.samples, -1.0, 1.0)
-    if fmt == "pcm":
-        mono = samples.mean(axis=0) if samples.ndim == 2 else samples
-        return (resample(mono, audio.sample_rate, 24000) * 32767).astype("<i2").tobytes()
-    if fmt == "opus" and audio.sample_rate not in (8000, 12000, 16000, 24000, 48000):
-        samples, rate = resample(samples, audio.sample_rate, 48000), 48000
-        return encode(samples, rate, fmt)
-    return encode(samples, audio.sample_rate, fmt)
-
-
 def _transcript_response(result: dict[str, Any], fmt: str) -> Response:
     from ..speech.transcribe import Transcript
 
     if fmt == "json":
-        return JSONResponse(result)
+        return SafeJSONResponse(result)
     text = Transcript.from_dict(result).render(fmt)
     return PlainTextResponse(text, media_type=TEXT_TYPES[fmt])
 

@@ -1,20 +1,30 @@
 """Audio in a request: a multipart upload, a raw body with an audio content type, JSON with base64
-(``audio_base64``) or, when the operator allows it, a URL. Limits are checked from the header before
-anything is decoded; uploads are decoded from memory and never written under a name the client chose."""
+(``audio_base64``) or, when the operator allows it, a URL. Every form is spooled to a file of the
+server's own naming as it arrives (never held whole in memory, never under a name the client chose), and
+only a worker process opens it (:mod:`audioflow.serve.jobs`)."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
+import contextlib
+import http.client
 import ipaddress
+import json
+import os
 import socket
+import ssl
+import time
 import urllib.parse
-import urllib.request
+import uuid
+from dataclasses import dataclass, field
 from typing import Any
 
-from ..audio import Audio
 from ..errors import AudioflowError, AudioTooLargeError, DecodeError, ParameterError, UnsupportedFormatError
 from .settings import ServeSettings
+
+CHUNK = 1 << 16
 
 
 class Problem(Exception):
@@ -25,6 +35,9 @@ class Problem(Exception):
                  headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.status, self.message, self.kind, self.param, self.headers = status, message, kind, param, headers
+
+    def __reduce__(self):  # crosses the worker process boundary whole
+        return (type(self), (self.status, self.message, self.kind, self.param, self.headers))
 
     def body(self) -> dict[str, Any]:
         return {"error": {"message": self.message, "type": self.kind, "param": self.param, "code": self.status}}
@@ -45,6 +58,82 @@ def problem_for(error: AudioflowError) -> Problem:
     return Problem(500, message, kind="server_error")
 
 
+@dataclass
+class Upload:
+    """A request's audio, spooled to ``path`` (deleted by :meth:`discard`); ``name`` is how messages call
+    it (``upload 'talk.wav'``); ``fields`` are a JSON body's other members."""
+
+    path: str
+    name: str = "upload"
+    size: int = 0
+    fields: dict[str, Any] = field(default_factory=dict)
+
+    def discard(self) -> None:
+        with contextlib.suppress(OSError):
+            os.unlink(self.path)
+
+
+class Spool:
+    """The folder uploads are spooled to (made private to this process; emptied when the app stops)."""
+
+    def __init__(self) -> None:
+        import tempfile
+
+        self.folder = tempfile.mkdtemp(prefix="audioflow-spool-")
+
+    def new_path(self) -> str:
+        return os.path.join(self.folder, uuid.uuid4().hex)
+
+    def close(self) -> None:
+        import shutil
+
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+async def spool_stream(chunks: Any, spool: Spool, limit: int, name: str) -> Upload:
+    """Write an async iterator of byte chunks to a new spool file, refusing (413) past ``limit`` bytes."""
+    upload = Upload(spool.new_path(), name)
+    try:
+        with open(upload.path, "wb") as f:
+            async for chunk in chunks:
+                upload.size += len(chunk)
+                if upload.size > limit:
+                    raise Problem(413, f"request body over {limit} bytes", param="file")
+                f.write(chunk)
+    except BaseException:
+        upload.discard()
+        raise
+    return upload
+
+
+async def _file_chunks(upload_file: Any) -> Any:
+    while chunk := await upload_file.read(CHUNK):
+        yield chunk
+
+
+async def spool_upload_file(upload_file: Any, spool: Spool, limit: int) -> Upload:
+    """A multipart part (Starlette's UploadFile) copied to the spool."""
+    name = f"upload {upload_file.filename!r}" if upload_file.filename else "upload"
+    try:
+        return await spool_stream(_file_chunks(upload_file), spool, limit, name)
+    finally:
+        await upload_file.close()
+
+
+async def read_json(request: Any, limit: int) -> Any:
+    """A JSON body of at most ``limit`` bytes, parsed off the event loop; 400 for anything that does not
+    parse (nesting deeper than Python's recursion limit included)."""
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise Problem(413, f"JSON body over {limit} bytes: upload large audio as multipart or a raw body")
+    try:
+        return await asyncio.to_thread(json.loads, bytes(body))
+    except (ValueError, RecursionError):
+        raise Problem(400, "the JSON body does not parse") from None
+
+
 def decode_base64(text: Any) -> bytes:
     if not isinstance(text, str) or not text:
         raise Problem(400, "audio_base64 must be a non-empty base64 string", param="audio_base64")
@@ -56,59 +145,126 @@ def decode_base64(text: Any) -> bytes:
         raise Problem(400, "audio_base64 is not valid base64", param="audio_base64") from None
 
 
-def fetch_url(url: Any, settings: ServeSettings) -> bytes:
-    """The bytes at an http(s) URL, when the operator allowed URLs; loopback, private, link-local and
-    reserved addresses are refused (the server must not become a way into its own network), and redirects
-    are not followed (they could lead there)."""
+def spool_bytes(data: bytes, spool: Spool, name: str) -> Upload:
+    upload = Upload(spool.new_path(), name, len(data))
+    with open(upload.path, "wb") as f:
+        f.write(data)
+    return upload
+
+
+# ---- URLs -------------------------------------------------------------------------------------------
+
+_NAT64 = (ipaddress.IPv6Network("64:ff9b::/96"), ipaddress.IPv6Network("64:ff9b:1::/48"))
+_IPV4_COMPATIBLE = ipaddress.IPv6Network("::/96")
+
+
+def address_is_public(address: str) -> bool:
+    """Whether connecting to ``address`` reaches the public internet only: not loopback, private,
+    link-local, multicast, reserved or site-local, and (IPv6) no IPv4 address embedded in a mapped,
+    compatible, NAT64 or 6to4 form that is any of those; Teredo tunnels are refused outright."""
+    try:
+        ip = ipaddress.ip_address(address.split("%")[0])
+    except ValueError:
+        return False
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.teredo is not None or ip.is_site_local:
+            return False
+        embedded = ip.ipv4_mapped or ip.sixtofour
+        if embedded is None and (ip in _IPV4_COMPATIBLE or any(ip in net for net in _NAT64)):
+            embedded = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+        if embedded is not None:
+            return address_is_public(str(embedded))
+    return ip.is_global and not ip.is_multicast
+
+
+def check_url(url: Any) -> tuple[urllib.parse.SplitResult, str, int]:
+    """The parsed URL, its host name and port, for an http(s) URL without credentials (one parser, used
+    for the check and the fetch alike)."""
+    parsed = urllib.parse.urlsplit(str(url))
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        raise Problem(400, "url must be http(s)://host/...", param="url")
+    if "@" in parsed.netloc:
+        raise Problem(400, "url must not carry credentials (user@host)", param="url")
+    try:
+        port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    except ValueError:
+        raise Problem(400, "url has an invalid port", param="url") from None
+    return parsed, parsed.hostname, port
+
+
+def resolve_public(host: str, port: int) -> str:
+    """One address for ``host`` that is public, resolved once (the fetch connects to this address, so a
+    second DNS answer cannot send it elsewhere); any non-public answer refuses the host."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError):
+        raise Problem(400, f"cannot resolve {host}", param="url") from None
+    addresses = [info[4][0] for info in infos]
+    if not addresses or not all(address_is_public(a) for a in addresses):
+        raise Problem(400, f"{host} resolves to a non-public address; refused", param="url")
+    return addresses[0]
+
+
+class _PinnedConnection(http.client.HTTPConnection):
+    """HTTP to ``host`` (its name in the Host header) over a socket to the checked ``address``."""
+
+    def __init__(self, host: str, port: int, address: str, timeout: float) -> None:
+        super().__init__(host, port, timeout=timeout)
+        self.address = address
+
+    def connect(self) -> None:
+        self.sock = socket.create_connection((self.address, self.port), self.timeout)
+
+
+class _PinnedTLSConnection(_PinnedConnection):
+    def connect(self) -> None:
+        super().connect()
+        context = ssl.create_default_context()
+        self.sock = context.wrap_socket(self.sock, server_hostname=self.host)  # certificate of the name
+
+
+def fetch_url(url: Any, settings: ServeSettings, spool: Spool) -> Upload:
+    """The audio at an http(s) URL, spooled, when the operator allowed URLs. The host is resolved once
+    and must be public; the connection goes to that address; redirects are not followed; the whole
+    download (connect, headers, body) has ``settings.url_timeout`` seconds and ``max_body_bytes``."""
     if not settings.allow_urls:
         raise Problem(400, "this server does not fetch URLs: upload the audio (the operator can allow URLs)",
                       param="url")
-    parsed = urllib.parse.urlparse(str(url))
-    if parsed.scheme not in ("http", "https") or not parsed.hostname:
-        raise Problem(400, "url must be http(s)://host/...", param="url")
+    parsed, host, port = check_url(url)
+    deadline = time.monotonic() + settings.url_timeout
+    address = resolve_public(host, port)
+    cls = _PinnedTLSConnection if parsed.scheme == "https" else _PinnedConnection
+    connection = cls(host, port, address, timeout=max(0.1, deadline - time.monotonic()))
+    shown = urllib.parse.urlunsplit((parsed.scheme, parsed.netloc, parsed.path, "", ""))
+    upload = Upload(spool.new_path(), shown)
     try:
-        addresses = {info[4][0] for info in socket.getaddrinfo(parsed.hostname, parsed.port or 443)}
-    except socket.gaierror:
-        raise Problem(400, f"cannot resolve {parsed.hostname}", param="url") from None
-    for address in addresses:
-        ip = ipaddress.ip_address(address.split("%")[0])
-        if not ip.is_global or ip.is_multicast:
-            raise Problem(400, f"{parsed.hostname} resolves to a non-public address; refused", param="url")
-
-    class NoRedirect(urllib.request.HTTPRedirectHandler):
-        def redirect_request(self, *args: Any, **kwargs: Any) -> None:
-            return None
-
-    opener = urllib.request.build_opener(NoRedirect)
-    try:
-        with opener.open(str(url), timeout=30) as response:
-            data = response.read(settings.max_body_bytes + 1)
-    except OSError as e:
-        raise Problem(400, f"cannot fetch {url}: {e}", param="url") from None
-    if len(data) > settings.max_body_bytes:
-        raise Problem(413, f"the audio at {url} is over {settings.max_body_bytes} bytes", param="url")
-    return data
-
-
-def decode_audio(data: bytes, name: str, settings: ServeSettings, sr: int | None = None, mono: bool = False) -> Audio:
-    """Decoded audio of an upload, after its header passed the limits (duration, rate, channels)."""
-    from ..io import info, load
-
-    if not data:
-        raise Problem(400, "no audio in the request (send a file, a raw audio body, or audio_base64)", param="file")
-    try:
-        described = info(data)
-        if described.duration > settings.max_duration:
-            raise Problem(413, f"{name}: {described.duration:.0f} s of audio is over the limit of "
-                               f"{settings.max_duration:.0f} s", param="file")
-        if described.sample_rate > settings.max_sample_rate:
-            raise Problem(422, f"{name}: sample rate {described.sample_rate} Hz is over {settings.max_sample_rate} Hz",
-                          param="file")
-        if described.channels > settings.max_channels:
-            raise Problem(422, f"{name}: {described.channels} channels is over {settings.max_channels}", param="file")
-        samples, rate = load(data, sr=sr, mono=mono)
-    except AudioflowError as e:
-        problem = problem_for(e)
-        problem.message = f"{name}: {problem.message}" if name not in problem.message else problem.message
-        raise problem from None
-    return Audio(samples, rate, name)
+        target = parsed.path or "/"
+        if parsed.query:
+            target += "?" + parsed.query
+        connection.request("GET", target, headers={"User-Agent": "audioflow", "Accept": "*/*"})
+        response = connection.getresponse()
+        if response.status != 200:
+            raise Problem(400, f"{shown} answered HTTP {response.status} (redirects are not followed)", param="url")
+        with open(upload.path, "wb") as f:
+            while True:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise Problem(400, f"{shown}: the download took over {settings.url_timeout:g} s", param="url")
+                connection.sock.settimeout(left)
+                chunk = response.read1(CHUNK) if hasattr(response, "read1") else response.read(CHUNK)
+                if not chunk:
+                    break
+                upload.size += len(chunk)
+                if upload.size > settings.max_body_bytes:
+                    raise Problem(413, f"the audio at {shown} is over {settings.max_body_bytes} bytes", param="url")
+                f.write(chunk)
+    except Problem:
+        upload.discard()
+        raise
+    except (OSError, http.client.HTTPException) as e:
+        upload.discard()
+        reason = "timed out" if isinstance(e, (TimeoutError, socket.timeout)) else type(e).__name__
+        raise Problem(400, f"cannot fetch {shown}: {reason}", param="url") from None
+    finally:
+        connection.close()
+    return upload

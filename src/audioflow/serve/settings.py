@@ -13,20 +13,39 @@ from ..errors import ParameterError
 
 @dataclass
 class ServeSettings:
-    """Server settings.
+    """Server settings. Every limit has a default that keeps one request on a small machine under about
+    1.5 GB (docs/api.md lists them with what each refusal looks like).
 
     Args:
         host, port: where uvicorn listens. Without API keys only 127.0.0.1 (or localhost) is allowed.
-        api_keys: accepted keys (``Authorization: Bearer KEY`` or ``X-API-Key: KEY``); empty: no auth.
-        workers: threads running the CPU-heavy work (decode, models) off the event loop.
-        queue_limit: requests running or waiting at once; beyond it the answer is 503 with Retry-After.
-        max_body_bytes: largest request body, bytes.
+        api_keys: accepted keys (``Authorization: Bearer KEY`` or ``X-API-Key: KEY``; WebSockets also in
+            their first message); empty: no auth.
+        workers: worker processes running decodes, models and encoders (a crash there costs one request,
+            and the worker is replaced).
+        queue_limit: HTTP requests in progress at once (uploading, waiting or running); beyond it the
+            answer is 503 with Retry-After, before the body is read.
+        max_body_bytes: largest request body, bytes (spooled to disk as it arrives, never held whole).
+        max_json_bytes: largest JSON body (``audio_base64``), bytes: JSON is parsed in memory.
         max_duration: longest audio accepted, seconds.
-        max_sample_rate: highest sample rate accepted, Hz. max_channels: most channels accepted.
+        min_sample_rate, max_sample_rate: sample rates accepted, Hz.
+        max_channels: most channels accepted.
+        max_request_bytes: the most memory one request may need, bytes, estimated from the header before
+            anything is decoded (duration x rate x channels x what its stages hold); over it: 413.
+        memory_budget_bytes: the most that all requests in progress may need together, bytes (None:
+            ``workers`` x ``max_request_bytes``); a request that does not fit now gets 503 + Retry-After.
+        max_response_bytes: largest answer, bytes (413 with a hint: a compressed format, npy, a shorter clip).
+        job_timeout: seconds one job may run in a worker before the worker is killed and replaced (504).
         allow_urls: fetch audio from http(s) URLs given in JSON bodies (never loopback/private addresses).
+        url_timeout: seconds a whole URL download may take (connect, headers and body together).
+        allowed_hosts: Host header values accepted (a name, or name:port); None: the loopback names when
+            bound to loopback (DNS-rebinding protection), anything when bound elsewhere. ``["*"]``: any.
+        allowed_origins: browser origins (``https://app.example.com``) allowed besides the server's own
+            page, for HTTP and the WebSocket; ``["*"]``: any.
         ws_max_message_bytes: largest WebSocket message, bytes.
         ws_max_stream_seconds: longest audio one stream may send, seconds.
+        ws_idle_timeout: seconds a stream may stay silent (no message) before it is closed (4408).
         max_streams_per_client: concurrent WebSocket streams per client address.
+        max_streams: concurrent WebSocket streams in all.
         device: 'cpu', 'cuda' or 'auto' for the models.
         whisper_model: the Whisper model every transcription uses: a CTranslate2 directory or a
             faster-whisper name ('small', 'large-v3'; downloaded when online); None: the packaged tiny.en.
@@ -39,30 +58,81 @@ class ServeSettings:
     workers: int = 2
     queue_limit: int = 16
     max_body_bytes: int = 100 * 1024 * 1024
+    max_json_bytes: int = 16 * 1024 * 1024
     max_duration: float = 3 * 3600.0
+    min_sample_rate: int = 4000
     max_sample_rate: int = 192000
     max_channels: int = 8
+    max_request_bytes: int = 1024 * 1024 * 1024
+    memory_budget_bytes: int | None = None
+    max_response_bytes: int = 256 * 1024 * 1024
+    job_timeout: float = 1800.0
     allow_urls: bool = False
+    url_timeout: float = 30.0
+    allowed_hosts: list[str] | None = None
+    allowed_origins: list[str] = field(default_factory=list)
     ws_max_message_bytes: int = 1024 * 1024
     ws_max_stream_seconds: float = 3600.0
+    ws_idle_timeout: float = 30.0
     max_streams_per_client: int = 4
+    max_streams: int = 32
     device: str = "auto"
     whisper_model: str | None = None
 
     def check(self) -> None:
-        if not self.api_keys and self.host not in ("127.0.0.1", "localhost", "::1"):
+        if not self.api_keys and self.host not in LOOPBACK_NAMES:
             raise ParameterError(f"refusing to listen on {self.host} without an API key: give --api-key-file, "
                                  "or bind 127.0.0.1")
         if self.workers < 1 or self.queue_limit < 1:
             raise ParameterError("workers and queue_limit must be >= 1")
+        if not 0 < self.min_sample_rate <= self.max_sample_rate:
+            raise ParameterError("min_sample_rate must be positive and at most max_sample_rate")
+
+    @property
+    def budget_bytes(self) -> int:
+        return self.memory_budget_bytes or self.workers * self.max_request_bytes
+
+    def host_allowed(self, host_header: str) -> bool:
+        """Whether a request's Host header names this server (DNS-rebinding protection: a page on
+        evil.example whose name resolves to 127.0.0.1 sends ``Host: evil.example``)."""
+        allowed = self.allowed_hosts
+        if allowed is None:
+            if self.host not in LOOPBACK_NAMES:
+                return True
+            allowed = list(LOOPBACK_NAMES)
+        if "*" in allowed:
+            return True
+        host = host_header.strip().lower()
+        return host in allowed or host_name(host) in allowed
+
+    def origin_allowed(self, origin: str | None, host_header: str) -> bool:
+        """Whether a browser ``Origin`` may call: none (not a browser), the server's own page (same host
+        and port), or one the operator allowed."""
+        if origin is None:
+            return True
+        if "*" in self.allowed_origins or origin in self.allowed_origins:
+            return True
+        _, _, rest = origin.partition("://")
+        return bool(rest) and rest.lower() == host_header.strip().lower()
 
 
-def key_accepted(settings: ServeSettings, headers: Mapping[str, str], query_key: str | None = None) -> bool:
+LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1")
+
+
+def host_name(host: str) -> str:
+    """The name in a Host header value, without the port: ``[::1]:8000`` -> ``::1``."""
+    if host.startswith("["):
+        return host[1:host.find("]")] if "]" in host else host
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+
+
+def key_accepted(settings: ServeSettings, headers: Mapping[str, str], given_key: str | None = None) -> bool:
     """Whether a request may pass: no keys configured, or a configured key in ``Authorization: Bearer``,
-    ``X-API-Key`` or (WebSockets from browsers, which cannot set headers) ``query_key``."""
+    ``X-API-Key`` or ``given_key`` (a WebSocket's first message: browsers cannot set headers there, and a
+    key in the URL would end up in access logs)."""
     if not settings.api_keys:
         return True
-    given = headers.get("x-api-key") or query_key or ""
+    given = headers.get("x-api-key") or given_key or ""
     bearer = headers.get("authorization", "")
     if bearer.lower().startswith("bearer "):
         given = bearer[7:].strip()

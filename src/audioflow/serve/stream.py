@@ -1,13 +1,19 @@
 """``WS /v1/stream``: real-time speech events as audio arrives.
 
 The client opens with a JSON config ``{"sample_rate": 16000, "encoding": "pcm_s16le"|"float32",
-"tasks": ["vad", "transcribe", "enhance"], "language": null, "beam_size": 1}``, then sends binary audio frames (or JSON
-``{"type": "audio", "audio_base64": ...}``), and ends with ``{"type": "end"}`` or by closing. The server
-answers JSON events: ``ready``; ``speech_start`` / ``speech_end`` (streaming Silero VAD, the class the
-``vad`` step uses); ``partial`` transcripts while an utterance goes on (about once a second, when a
-worker is free) and a ``final`` one per utterance (the ``transcribe`` step on that utterance);
-``error``; ``done``. With ``enhance``, denoised audio comes back as binary frames in the client's
-encoding and rate (DeepFilterNet3, streamed)."""
+"tasks": ["vad", "transcribe", "enhance"], "language": null, "beam_size": 1, "api_key": "..."}`` (the key
+only when the server has keys and the client cannot send an ``Authorization`` or ``X-API-Key`` header, as
+browsers cannot), then sends binary audio frames (or JSON ``{"type": "audio", "audio_base64": ...}``), and
+ends with ``{"type": "end"}`` or by closing. The server answers JSON events: ``ready``; ``speech_start`` /
+``speech_end`` (streaming Silero VAD, the class the ``vad`` step uses); ``partial`` transcripts while an
+utterance goes on (about once a second, when a worker is free) and a ``final`` one per utterance (the
+``transcribe`` step on that utterance); ``error``; ``done``. With ``enhance``, denoised audio comes back as
+binary frames in the client's encoding and rate (DeepFilterNet3, streamed).
+
+The models and their state live in one worker process (:class:`StreamState`); the handler here only moves
+messages, so a stream never holds up the event loop. Close codes: 1000 done, 1008 a protocol violation,
+1009 a message too large, 1011 the stream's worker was lost, 4401 no or wrong key, 4403 a foreign origin,
+4408 idle past ``ws_idle_timeout``, 4429 too many streams."""
 
 from __future__ import annotations
 
@@ -16,12 +22,12 @@ import base64
 import binascii
 import contextlib
 import json
+import uuid
 from typing import Any
 
 import numpy as np
 from fastapi import FastAPI, WebSocket, WebSocketDisconnect
 
-from ..audio import Audio
 from .inputs import Problem
 from .settings import ServeSettings, key_accepted
 from .work import Metrics, StageRunner, step
@@ -31,87 +37,125 @@ ENCODINGS = {"pcm_s16le": ("<i2", 32768.0), "float32": ("<f4", 1.0)}
 PARTIAL_EVERY_S = 1.0
 
 
-class StreamSession:
-    """One client's stream: its VAD state, its audio so far (16 kHz, for the utterances), its denoiser."""
+def parse_config(config: Any, settings: ServeSettings) -> dict[str, Any]:
+    """The client's opening message, checked: ``sample_rate``, ``encoding``, ``tasks``, ``language``,
+    ``beam_size`` (400-style messages for anything else)."""
+    if not isinstance(config, dict):
+        raise Problem(400, "the first message must be a JSON object with the stream's config")
+    rate = config.get("sample_rate", 16000)
+    low, high = max(8000, settings.min_sample_rate), min(settings.max_sample_rate, 192000)
+    if isinstance(rate, bool) or not isinstance(rate, int) or not low <= rate <= high:
+        raise Problem(400, f"sample_rate must be an integer {low}-{high} Hz, got {rate!r}")
+    encoding = config.get("encoding", "pcm_s16le")
+    if encoding not in ENCODINGS:
+        raise Problem(400, f"encoding must be one of {', '.join(ENCODINGS)}, got {encoding!r}")
+    tasks = config.get("tasks", ["vad", "transcribe"])
+    if not isinstance(tasks, list) or not tasks or any(t not in STREAM_TASKS for t in tasks):
+        raise Problem(400, f"tasks must be a list drawn from {', '.join(STREAM_TASKS)}, got {tasks!r}")
+    language = config.get("language")
+    if language is not None and (not isinstance(language, str) or not language.isalpha() or len(language) > 8):
+        raise Problem(400, f"language must be a code such as 'en', got {language!r}")
+    beam_size = config.get("beam_size", 1)  # greedy: finals in ~half the time of beam 5 (latency first)
+    if isinstance(beam_size, bool) or not isinstance(beam_size, int) or not 1 <= beam_size <= 10:
+        raise Problem(400, f"beam_size must be an integer 1-10, got {beam_size!r}")
+    return {"sample_rate": rate, "encoding": encoding, "tasks": sorted(set(tasks)), "language": language,
+            "beam_size": beam_size}
 
-    def __init__(self, config: dict[str, Any], settings: ServeSettings) -> None:
+
+def samples_of(frame: bytes, encoding: str) -> np.ndarray:
+    """A binary frame's samples as float32 (400-style messages for partial samples or NaN/Inf)."""
+    dtype, scale = ENCODINGS[encoding]
+    if len(frame) % np.dtype(dtype).itemsize:
+        raise Problem(400, f"a {encoding} frame must hold whole samples ({len(frame)} bytes)")
+    x = np.frombuffer(frame, dtype).astype(np.float32) / np.float32(scale)
+    if not np.isfinite(x).all():
+        raise Problem(400, "audio frame holds NaN or infinite samples")
+    if len(x) and float(np.abs(x).max()) > 1e6:
+        raise Problem(400, "audio frame holds samples beyond ±1e6: send audio within about ±1")
+    return x
+
+
+class StreamState:
+    """One client's stream, in a worker process: its VAD state, its audio so far (16 kHz, for the
+    utterances), its denoiser. :meth:`feed` takes client-rate samples and returns what to tell the client
+    and which utterances to transcribe."""
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        import time
+
         from ..speech.vad import VAD_SR, SileroVAD
 
-        rate = config.get("sample_rate", 16000)
-        if not isinstance(rate, int) or not 8000 <= rate <= min(settings.max_sample_rate, 192000):
-            raise Problem(400, f"sample_rate must be an integer 8000-{settings.max_sample_rate} Hz, got {rate!r}")
-        encoding = config.get("encoding", "pcm_s16le")
-        if encoding not in ENCODINGS:
-            raise Problem(400, f"encoding must be one of {', '.join(ENCODINGS)}, got {encoding!r}")
-        tasks = config.get("tasks", ["vad", "transcribe"])
-        if not isinstance(tasks, list) or not tasks or any(t not in STREAM_TASKS for t in tasks):
-            raise Problem(400, f"tasks must be a list drawn from {', '.join(STREAM_TASKS)}, got {tasks!r}")
-        language = config.get("language")
-        if language is not None and (not isinstance(language, str) or not language.isalpha() or len(language) > 8):
-            raise Problem(400, f"language must be a code such as 'en', got {language!r}")
-        beam_size = config.get("beam_size", 1)  # greedy: finals in ~half the time of beam 5 (latency first)
-        if not isinstance(beam_size, int) or not 1 <= beam_size <= 10:
-            raise Problem(400, f"beam_size must be an integer 1-10, got {beam_size!r}")
-        self.rate, self.encoding, self.tasks, self.language = rate, encoding, set(tasks), language
-        self.beam_size = beam_size
-        self.model = settings.whisper_model
+        self.rate, self.encoding, self.tasks = config["sample_rate"], config["encoding"], set(config["tasks"])
         self.vad = SileroVAD(min_silence=0.2, speech_pad=0.1)
         self.vad_rate = VAD_SR
         self.heard = np.zeros(0, np.float32)  # 16 kHz audio since the start (trimmed before open speech)
         self.heard_offset = 0.0  # stream time of heard[0], seconds
-        self.received_seconds = 0.0
         self.open_since: float | None = None
-        self.last_partial = 0.0
-        self.partial_running = False
+        self.used = time.monotonic()
         self.denoise = None
         if "enhance" in self.tasks:
             from ..speech.denoise import DeepFilterNet, DenoiseStream
 
-            self.denoise = DenoiseStream(DeepFilterNet(), rate)
-        if rate != VAD_SR:
+            self.denoise = DenoiseStream(DeepFilterNet(), self.rate)
+        if self.rate != VAD_SR:
             import soxr
 
-            self.to_16k = soxr.ResampleStream(rate, VAD_SR, 1, dtype="float32")
+            self.to_16k = soxr.ResampleStream(self.rate, VAD_SR, 1, dtype="float32")
         else:
             self.to_16k = None
 
-    def samples(self, frame: bytes) -> np.ndarray:
-        dtype, scale = ENCODINGS[self.encoding]
-        if len(frame) % np.dtype(dtype).itemsize:
-            raise Problem(400, f"a {self.encoding} frame must hold whole samples ({len(frame)} bytes)")
-        x = np.frombuffer(frame, dtype).astype(np.float32) / np.float32(scale)
-        if not np.isfinite(x).all():
-            raise Problem(400, "audio frame holds NaN or infinite samples")
-        return x
+    @property
+    def now(self) -> float:
+        return self.heard_offset + len(self.heard) / self.vad_rate
 
-    def encode(self, x: np.ndarray) -> bytes:
-        dtype = ENCODINGS[self.encoding][0]
-        if self.encoding == "pcm_s16le":
-            return (np.clip(x, -1, 1) * 32767).astype(dtype).tobytes()
-        return x.astype(dtype).tobytes()
-
-    def hear(self, x: np.ndarray, last: bool = False) -> list[Any]:
-        """Feed client-rate samples; VAD events decided so far."""
+    def feed(self, x: np.ndarray, last: bool, want_partial: bool) -> dict[str, Any]:
+        """Events decided so far, denoised audio (bytes in the client's encoding), the finished utterances
+        ``[(start s, 16 kHz samples)]`` and, when asked and speech is open, the open one so far."""
+        answer: dict[str, Any] = {"events": [], "audio": b"", "finals": [], "partial": None}
+        if self.denoise is not None:
+            cleaned = self.denoise.flush() if last and not len(x) else self.denoise.accept(x, last=last)
+            answer["audio"] = self._encode(cleaned) if len(cleaned) else b""
         y = self.to_16k.resample_chunk(x, last=last) if self.to_16k is not None else x
         self.heard = np.concatenate([self.heard, y])
         events = self.vad.accept(y) if len(y) else []
         if last:
             events += self.vad.flush()
-        if self.open_since is None and not any(e.type == "speech_start" for e in events):
+        for event in events:
+            if event.type == "speech_start":
+                self.open_since = event.time
+            answer["events"].append(event.to_dict())
+            if event.type == "speech_end":
+                self.open_since = None
+                if event.segment is not None:
+                    answer["finals"].append((event.segment.start, self._clip(event.segment.start, event.segment.end)))
+        if self.open_since is None:
             keep = 2 * self.vad_rate  # nothing open: only the last 2 s can still belong to an utterance
             if len(self.heard) > keep:
                 self.heard_offset += (len(self.heard) - keep) / self.vad_rate
                 self.heard = self.heard[-keep:]
-        return events
+        elif want_partial:
+            answer["partial"] = (self.open_since, self._clip(self.open_since, self.now))
+        answer["now"], answer["open_since"] = self.now, self.open_since
+        return answer
 
-    def clip(self, start: float, end: float) -> Audio:
+    def _clip(self, start: float, end: float) -> np.ndarray:
         a = max(0, round((start - self.heard_offset) * self.vad_rate))
         b = max(a, round((end - self.heard_offset) * self.vad_rate))
-        return Audio(self.heard[a:b].copy(), self.vad_rate, "stream")
+        return self.heard[a:b].copy()
 
-    @property
-    def now(self) -> float:
-        return self.heard_offset + len(self.heard) / self.vad_rate
+    def _encode(self, x: np.ndarray) -> bytes:
+        dtype = ENCODINGS[self.encoding][0]
+        if self.encoding == "pcm_s16le":
+            return (np.clip(x, -1, 1) * 32767).astype(dtype).tobytes()
+        return x.astype(dtype).tobytes()
+
+
+class _Closed(Exception):
+    """The stream ends with this close code and reason."""
+
+    def __init__(self, code: int, reason: str) -> None:
+        super().__init__(reason)
+        self.code, self.reason = code, reason
 
 
 def register_stream(app: FastAPI, settings: ServeSettings, runner: StageRunner, metrics: Metrics) -> None:
@@ -120,142 +164,199 @@ def register_stream(app: FastAPI, settings: ServeSettings, runner: StageRunner, 
     @app.websocket("/v1/stream")
     async def stream(websocket: WebSocket) -> None:
         client = websocket.client.host if websocket.client else "?"
-        if not key_accepted(settings, websocket.headers, websocket.query_params.get("api_key")):
-            await websocket.close(code=4401, reason="missing or wrong API key")
-            return
-        if sum(1 for c in streams.values() if c == client) >= settings.max_streams_per_client:
-            await websocket.close(code=4429, reason=f"at most {settings.max_streams_per_client} streams per client")
-            return
+        # accepted first, so that a refusal reaches the client as a close code it can read (a close before
+        # the handshake is only an HTTP 403)
         await websocket.accept()
+        try:
+            _check_origin(websocket, settings)
+            if "api_key" in websocket.query_params:
+                raise _Closed(4401, "send the API key in a header or the first message, never in the URL")
+            if sum(1 for c in streams.values() if c == client) >= settings.max_streams_per_client:
+                raise _Closed(4429, f"at most {settings.max_streams_per_client} streams per client")
+            if len(streams) >= settings.max_streams:
+                raise _Closed(4429, f"the server has {settings.max_streams} streams open; retry shortly")
+        except _Closed as closed:
+            await _close(websocket, closed.code, closed.reason)
+            return
         streams[id(websocket)] = client
         metrics.streams.set(len(streams))
-        session: StreamSession | None = None
-        finals: list[asyncio.Task] = []
+        session = _Session(websocket, settings, runner)
         try:
-            while True:
-                message = await websocket.receive()
-                if message["type"] == "websocket.disconnect":
-                    break
-                data, text = message.get("bytes"), message.get("text")
-                size = len(data) if data is not None else len((text or "").encode())
-                if size > settings.ws_max_message_bytes:
-                    await _error(websocket, f"message of {size} bytes is over {settings.ws_max_message_bytes}")
-                    break
-                if session is None:
-                    try:
-                        session = StreamSession(json.loads(text or "{}"), settings)
-                    except (Problem, ValueError) as e:
-                        await _error(websocket, getattr(e, "message", None) or f"config does not parse: {e}")
-                        break
-                    await websocket.send_json({"type": "ready", "sample_rate": session.rate,
-                                               "encoding": session.encoding, "tasks": sorted(session.tasks)})
-                    continue
-                last = False
-                if text is not None:
-                    try:
-                        payload = json.loads(text)
-                    except ValueError:
-                        await _error(websocket, "a text message must be JSON")
-                        continue
-                    if payload.get("type") == "end":
-                        last, data = True, b""
-                    elif payload.get("type") == "audio":
-                        try:
-                            data = base64.b64decode(payload.get("audio_base64", ""), validate=True)
-                        except (binascii.Error, ValueError):
-                            await _error(websocket, "audio_base64 is not valid base64")
-                            continue
-                    else:
-                        await _error(websocket, "text messages are {'type': 'audio'|'end'}")
-                        continue
-                try:
-                    x = session.samples(data or b"")
-                except Problem as e:
-                    await _error(websocket, e.message)
-                    continue
-                session.received_seconds += len(x) / session.rate
-                if session.received_seconds > settings.ws_max_stream_seconds:
-                    await _error(websocket, f"stream over {settings.ws_max_stream_seconds:.0f} s of audio")
-                    break
-                await _handle(websocket, session, x, last, runner, metrics, finals)
-                if last:
-                    break
-            if session is not None and finals:
-                await asyncio.gather(*finals, return_exceptions=True)
-            if session is not None:
-                await websocket.send_json({"type": "done", "seconds": round(session.received_seconds, 3)})
-                await websocket.close()
-        except WebSocketDisconnect:
-            pass
-        except RuntimeError:  # the client went away while we were answering
+            await session.run()
+            await _close(websocket, 1000, "done")
+        except _Closed as closed:
+            with contextlib.suppress(RuntimeError):
+                await websocket.send_json({"type": "error", "message": closed.reason})
+            await _close(websocket, closed.code, closed.reason)
+        except (WebSocketDisconnect, RuntimeError):  # the client went away while we were answering
             pass
         finally:
-            for task in finals:
-                task.cancel()
-            streams.pop(id(websocket), None)
+            streams.pop(id(websocket), None)  # the slot is free from here, before the worker hears of it
             metrics.streams.set(len(streams))
-            if session is not None:
-                metrics.audio_seconds.labels("/v1/stream").inc(session.received_seconds)
+            metrics.audio_seconds.labels("/v1/stream").inc(session.received_seconds)
+            await session.close()
 
 
-async def _error(websocket: WebSocket, message: str) -> None:
-    with contextlib.suppress(RuntimeError):  # the client is gone
-        await websocket.send_json({"type": "error", "message": message})
+def _check_origin(websocket: WebSocket, settings: ServeSettings) -> None:
+    host = websocket.headers.get("host", "")
+    if not settings.host_allowed(host):
+        raise _Closed(4403, f"host {host!r} is not this server's")
+    if not settings.origin_allowed(websocket.headers.get("origin"), host):
+        raise _Closed(4403, "this origin may not open streams (the operator can allow it)")
 
 
-async def _handle(websocket: WebSocket, session: StreamSession, x: np.ndarray, last: bool, runner: StageRunner,
-                  metrics: Metrics, finals: list[asyncio.Task]) -> None:
-    if session.denoise is not None:
-        cleaned = session.denoise.flush() if last and not len(x) else session.denoise.accept(x, last=last)
-        if len(cleaned):
-            await websocket.send_bytes(session.encode(cleaned))
-    transcribing = "transcribe" in session.tasks
-    for event in session.hear(x, last):
-        if event.type == "speech_start":
-            session.open_since, session.last_partial = event.time, event.time
-        if "vad" in session.tasks or event.type == "speech_start" or event.segment is not None:
-            await websocket.send_json(event.to_dict())
-        if event.type == "speech_end":
-            session.open_since = None
-            if transcribing and event.segment is not None:
-                clip = session.clip(event.segment.start, event.segment.end)
-                finals.append(asyncio.create_task(_final(websocket, session, clip, event.segment.start, runner)))
-    if (transcribing and session.open_since is not None and not session.partial_running
-            and session.now - session.last_partial >= PARTIAL_EVERY_S and runner.pending < runner.queue_limit // 2):
-        session.partial_running, session.last_partial = True, session.now
-        finals.append(asyncio.create_task(_partial(websocket, session, session.clip(session.open_since, session.now),
-                                     session.open_since, runner)))
+async def _close(websocket: WebSocket, code: int, reason: str) -> None:
+    with contextlib.suppress(RuntimeError, WebSocketDisconnect):
+        await websocket.close(code=code, reason=reason[:120])
 
 
-def _transcribe_steps(session: StreamSession, beam_size: int) -> list[tuple[str, dict[str, Any]]]:
-    return [step("transcribe", formats="json", beam_size=beam_size, language=session.language, model=session.model)]
+class _Session:
+    """The handler's side of one stream: reads messages, sends them to the stream's worker, answers."""
+
+    def __init__(self, websocket: WebSocket, settings: ServeSettings, runner: StageRunner) -> None:
+        self.websocket, self.settings, self.runner = websocket, settings, runner
+        self.config: dict[str, Any] | None = None
+        self.id = uuid.uuid4().hex
+        self.worker: int | None = None
+        self.received_seconds = 0.0
+        self.open_since: float | None = None
+        self.last_partial = 0.0
+        self.partial_running = False
+        self.transcripts: list[asyncio.Task] = []
+
+    async def receive(self) -> dict[str, Any]:
+        try:
+            return await asyncio.wait_for(self.websocket.receive(), self.settings.ws_idle_timeout)
+        except asyncio.TimeoutError:
+            raise _Closed(4408, f"no message for {self.settings.ws_idle_timeout:g} s") from None
+
+    async def run(self) -> None:
+        while True:
+            message = await self.receive()
+            if message["type"] == "websocket.disconnect":
+                raise WebSocketDisconnect(message.get("code", 1000))
+            data, text = message.get("bytes"), message.get("text")
+            size = len(data) if data is not None else len((text or "").encode())
+            if size > self.settings.ws_max_message_bytes:
+                raise _Closed(1009, f"message of {size} bytes is over {self.settings.ws_max_message_bytes}")
+            if self.config is None:
+                await self.open(text)
+                continue
+            last = False
+            if text is not None:
+                payload = _json_object(text)
+                if payload is None:
+                    await self.error("text messages are JSON objects: {'type': 'audio'|'end'}")
+                    continue
+                if payload.get("type") == "end":
+                    last, data = True, b""
+                elif payload.get("type") == "audio":
+                    try:
+                        data = base64.b64decode(payload.get("audio_base64") or "", validate=True)
+                    except (binascii.Error, ValueError, TypeError):
+                        await self.error("audio_base64 is not valid base64")
+                        continue
+                else:
+                    await self.error("text messages are {'type': 'audio'|'end'}")
+                    continue
+            try:
+                x = samples_of(data or b"", self.config["encoding"])
+            except Problem as e:
+                await self.error(e.message)
+                continue
+            self.received_seconds += len(x) / self.config["sample_rate"]
+            if self.received_seconds > self.settings.ws_max_stream_seconds:
+                raise _Closed(1008, f"stream over {self.settings.ws_max_stream_seconds:.0f} s of audio")
+            await self.feed(x, last)
+            if last:
+                break
+        if self.transcripts:
+            await asyncio.gather(*self.transcripts, return_exceptions=True)
+        await self.websocket.send_json({"type": "done", "seconds": round(self.received_seconds, 3)})
+
+    async def open(self, text: str | None) -> None:
+        config = _json_object(text or "")
+        if config is None:
+            raise _Closed(1008, "the first message must be a JSON object with the stream's config")
+        if not key_accepted(self.settings, self.websocket.headers, config.get("api_key")):
+            raise _Closed(4401, "missing or wrong API key (a header, or api_key in the first message)")
+        try:
+            self.config = parse_config({k: v for k, v in config.items() if k != "api_key"}, self.settings)
+        except Problem as e:
+            raise _Closed(1008, e.message) from None
+        self.worker = await self.runner.pick_worker()
+        await self.call("session_open", self.id, self.config)
+        await self.websocket.send_json({"type": "ready", "sample_rate": self.config["sample_rate"],
+                                        "encoding": self.config["encoding"], "tasks": self.config["tasks"]})
+
+    async def call(self, name: str, *args: Any) -> Any:
+        try:
+            return await self.runner.run(name, *args, worker=self.worker, what="the stream")
+        except Problem as e:
+            raise _Closed(1011 if e.status >= 500 else 1008, e.message) from None
+
+    async def feed(self, x: np.ndarray, last: bool) -> None:
+        transcribing = "transcribe" in self.config["tasks"]
+        now = self.received_seconds
+        want_partial = (transcribing and self.open_since is not None and not self.partial_running
+                        and now - self.last_partial >= PARTIAL_EVERY_S
+                        and self.runner.pending < self.settings.queue_limit // 2)
+        answer = await self.call("session_feed", self.id, x, last, want_partial)
+        if answer["audio"]:
+            await self.websocket.send_bytes(answer["audio"])
+        for event in answer["events"]:
+            if event["type"] == "speech_start":
+                self.last_partial = event["time"]
+            if "vad" in self.config["tasks"] or event["type"] == "speech_start" or "start" in event:
+                await self.websocket.send_json(event)
+        self.open_since = answer["open_since"]
+        if transcribing:
+            for start, clip in answer["finals"]:
+                self.transcripts.append(asyncio.create_task(self.transcribe(clip, start, "final")))
+            if answer["partial"] is not None:
+                start, clip = answer["partial"]
+                self.partial_running, self.last_partial = True, answer["now"]
+                self.transcripts.append(asyncio.create_task(self.transcribe(clip, start, "partial")))
+        self.transcripts = [t for t in self.transcripts if not t.done()]
+
+    async def transcribe(self, clip: np.ndarray, start: float, kind: str) -> None:
+        steps = [step("transcribe", formats="json", beam_size=self.config["beam_size"] if kind == "final" else 1,
+                      language=self.config["language"], model=self.settings.whisper_model)]
+        duration = len(clip) / 16000
+        try:
+            result = await self.runner.run("clip", clip, 16000, steps, "transcribe", what="transcription")
+        except Problem as e:
+            if kind == "final":
+                await self.error(f"transcription failed: {e.message}")
+            return
+        finally:
+            if kind == "partial":
+                self.partial_running = False
+        if kind == "partial" and self.open_since != start:
+            return  # the utterance has ended meanwhile: its final says it better
+        event: dict[str, Any] = {"type": kind, "start": round(start, 3), "end": round(start + duration, 3),
+                                 "text": result["text"]}
+        if kind == "final":
+            event["words"] = [{**w, "start": round(w["start"] + start, 3), "end": round(w["end"] + start, 3)}
+                              for s in result["segments"] for w in s["words"]]
+        with contextlib.suppress(RuntimeError):
+            await self.websocket.send_json(event)
+
+    async def error(self, message: str) -> None:
+        with contextlib.suppress(RuntimeError):
+            await self.websocket.send_json({"type": "error", "message": message})
+
+    async def close(self) -> None:
+        for task in self.transcripts:
+            task.cancel()
+        if self.config is not None and self.worker is not None:
+            with contextlib.suppress(Problem):
+                await self.runner.run("session_close", self.id, worker=self.worker)
 
 
-async def _final(websocket: WebSocket, session: StreamSession, clip: Audio, start: float, runner: StageRunner) -> None:
-    known = {"vad": {"segments": [{"start": 0.0, "end": clip.duration}]}}
+def _json_object(text: str) -> dict[str, Any] | None:
     try:
-        _, annotations = await runner.call(runner.run_steps, clip, _transcribe_steps(session, session.beam_size), known)
-    except Problem as e:
-        await _error(websocket, f"transcription failed: {e.message}")
-        return
-    result = annotations.results["transcribe"]
-    words = [{**w, "start": round(w["start"] + start, 3), "end": round(w["end"] + start, 3)}
-             for s in result["segments"] for w in s["words"]]
-    with contextlib.suppress(RuntimeError):
-        await websocket.send_json({"type": "final", "start": round(start, 3), "end": round(start + clip.duration, 3),
-                                   "text": result["text"], "words": words})
-
-
-async def _partial(websocket: WebSocket, session: StreamSession, clip: Audio, start: float,
-                   runner: StageRunner) -> None:
-    known = {"vad": {"segments": [{"start": 0.0, "end": clip.duration}]}}
-    try:
-        _, annotations = await runner.call(runner.run_steps, clip, _transcribe_steps(session, 1), known)
-        if session.open_since == start:  # still the same utterance: a final may already have been sent
-            await websocket.send_json({"type": "partial", "start": round(start, 3),
-                                       "end": round(start + clip.duration, 3),
-                                       "text": annotations.results["transcribe"]["text"]})
-    except (Problem, RuntimeError):
-        pass
-    finally:
-        session.partial_running = False
+        value = json.loads(text)
+    except (ValueError, RecursionError):
+        return None
+    return value if isinstance(value, dict) else None

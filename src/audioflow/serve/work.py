@@ -1,22 +1,26 @@
-"""Running the pipeline's stages for requests: off the event loop, in a bounded pool of threads, with a
-queue limit that answers 503 instead of piling work up; and the server's Prometheus metrics."""
+"""Running requests' work in worker processes, off the event loop: admission (a queue limit and a memory
+budget, answered with 503 + Retry-After), the bridge from asyncio to the process pool the pipeline uses
+too, and the server's Prometheus metrics."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
+import itertools
+import logging
 import threading
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from ..audio import Audio
-from ..models import ModelManager
-from .inputs import Problem
+from .inputs import Problem, Upload
+from .jobs import Decode, Job, Limits, init_worker, serve_task
+from .settings import ServeSettings
+
+log = logging.getLogger("audioflow.serve")
 
 
 def step(name: str, **options: Any) -> tuple[str, dict[str, Any]]:
-    """A pipeline step and its options for :meth:`StageRunner.run_steps` (None options left out: the
-    stage's defaults apply)."""
+    """A pipeline step and its options (None options left out: the stage's defaults apply)."""
     return name, {k: v for k, v in options.items() if v is not None}
 
 
@@ -34,9 +38,13 @@ class Metrics:
                                  buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300))
         self.audio_seconds = Counter("audioflow_audio_seconds", "seconds of audio processed", ["endpoint"],
                                      registry=self.registry)
-        self.queue_depth = Gauge("audioflow_queue_depth", "requests running or waiting for a worker",
+        self.queue_depth = Gauge("audioflow_queue_depth", "HTTP requests in progress (uploading, waiting, running)",
                                  registry=self.registry)
+        self.reserved = Gauge("audioflow_memory_reserved_bytes", "memory reserved by requests in progress",
+                              registry=self.registry)
         self.streams = Gauge("audioflow_streams_active", "open WebSocket streams", registry=self.registry)
+        self.worker_restarts = Counter("audioflow_worker_restarts", "worker processes replaced after a crash or "
+                                       "a timeout", registry=self.registry)
 
     def render(self) -> bytes:
         from prometheus_client import generate_latest
@@ -45,73 +53,165 @@ class Metrics:
 
 
 class StageRunner:
-    """A pool of ``workers`` threads; each keeps its own model manager (stateful models such as a streaming
-    VAD are never shared between threads; each model loads once per thread)."""
+    """``settings.workers`` worker processes (spawned; replaced when one dies or overruns
+    ``job_timeout``), fed from the event loop without blocking it.
 
-    def __init__(self, workers: int, queue_limit: int, device: str, metrics: Metrics) -> None:
-        self.workers = workers
-        self.executor: ThreadPoolExecutor | None = None  # started on first use, again after a shutdown
-        self.queue_limit, self.device, self.metrics = queue_limit, device, metrics
-        self.pending = 0
-        self._local = threading.local()
-        self._managers: list[ModelManager] = []
-        self._lock = threading.Lock()
+    ``await run(name, *args)`` runs ``jobs.JOBS[name](*args)`` in a worker and returns its value or raises
+    its :class:`Problem`; ``worker=`` pins the job to one worker (a stream's state lives there).
+    """
 
-    def models(self) -> ModelManager:
-        """This thread's model manager."""
-        if not hasattr(self._local, "models"):
-            self._local.models = ModelManager(self.device)
-            with self._lock:
-                self._managers.append(self._local.models)
-        return self._local.models
+    def __init__(self, settings: ServeSettings, device: str, metrics: Metrics) -> None:
+        self.settings, self.device, self.metrics = settings, device, metrics
+        self.limits = Limits(settings.max_duration, settings.min_sample_rate, settings.max_sample_rate,
+                             settings.max_channels, settings.max_request_bytes, settings.max_response_bytes)
+        self.pending = 0  # HTTP requests in progress
+        self.reserved = 0  # bytes reserved by them
+        self._pool: Any = None
+        self._futures: dict[int, tuple[asyncio.AbstractEventLoop, asyncio.Future]] = {}
+        self._keys = itertools.count()
+        self._collector: threading.Thread | None = None
+        self._closing = threading.Event()
+        self._start_lock = threading.Lock()
+        self._loaded: dict[int, list[tuple[str, str]]] = {}
+
+    # ---- the pool ----
+
+    def start(self) -> None:
+        """Start the workers (at app start-up; also on first use)."""
+        with self._start_lock:
+            if self._pool is not None:
+                return
+            from ..data.workers import ProcessPool
+
+            self._closing.clear()
+            # spawned, not forked: the parent runs uvicorn's and CTranslate2's threads, which a forked child
+            # would inherit broken
+            self._pool = ProcessPool(serve_task, self.settings.workers, threads_per_worker=1,
+                                     init=functools.partial(init_worker, self.device), max_deaths=1,
+                                     start_method="spawn")
+            self._collector = threading.Thread(target=self._collect, name="audioflow-serve-results", daemon=True)
+            self._collector.start()
+
+    def _collect(self) -> None:
+        pool = self._pool
+        while not self._closing.is_set():
+            try:
+                key, ok, value = pool.get(timeout=0.5, task_timeout=self.settings.job_timeout)
+            except TimeoutError:
+                continue
+            except (OSError, ValueError, EOFError):  # the pool was closed under us
+                break
+            entry = self._futures.pop(key, None)
+            if entry is None:
+                continue
+            loop, future = entry
+            if not ok:  # the worker died (a native crash) or overran job_timeout and was killed
+                self.metrics.worker_restarts.inc()
+                log.error("a worker process was lost: %s", value)
+            loop.call_soon_threadsafe(_settle, future, ok, value)
+
+    async def run(self, name: str, *args: Any, worker: int | None = None, what: str | None = None) -> Any:
+        """``jobs.JOBS[name](*args)`` in a worker process; ``what`` names the work in crash messages."""
+        if self._pool is None:
+            await asyncio.to_thread(self.start)
+        future = asyncio.get_running_loop().create_future()
+        key = next(self._keys)
+        self._futures[key] = (asyncio.get_running_loop(), future)
+        try:
+            chosen = self._pool.submit(key, (name, args), worker=worker)
+        except KeyError:
+            self._futures.pop(key, None)
+            raise Problem(500, "the stream's worker process was restarted; its state is lost",
+                          kind="server_error") from None
+        try:
+            ok, value = await future
+        finally:
+            self._futures.pop(key, None)
+        if not ok:
+            status = 504 if "timed out" in value else 500
+            raise Problem(status, f"{what or name}: the worker process running it was lost ({value}); it has been "
+                                  "replaced and the server goes on", kind="server_error")
+        answer = value
+        if answer[0] == "problem":
+            _, status, message, kind, param = answer
+            raise Problem(status, message, kind, param)
+        self._loaded[chosen] = answer[2]
+        return answer[1]
+
+    async def pick_worker(self) -> int:
+        """A worker for a new stream (the one with the fewest outstanding jobs)."""
+        if self._pool is None:
+            await asyncio.to_thread(self.start)
+        return self._pool.least_busy()
 
     def loaded(self) -> dict[str, list[str]]:
-        """Models loaded, by name, with the devices of their copies."""
+        """Models loaded in the workers, by name, with the devices of their copies."""
         found: dict[str, list[str]] = {}
-        for manager in list(self._managers):
-            for name, device in manager.loaded().items():
+        for models in self._loaded.values():
+            for name, device in models:
                 found.setdefault(name, []).append(device)
         return found
 
-    async def call(self, fn: Callable[..., Any], *args: Any) -> Any:
-        """``fn(*args)`` in the pool; 503 with Retry-After when ``queue_limit`` requests are already in."""
-        if self.pending >= self.queue_limit:
+    def worker_pids(self) -> dict[int, int]:
+        return self._pool.worker_pids() if self._pool is not None else {}
+
+    def shutdown(self) -> None:
+        self._closing.set()
+        if self._collector is not None:
+            self._collector.join(timeout=2.0)
+            self._collector = None
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None
+        for loop, future in list(self._futures.values()):
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(_settle, future, False, "the server is shutting down")
+        self._futures.clear()
+
+    # ---- admission ----
+
+    def admit(self) -> None:
+        """Count one more HTTP request in progress, or refuse it (503) at ``queue_limit``."""
+        if self.pending >= self.settings.queue_limit:
             raise Problem(503, f"the server is busy ({self.pending} requests in progress); retry shortly",
                           kind="server_busy", headers={"Retry-After": "2"})
         self.pending += 1
         self.metrics.queue_depth.set(self.pending)
-        if self.executor is None:
-            self.executor = ThreadPoolExecutor(self.workers, thread_name_prefix="audioflow-serve")
+
+    def release(self) -> None:
+        self.pending -= 1
+        self.metrics.queue_depth.set(self.pending)
+
+    @contextlib.contextmanager
+    def reserve(self, cost: int):
+        """Hold ``cost`` bytes of the memory budget while a request runs, or refuse it (503) now."""
+        if self.reserved and self.reserved + cost > self.settings.budget_bytes:
+            raise Problem(503, f"the server's memory budget is taken by requests in progress ({self.reserved >> 20}"
+                               f" MiB); retry shortly", kind="server_busy", headers={"Retry-After": "5"})
+        self.reserved += cost
+        self.metrics.reserved.set(self.reserved)
         try:
-            return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
+            yield
         finally:
-            self.pending -= 1
-            self.metrics.queue_depth.set(self.pending)
+            self.reserved -= cost
+            self.metrics.reserved.set(self.reserved)
 
-    def run_steps(self, audio: Audio, steps: list[tuple[str, dict[str, Any]]],
-                  known: dict[str, Any] | None = None) -> tuple[Audio, Any]:
-        """The pipeline's stages for ``steps`` (``(name, options)`` pairs) over one request's audio, their
-        models from this thread's manager (loaded once; building the stages per request costs nothing);
-        ``known`` results are given to the stages as if earlier steps had made them (e.g. the stream's VAD
-        segments). Runs in a pool thread."""
-        from ..errors import AudioflowError
-        from ..pipeline.stage import Annotations, build_steps
-        from .inputs import problem_for
+    async def process(self, upload: Upload, decode: Decode, steps: list[tuple[str, dict[str, Any]]],
+                      endpoint: str, **answer: Any) -> Any:
+        """One request: its header checked and its cost estimated (worker), the budget reserved, then the
+        decode, stages and answer (worker). ``answer``: :class:`Job`'s ``results``, ``audio_format``,
+        ``feature`` and ``feature_output``."""
+        output_audio = answer.get("audio_format") is not None
+        described = await self.run("inspect", upload.path, upload.name, self.limits, decode, steps, output_audio,
+                                   what=f"reading {upload.name}")
+        job = Job(upload.path, upload.name, decode, steps, **answer)
+        what = "+".join(name for name, _ in steps) or (answer.get("feature") or ("decode",))[0]
+        with self.reserve(described["cost_bytes"]):
+            value = await self.run("run", job, self.limits, what=f"the {what} stage")
+        self.metrics.audio_seconds.labels(endpoint).inc(described["duration"])
+        return value
 
-        models = self.models()
-        try:
-            stages = build_steps(steps)
-            for stage in stages:
-                stage.setup(models)
-            annotations = Annotations(audio.source or "upload", "upload", None)
-            annotations.results.update(known or {})
-            for stage in stages:
-                audio, annotations = stage(audio, annotations)
-        except AudioflowError as e:
-            raise problem_for(e) from None
-        return audio, annotations
 
-    def shutdown(self) -> None:
-        if self.executor is not None:
-            self.executor.shutdown(wait=False, cancel_futures=True)
-            self.executor = None
+def _settle(future: asyncio.Future, ok: bool, value: Any) -> None:
+    if not future.done():
+        future.set_result((ok, value))

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import MissingDependencyError, ParameterError
+from ..errors import InvalidAudioError, MissingDependencyError, ParameterError
+from .checks import check_input
 from .resolve import package_file, resolve_model_file
 
 DENOISE_METHODS = ("deepfilternet", "rnnoise", "spectral")
@@ -38,29 +39,57 @@ class _FrameDenoiser:
     def _process(self, frame_in: np.ndarray, frame_out: np.ndarray) -> None:
         raise NotImplementedError
 
+    def reset(self) -> None:
+        """A fresh native state: nothing carried over from earlier audio."""
+        raise NotImplementedError
+
+    def _checked(self, frame_in: np.ndarray, frame_out: np.ndarray) -> None:
+        """The native boundary: the C code reads and writes exactly ``frame`` float32s through raw
+        pointers, so anything else (a short last frame, a strided view, another dtype) would read or
+        write memory that is not ours. Checked before every call; a failure is our bug, never the input's."""
+        for name, a in (("input", frame_in), ("output", frame_out)):
+            if a.shape != (self.frame,) or a.dtype != np.float32 or not a.flags.c_contiguous:
+                raise ValueError(f"{type(self).__name__}: {name} frame must be {self.frame} contiguous float32 "
+                                 f"samples, got shape {a.shape}, {a.dtype}")
+        if not frame_out.flags.writeable:
+            raise ValueError(f"{type(self).__name__}: output frame is read-only")
+        self._process(frame_in, frame_out)
+
     def frames(self, x: np.ndarray) -> np.ndarray:
         """48 kHz samples (a whole number of frames) through the model, frame by frame, state carried on."""
+        if len(x) % self.frame:
+            raise ValueError(f"{type(self).__name__}.frames takes whole {self.frame}-sample frames, got {len(x)}")
         data = np.ascontiguousarray(x * self.scale, np.float32)
         out = np.zeros(len(data), np.float32)
         for start in range(0, len(data), self.frame):
-            self._process(data[start:start + self.frame], out[start:start + self.frame])
+            self._checked(data[start:start + self.frame], out[start:start + self.frame])
         return out / self.scale
 
     def __call__(self, y: np.ndarray, sr: int) -> np.ndarray:
         """Denoised copy of ``y`` (mono ``(n,)`` or ``(channels, n)``) at rate ``sr`` Hz."""
+        y = check_input(y, sr, "denoise")
         if y.ndim == 2:
             return np.stack([self(channel, sr) for channel in y])
+        if not len(y):
+            return y.copy()
         from ..io import resample
 
-        x = resample(np.asarray(y, np.float32), sr, MODEL_SR) if sr != MODEL_SR else np.asarray(y, np.float32)
+        x = resample(y, sr, MODEL_SR) if sr != MODEL_SR else y
         n = self.frame
         if self.prime_seconds:
             # the models' running noise and level estimates take about a second to settle: run the start of
-            # this input through first (output dropped), so no file starts from another file's state
-            self.frames(x[: round(self.prime_seconds * MODEL_SR) // n * n])
+            # this input through first (output dropped), so no file starts from another file's state. Whole
+            # frames only: an input under the priming length is cut to its last whole frame (a short frame
+            # would have the native code read and write past its end)
+            self.frames(x[: min(len(x), round(self.prime_seconds * MODEL_SR)) // n * n])
         total = (len(x) + (self.delay + 1) * n + n - 1) // n * n
         shift = self.delay * n
         cleaned = self.frames(np.pad(x, (0, total - len(x))))[shift:shift + len(x)]
+        if not np.isfinite(cleaned.sum(dtype=np.float64)):
+            # a model state gone non-finite stays so for every later input (a server would answer every
+            # client with silence or NaN): start over from a fresh state, and refuse if this input does it
+            self.reset()
+            raise InvalidAudioError("denoise: the model's output went non-finite on this audio; its state was reset")
         return resample(cleaned, MODEL_SR, sr)[: y.shape[-1]] if sr != MODEL_SR else cleaned
 
 
@@ -121,11 +150,17 @@ class DeepFilterNet(_FrameDenoiser):
         lib.df_process_frame.restype = ctypes.c_float
         lib.df_process_frame.argtypes = [ctypes.c_void_p, _FLOAT_P, _FLOAT_P]
         lib.df_free.argtypes = [ctypes.c_void_p]
-        self._lib = lib
-        self._state = lib.df_create(str(Path(path)).encode(), float(atten_lim_db), None)
-        if not self._state:
-            raise MissingDependencyError(f"DeepFilterNet could not load its model from {path}")
+        self._lib, self._path, self._atten_lim_db = lib, str(Path(path)), float(atten_lim_db)
+        self._state = None
+        self.reset()
         self.frame = int(lib.df_get_frame_length(self._state))
+
+    def reset(self) -> None:
+        if self._state:
+            self._lib.df_free(self._state)
+        self._state = self._lib.df_create(self._path.encode(), self._atten_lim_db, None)
+        if not self._state:
+            raise MissingDependencyError(f"DeepFilterNet could not load its model from {self._path}")
 
     def _process(self, frame_in: np.ndarray, frame_out: np.ndarray) -> None:
         self._lib.df_process_frame(self._state, frame_in.ctypes.data_as(_FLOAT_P), frame_out.ctypes.data_as(_FLOAT_P))
@@ -152,7 +187,19 @@ class RNNoise(_FrameDenoiser):
         lib.rnnoise_get_frame_size.restype = ctypes.c_int
         self._lib = lib
         self.frame = int(lib.rnnoise_get_frame_size())
-        self._state = lib.rnnoise_create(None)
+        self._state = None
+        self.reset()
+
+    def reset(self) -> None:
+        if self._state:
+            self._lib.rnnoise_destroy(self._state)
+        self._state = self._lib.rnnoise_create(None)
+        if not self._state:
+            raise MemoryError("rnnoise_create failed")
+
+    def __call__(self, y: np.ndarray, sr: int) -> np.ndarray:
+        self.reset()  # ~0.1 ms: every input starts from the same state, whatever came before
+        return super().__call__(y, sr)
 
     def _process(self, frame_in: np.ndarray, frame_out: np.ndarray) -> None:
         out, inp = frame_out.ctypes.data_as(_FLOAT_P), frame_in.ctypes.data_as(_FLOAT_P)
@@ -173,7 +220,8 @@ class SpectralGate:
     def __call__(self, y: np.ndarray, sr: int) -> np.ndarray:
         from ..enhance import spectral_gate
 
-        return spectral_gate(y, sr, self.reduction_db)
+        y = check_input(y, sr, "denoise")
+        return spectral_gate(y, sr, self.reduction_db) if y.shape[-1] else y.copy()
 
 
 def load_denoiser(method: str = "deepfilternet", model: str | None = None, atten_lim_db: float = 100.0):

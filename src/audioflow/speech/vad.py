@@ -20,8 +20,10 @@ CONTEXT = 64  # samples of the previous step the model sees
 
 def mono_at(y: np.ndarray, sr: int, target_sr: int) -> np.ndarray:
     """``y`` (``(n,)`` or ``(channels, n)``) mixed to mono float32 and resampled to ``target_sr`` Hz: what
-    every speech model here takes."""
-    mono = np.asarray(y, np.float32)
+    every speech model here takes (checked first: see :func:`check_input`)."""
+    from .checks import check_input
+
+    mono = check_input(y, sr, "speech input")
     mono = mono.mean(axis=0) if mono.ndim == 2 else mono
     if sr != target_sr:
         from ..io import resample

@@ -1,0 +1,319 @@
+"""What the server's worker processes run: every decode, model and encoder call of a request happens here,
+never in the process that holds the sockets, so a crash in native code (a codec, ONNX Runtime,
+CTranslate2, DeepFilterNet) costs one worker, which is replaced, and one request, which gets a 500
+naming the stage.
+
+The parent sends ``(job name, arguments)``; :func:`serve_task` answers ``("ok", value)`` or
+``("problem", status, message, kind, param)``. Uploads arrive as paths of files the parent spooled under
+names of its own; their messages name the upload (``upload 'talk.wav'``), never that path."""
+
+from __future__ import annotations
+
+import io
+import re
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..audio import Audio
+from ..errors import AudioflowError
+from ..models import ModelManager
+from .inputs import Problem, problem_for
+
+_MODELS: ModelManager | None = None
+_SESSIONS: dict[str, Any] = {}  # stream id -> StreamState, in the worker that opened it
+SESSION_IDLE_S = 600.0  # a stream whose parent never closed it is dropped after this long unused
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The per-request limits a worker checks (a picklable copy of the server settings' limits)."""
+
+    max_duration: float
+    min_sample_rate: int
+    max_sample_rate: int
+    max_channels: int
+    max_request_bytes: int
+    max_response_bytes: int
+
+
+@dataclass(frozen=True)
+class Decode:
+    """How a request's audio is decoded: resampled to ``sr`` Hz (None: native) and mixed to mono."""
+
+    sr: int | None = None
+    mono: bool = False
+
+
+@dataclass
+class Job:
+    """One request's work: decode the upload at ``path``, run ``steps`` (pipeline ``(name, options)``
+    pairs), and give back the ``results`` of the named stages, the audio encoded as ``audio_format``, or
+    the ``feature`` ``(name, kwargs)`` as 'json' or 'npy' bytes (``feature_output``)."""
+
+    path: str
+    name: str
+    decode: Decode = field(default_factory=Decode)
+    steps: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    results: tuple[str, ...] = ()
+    audio_format: str | None = None
+    feature: tuple[str, dict[str, Any]] | None = None
+    feature_output: str = "json"
+
+
+def init_worker(device: str) -> None:
+    global _MODELS
+    _MODELS = ModelManager(device)
+
+
+def models() -> ModelManager:
+    global _MODELS
+    if _MODELS is None:
+        _MODELS = ModelManager("cpu")
+    return _MODELS
+
+
+def serve_task(payload: tuple[str, tuple[Any, ...]]) -> tuple[Any, ...]:
+    """Run one job by name; never raises (the answer says what went wrong)."""
+    name, args = payload
+    try:
+        value = JOBS[name](*args)
+        return ("ok", value, sorted(models().loaded().items()))
+    except Problem as p:
+        return ("problem", p.status, p.message, p.kind, p.param)
+    except AudioflowError as e:
+        p = problem_for(e)
+        return ("problem", p.status, p.message, p.kind, p.param)
+    except MemoryError:
+        return ("problem", 507, f"{name}: the server ran out of memory for this request", "server_error", None)
+    except Exception as e:  # a bug of ours: say where, without reprs or paths
+        return ("problem", 500, f"{name} failed: {type(e).__name__}: {scrub(str(e))}", "server_error", None)
+
+
+_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+|/tmp/audioflow-spool[^\s'\"]*")
+
+
+def scrub(message: str) -> str:
+    """A message without heap addresses or our spool paths (they tell a client about the process)."""
+    return _ADDRESS.sub("", message)[:2000]
+
+
+# ---- uploads --------------------------------------------------------------------------------------
+
+
+def inspect(path: str, name: str, limits: Limits, decode: Decode, steps: list[tuple[str, dict[str, Any]]],
+            output_audio: bool) -> dict[str, Any]:
+    """The upload's header checked against the limits, and the estimated peak memory (bytes) of the
+    request (refused with 413 over ``max_request_bytes``)."""
+    from ..io import info
+
+    described = _named(name, info, path)
+    sr, channels = described.sample_rate, described.channels
+    if described.frames <= 0 or described.duration <= 0:
+        raise Problem(422, f"{name}: the audio holds no samples", param="file")
+    if described.duration > limits.max_duration:
+        raise Problem(413, f"{name}: {described.duration:.0f} s of audio is over the limit of "
+                           f"{limits.max_duration:.0f} s", param="file")
+    if not limits.min_sample_rate <= sr <= limits.max_sample_rate:
+        raise Problem(422, f"{name}: sample rate {sr} Hz is outside {limits.min_sample_rate}-"
+                           f"{limits.max_sample_rate} Hz", param="file")
+    if channels > limits.max_channels:
+        raise Problem(422, f"{name}: {channels} channels is over {limits.max_channels}", param="file")
+    cost = estimate_bytes(described.duration, sr, channels, decode, steps, output_audio)
+    if cost > limits.max_request_bytes:
+        raise Problem(413, f"{name}: processing {described.duration:.0f} s of {channels}-channel {sr} Hz audio "
+                           f"this way needs about {cost / 2**20:.0f} MiB, over this server's limit of "
+                           f"{limits.max_request_bytes / 2**20:.0f} MiB per request: send a shorter clip, "
+                           "fewer channels or a lower rate", param="file")
+    return {"duration": described.duration, "sample_rate": sr, "channels": channels, "cost_bytes": cost}
+
+
+def estimate_bytes(duration: float, sr: int, channels: int, decode: Decode,
+                   steps: list[tuple[str, dict[str, Any]]], output_audio: bool) -> int:
+    """Peak memory of a request, bytes, from the header alone: the decode (the native audio, then what it
+    is resampled and mixed to), the audio held through the stages, the largest stage's working memory
+    (each stage's ``memory_factor`` times the float32 audio at the rate and channels it works at), and
+    the encoded answer."""
+    from ..pipeline.stage import STAGES, ensure_registered
+
+    ensure_registered()
+    rate = decode.sr or sr
+    held_channels = 1 if decode.mono else channels
+    native = duration * sr * channels * 4
+    held = duration * rate * held_channels * 4
+    decode_peak = native + held if (decode.sr or decode.mono) else native
+    work = 0.0
+    for step_name, _ in steps:
+        stage = STAGES.get(step_name)
+        if stage is None:
+            continue
+        stage_rate = stage.work_rate or rate
+        stage_channels = 1 if stage.work_mono else held_channels
+        work = max(work, duration * stage_rate * stage_channels * 4 * stage.memory_factor)
+    answer = 2 * held if output_audio else 0.0
+    return int(max(decode_peak, held + work + answer))
+
+
+def _named(name: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+    """``fn(*args)``, its library errors retold with the upload's name instead of the spool path."""
+    try:
+        return fn(*args, **kwargs)
+    except AudioflowError as e:
+        p = problem_for(e)
+        p.message = f"{name}: {scrub(e.message)}"
+        raise p from None
+
+
+def decode_upload(job: Job) -> Audio:
+    """The upload decoded as the job asks, with its samples checked (no NaN, nothing beyond ±1e6)."""
+    from ..io import load, stream
+    from ..io.decode import check_range
+
+    if job.decode.sr or job.decode.mono:
+        # streamed: the native-rate audio never exists whole, only the (smaller) resampled mono result
+        blocks = _named(job.name, lambda: list(stream(job.path, 30.0, sr=job.decode.sr, mono=job.decode.mono)))
+        samples = np.concatenate(blocks, axis=-1) if blocks else np.zeros(0, np.float32)
+        if job.decode.sr:
+            rate = job.decode.sr
+        else:
+            from ..io import info
+
+            rate = _named(job.name, info, job.path).sample_rate
+    else:
+        samples, rate = _named(job.name, load, job.path, sr=None, mono=False)
+    if samples.shape[-1] == 0:
+        raise Problem(422, f"{job.name}: the audio holds no samples", param="file")
+    _named(job.name, check_range, samples, job.name)
+    return Audio(samples, rate, job.name)
+
+
+def run_job(job: Job, limits: Limits) -> Any:
+    """Decode, run the stages, and shape the answer (a dict of results, or bytes)."""
+    audio = decode_upload(job)
+    if job.steps:
+        audio, annotations = run_stages(audio, job.steps)
+    if job.feature is not None:
+        return _feature(audio, *job.feature, job.feature_output, limits)
+    if job.audio_format is not None:
+        data = encode_audio(audio, job.audio_format)
+        _check_answer(len(data), limits, job.name)
+        return data
+    results = {name: annotations.results[name] for name in job.results}
+    return {"results": results, "duration": audio.duration}
+
+
+def run_stages(audio: Audio, steps: list[tuple[str, dict[str, Any]]], known: dict[str, Any] | None = None
+               ) -> tuple[Audio, Any]:
+    """The pipeline's stages over one request's audio, their models from this worker's manager (loaded
+    once); ``known`` results are given to the stages as if earlier steps had made them (the stream's VAD
+    segments)."""
+    from ..pipeline.stage import Annotations, build_steps
+
+    stages = build_steps(steps)
+    for stage in stages:
+        stage.setup(models())
+    annotations = Annotations(audio.source or "upload", "upload", None)
+    annotations.results.update(known or {})
+    for stage in stages:
+        try:
+            audio, annotations = stage(audio, annotations)
+        except AudioflowError as e:
+            p = problem_for(e)
+            p.message = f"{stage.name}: {scrub(str(e))}"
+            raise p from None
+    return audio, annotations
+
+
+def _check_answer(size: int, limits: Limits, name: str) -> None:
+    if size > limits.max_response_bytes:
+        raise Problem(413, f"{name}: the answer would be {size / 2**20:.1f} MiB, over this server's limit of "
+                           f"{limits.max_response_bytes / 2**20:.0f} MiB: ask for a compressed format "
+                           "(flac, opus, mp3), npy instead of json, or send a shorter clip", param="file")
+
+
+def _feature(audio: Audio, name: str, kwargs: dict[str, Any], output: str, limits: Limits) -> Any:
+    import torch
+
+    from ..data.transforms import build_feature
+
+    module = build_feature(name, audio.sample_rate, **kwargs)
+    with torch.no_grad():
+        values = module(torch.from_numpy(np.ascontiguousarray(audio.samples))[None])[0].numpy()
+    if output == "npy":
+        _check_answer(values.nbytes + 128, limits, audio.source or "upload")
+        buffer = io.BytesIO()
+        np.save(buffer, values)
+        return buffer.getvalue()
+    _check_answer(values.size * 11, limits, audio.source or "upload")  # ~11 bytes a value as JSON text
+    rounded = np.round(values.astype(np.float64), 5)
+    rounded[~np.isfinite(rounded)] = 0.0  # cannot happen for audio within ±1e6; JSON has no inf
+    return {"name": name, "sample_rate": audio.sample_rate, "shape": list(values.shape), "values": rounded.tolist()}
+
+
+def encode_audio(audio: Audio, fmt: str) -> bytes:
+    """Encoded audio; ``pcm`` is raw 16-bit little-endian mono at 24 kHz (OpenAI's pcm); ``aac`` an M4A."""
+    from ..io import encode, resample
+
+    fmt = {"ogg": "opus", "aac": "m4a"}.get(fmt, fmt)
+    samples = np.clip(audio.samples, -1.0, 1.0)
+    if fmt == "pcm":
+        mono = samples.mean(axis=0) if samples.ndim == 2 else samples
+        return (resample(mono, audio.sample_rate, 24000) * 32767).astype("<i2").tobytes()
+    if fmt == "opus" and audio.sample_rate not in (8000, 12000, 16000, 24000, 48000):
+        return encode(resample(samples, audio.sample_rate, 48000), 48000, fmt)
+    return encode(samples, audio.sample_rate, fmt)
+
+
+def speak(text: str, voice: str | None, rate: float, fmt: str, limits: Limits) -> bytes:
+    from ..speech.synthesize import synthesize
+
+    data = encode_audio(synthesize(text, voice, rate), fmt)
+    _check_answer(len(data), limits, "speech")
+    return data
+
+
+def clip(samples: np.ndarray, sr: int, steps: list[tuple[str, dict[str, Any]]], result: str) -> Any:
+    """Stages over audio the parent already holds (a stream's utterance), as one speech segment."""
+    audio = Audio(np.asarray(samples, np.float32), sr, "stream")
+    _, annotations = run_stages(audio, steps, {"vad": {"segments": [{"start": 0.0, "end": audio.duration}]}})
+    return annotations.results[result]
+
+
+def loaded() -> list[tuple[str, str]]:
+    return sorted(models().loaded().items())
+
+
+# ---- streams ----------------------------------------------------------------------------------------
+
+
+def session_open(session_id: str, config: dict[str, Any]) -> None:
+    from .stream import StreamState
+
+    _drop_idle()
+    _SESSIONS[session_id] = StreamState(config)
+
+
+def session_feed(session_id: str, samples: np.ndarray, last: bool, want_partial: bool) -> dict[str, Any]:
+    state = _SESSIONS.get(session_id)
+    if state is None:
+        raise Problem(500, "the stream's worker process was restarted; its state is lost", kind="server_error")
+    state.used = time.monotonic()
+    return state.feed(samples, last, want_partial)
+
+
+def session_close(session_id: str) -> None:
+    _SESSIONS.pop(session_id, None)
+
+
+def _drop_idle() -> None:
+    now = time.monotonic()
+    for key in [k for k, s in _SESSIONS.items() if now - s.used > SESSION_IDLE_S]:
+        del _SESSIONS[key]
+
+
+JOBS = {"inspect": inspect, "run": run_job, "clip": clip, "speak": speak, "loaded": loaded,
+        "session_open": session_open, "session_feed": session_feed, "session_close": session_close}
+
+__all__ = ["Decode", "Job", "Limits", "estimate_bytes", "serve_task"]
