@@ -11,7 +11,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import threading
 import time
 from pathlib import Path
@@ -23,22 +22,15 @@ import audioflow as af
 
 pytest.importorskip("fastapi")
 pytest.importorskip("faster_whisper")
-from fastapi.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
 import voices
 from audioflow.serve import ServeSettings, create_app
+from serving import WS, LiveServer, local
 
 SR = 16000
-LOCAL = "http://127.0.0.1"  # the loopback server's own name: other Host headers are refused (DNS rebinding)
-WS = "ws://127.0.0.1/v1/stream"
 KEY = "test-key-0123456789abcdef"
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
-
-
-def local(app) -> TestClient:
-    """A test client that calls the app by its loopback name."""
-    return TestClient(app, base_url=LOCAL)
 
 
 def _norm(text: str) -> str:
@@ -64,36 +56,6 @@ def client():
     app = create_app(ServeSettings(workers=2))
     with local(app) as c:
         yield c
-
-
-class LiveServer:
-    """uvicorn on 127.0.0.1 and a free port, in a thread of this process."""
-
-    def __init__(self, settings: ServeSettings) -> None:
-        import uvicorn
-
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            settings.port = s.getsockname()[1]
-        self.settings = settings
-        self.url = f"http://127.0.0.1:{settings.port}"
-        config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=settings.port, log_level="warning",
-                                ws_max_size=settings.ws_max_message_bytes)
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def __enter__(self) -> LiveServer:
-        self.thread.start()
-        deadline = time.monotonic() + 20
-        while not self.server.started:
-            if time.monotonic() > deadline:
-                raise RuntimeError("server did not start")
-            time.sleep(0.05)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=20)
 
 
 def test_transcribe_in_every_output_and_upload_form(client, speech):

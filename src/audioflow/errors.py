@@ -8,6 +8,8 @@ against the builtins keeps working.
 
 from __future__ import annotations
 
+import re
+
 __all__ = [
     "AudioFileNotFoundError",
     "AudioPermissionError",
@@ -33,12 +35,16 @@ class AudioflowError(Exception):
     """
 
     def __init__(self, message: str, path: str | None = None) -> None:
+        message = _OBJECT_REPR.sub(r"<\1>", message)  # heap addresses say nothing to a user, much to an attacker
         self.message = message
         self.path = path
         super().__init__(f"{path}: {message}" if path else message)
 
     def __reduce__(self):  # keep the (message, path) pair across process boundaries
         return (type(self), (self.message, self.path))
+
+
+_OBJECT_REPR = re.compile(r"<([\w.]+) object at 0x[0-9a-fA-F]+>")
 
 
 class SourceError(AudioflowError):

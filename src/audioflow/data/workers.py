@@ -19,6 +19,7 @@ from typing import Any
 log = logging.getLogger("audioflow.data")
 
 _POLL_S = 0.2
+_READY = "__worker_ready__"
 
 
 def _worker_loop(task_fn: Callable[[Any], Any], tasks: Any, results: Any, worker_id: int, threads: int,
@@ -33,6 +34,7 @@ def _worker_loop(task_fn: Callable[[Any], Any], tasks: Any, results: Any, worker
             init()
         except Exception as e:  # e.g. a model package missing: every task hears why, instead of a dead worker
             setup_error = f"worker setup failed: {type(e).__name__}: {e}"
+    results.put((_READY, worker_id, True, None))  # task clocks start now, not while the worker was starting
     while True:
         try:
             task = tasks.get(timeout=1.0)
@@ -152,17 +154,27 @@ class ProcessPool:
                     raise TimeoutError("no batch from the workers") from None
                 continue
             with self._lock:
+                if key == _READY:
+                    self._restart_clock(worker_id)
+                    continue
                 if key not in self._outstanding.get(worker_id, {}):
                     continue  # a result for a task already resubmitted elsewhere
                 del self._outstanding[worker_id][key]
                 self._started.pop(key, None)
+                self._restart_clock(worker_id)  # its next task starts running now
             return key, ok, value
+
+    def _restart_clock(self, worker_id: int) -> None:
+        """The task a worker runs next (its oldest outstanding: tasks run in the order given) started now."""
+        running = next(iter(self._outstanding.get(worker_id, {})), None)
+        if running is not None:
+            self._started[running] = time.monotonic()
 
     def _kill_overdue(self, task_timeout: float) -> None:
         now = time.monotonic()
         for worker_id, tasks in self._outstanding.items():
-            # a worker runs its tasks in order: the oldest outstanding one is the one running
-            running = min(tasks, key=lambda k: self._started.get(k, now), default=None)
+            # a worker runs its tasks in the order given: the first outstanding one is the one running
+            running = next(iter(tasks), None)
             if running is not None and now - self._started.get(running, now) > task_timeout \
                     and worker_id not in self._timed_out:
                 process = self._workers[worker_id][0]
@@ -183,7 +195,7 @@ class ProcessPool:
                         worker_id, describe_exit(process.exitcode), len(lost))
             self.replaced += 1
             self.add_worker()
-            running = min(lost, key=lambda k: self._started.get(k, 0.0), default=None)
+            running = next(iter(lost), None)
             for key, payload in lost.items():
                 self._started.pop(key, None)
                 if timed_out is not None and key == running:

@@ -21,8 +21,12 @@ _SOUNDFILE_FORMATS = {"wav": "WAV", "flac": "FLAC", "ogg": "OGG", "aiff": "AIFF"
 _PYAV_FORMATS = {
     "mp3": ("mp3", "libmp3lame", (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000), 192),
     "opus": ("ogg", "libopus", (8000, 12000, 16000, 24000, 48000), 96),
-    "m4a": ("ipod", "aac", None, 192),
+    "m4a": ("ipod", "aac", (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000, 64000, 88200, 96000),
+            192),
 }
+# FFmpeg's names of the layouts AAC can carry (by channel count, in WAVE order); 8 channels are left out:
+# PyAV 18's AudioFrame.from_ndarray fails on an 8-plane frame (IndexError)
+_AAC_LAYOUTS = {1: "mono", 2: "stereo", 3: "3.0", 4: "quad", 5: "5.0", 6: "5.1", 7: "6.1"}
 _WRITE_BLOCK = 1 << 16  # frames per libsndfile write call
 FORMATS = tuple(sorted({*_SOUNDFILE_FORMATS, *_PYAV_FORMATS}))
 
@@ -149,9 +153,10 @@ def _encode_pyav(f: Any, y: np.ndarray, sr: int, fmt: str, bitrate: int | None, 
         target = min((r for r in rates if r >= sr), default=rates[-1])
         planar, sr = resample(planar.astype(np.float32), sr, target), target
     channels = planar.shape[0]
-    if channels > 2 and fmt != "m4a":
-        raise ParameterError(f"{fmt.upper()} output supports 1 or 2 channels here, got {channels}", name)
-    layout = {1: "mono", 2: "stereo"}.get(channels, f"{channels}c")
+    most = len(_AAC_LAYOUTS) if fmt == "m4a" else 2
+    if channels > most:
+        raise ParameterError(f"{fmt.upper()} output supports 1 to {most} channels here, got {channels}", name)
+    layout = _AAC_LAYOUTS[channels]
     try:
         with av.open(f, "w", format=muxer) as container:
             stream = container.add_stream(codec, rate=sr, layout=layout)
@@ -163,7 +168,7 @@ def _encode_pyav(f: Any, y: np.ndarray, sr: int, fmt: str, bitrate: int | None, 
                 container.mux(packet)
             for packet in stream.encode(None):
                 container.mux(packet)
-    except (av.FFmpegError, ValueError) as e:
+    except (av.FFmpegError, ValueError, IndexError) as e:
         raise EncodeError(f"cannot encode {fmt.upper()}: {e}", name) from None
 
 

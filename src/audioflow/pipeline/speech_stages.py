@@ -26,6 +26,7 @@ class Denoise(Stage):
     """Speech denoising with DeepFilterNet3 (default), RNNoise, or spectral gating."""
 
     name = "denoise"
+    memory_fixed, memory_factor, work_rate, work_mono = 32 << 20, 6.0, 48000, True  # channel by channel, 48 kHz
     options: ClassVar[dict[str, Option]] = {
         "method": Option("str", "deepfilternet", "deepfilternet, rnnoise, or spectral (no model)",
                          ("deepfilternet", "rnnoise", "spectral")),
@@ -58,6 +59,7 @@ class Diarize(Stage):
     """Speaker turns (VAD, GE2E embeddings, clustering, resegmentation); writes RTTM."""
 
     name = "diarize"
+    memory_fixed, memory_factor, work_rate, work_mono = 192 << 20, 3.5, 16000, True
     options: ClassVar[dict[str, Option]] = {
         "num_speakers": Option("int", None, "the speaker count, when known"),
         "min_speakers": Option("int", 1, "fewest speakers the automatic count considers"),
@@ -144,6 +146,7 @@ class Transcribe(Stage):
     """Whisper transcription (faster-whisper); JSON, TXT, SRT and VTT; speaker-attributed after diarize."""
 
     name = "transcribe"
+    memory_fixed, memory_factor, work_rate, work_mono = 128 << 20, 2.5, 16000, True  # windowed: ~linear
     options: ClassVar[dict[str, Option]] = {
         "engine": Option("str", "whisper", "whisper (faster-whisper), or pocketsphinx (English, tiniest install)",
                          ("whisper", "pocketsphinx")),

@@ -98,9 +98,11 @@ class Stage:
     options: ClassVar[dict[str, Option]] = {}
     accepts_extra: ClassVar[bool] = False
     uses_gpu: ClassVar[bool] = False
-    # working memory, for admission control (the server) and worker counts: the stage's peak allocations
-    # are about ``memory_factor`` times the float32 audio at ``work_rate`` Hz (None: the input's rate),
-    # mixed to mono first when ``work_mono``
+    # working memory, for admission control (the server): beyond the audio it is given, the stage's peak
+    # allocations are about ``memory_fixed`` bytes plus ``memory_factor`` times the float32 audio at
+    # ``work_rate`` Hz (None: the input's rate), mixed to mono first when ``work_mono`` (measured per stage
+    # on 2-10 min inputs: benchmarks/bench_serve.py checks them)
+    memory_fixed: ClassVar[int] = 0
     memory_factor: ClassVar[float] = 12.0
     work_rate: ClassVar[int | None] = None
     work_mono: ClassVar[bool] = False
@@ -139,6 +141,14 @@ class Stage:
             self.setup(ModelManager("cpu"))
         assert self.models is not None, f"{type(self).__name__}.setup must set self.models"
         return self.models
+
+    def work_bytes(self, duration: float, rate: int, channels: int) -> float:
+        """Peak working memory, bytes, beyond the audio held, for ``duration`` seconds of ``channels``
+        channels at ``rate`` Hz (from the declarations above; stages whose cost depends on their options
+        override it)."""
+        work_rate = self.work_rate or rate
+        work_channels = 1 if self.work_mono else channels
+        return self.memory_fixed + self.memory_factor * duration * work_rate * work_channels * 4
 
     def prepare_parent(self) -> None:
         """Run in the parent before workers are forked from it (work they should inherit, not repeat)."""

@@ -207,6 +207,7 @@ class Enhance(Stage):
     """Loudness, EQ, filters, de-click, noise reduction, pre-emphasis (in ``enhance.ENHANCE_ORDER``)."""
 
     name = "enhance"
+    memory_fixed, memory_factor = 32 << 20, 14.0
     options: ClassVar[dict[str, Option]] = {
         "lufs": Option("float", None, "loudness target, LUFS (e.g. -23); none: no normalisation"),
         "true_peak": Option("float", -1.0, "true-peak ceiling with the loudness target, dBTP"),
@@ -235,6 +236,11 @@ class Enhance(Stage):
     @property
     def needs_whole_input(self) -> bool:
         return self.enhance_options.lufs is not None
+
+    def work_bytes(self, duration: float, rate: int, channels: int) -> float:
+        # de-click and spectral denoise hold complex spectra of every channel (measured ~46x the audio)
+        heavy = self.enhance_options.declick or self.enhance_options.denoise
+        return self.memory_fixed + (48.0 if heavy else self.memory_factor) * duration * rate * channels * 4
 
     def measure(self, chunks) -> None:
         self.whole_loudness = whole_input_loudness(chunks)
@@ -309,6 +315,7 @@ class Analyze(Stage):
     """General measurements of any audio, and music analysis (tempo, beats, key, HPSS, onsets, spectra)."""
 
     name = "analyze"
+    memory_fixed, memory_factor = 64 << 20, 12.0
     options: ClassVar[dict[str, Option]] = {
         "music": Option("bool", True, "tempo, beats, key and mode, harmonic ratio, onsets, spectral summary"),
         "segments": Option("bool", False, "also measure each segment (from split)"),
@@ -321,6 +328,13 @@ class Analyze(Stage):
 
             noise = np.random.default_rng(0).standard_normal(22050 * 2).astype(np.float32) * 0.1
             analyze_music(noise, 22050, self.config["n_mfcc"])
+
+    def work_bytes(self, duration: float, rate: int, channels: int) -> float:
+        # measurements at the input's rate (true peak, 4x oversampled) and music analysis at 22.05 kHz mono
+        from ..music.analysis import ANALYSIS_SR
+
+        music = 20.0 * duration * ANALYSIS_SR * 4 if self.config["music"] else 0.0
+        return super().work_bytes(duration, rate, channels) + music
 
     def prepare_parent(self) -> None:
         import sys
@@ -506,6 +520,7 @@ class VAD(Stage):
     """Speech segments (start, end, probability) from Silero VAD; optionally pass on only the speech."""
 
     name = "vad"
+    memory_fixed, memory_factor, work_rate, work_mono = 16 << 20, 3.0, 16000, True
     options: ClassVar[dict[str, Option]] = {
         "threshold": Option("float", 0.5, "speech probability that starts speech (0-1)"),
         "min_speech": Option("float", 0.25, "shortest speech kept, seconds"),

@@ -231,8 +231,14 @@ def fetch_url(url: Any, settings: ServeSettings, spool: Spool) -> Upload:
         raise Problem(400, "this server does not fetch URLs: upload the audio (the operator can allow URLs)",
                       param="url")
     parsed, host, port = check_url(url)
+    return _download(parsed, host, port, resolve_public(host, port), settings, spool)
+
+
+def _download(parsed: urllib.parse.SplitResult, host: str, port: int, address: str, settings: ServeSettings,
+              spool: Spool) -> Upload:
+    """GET ``parsed`` from ``address`` (already checked), naming ``host`` in the Host header and the TLS
+    handshake, within ``settings.url_timeout`` seconds in all."""
     deadline = time.monotonic() + settings.url_timeout
-    address = resolve_public(host, port)
     cls = _PinnedTLSConnection if parsed.scheme == "https" else _PinnedConnection
     connection = cls(host, port, address, timeout=max(0.1, deadline - time.monotonic()))
     shown = urllib.parse.urlunsplit((parsed.scheme, parsed.netloc, parsed.path, "", ""))
@@ -251,7 +257,7 @@ def fetch_url(url: Any, settings: ServeSettings, spool: Spool) -> Upload:
                 if left <= 0:
                     raise Problem(400, f"{shown}: the download took over {settings.url_timeout:g} s", param="url")
                 connection.sock.settimeout(left)
-                chunk = response.read1(CHUNK) if hasattr(response, "read1") else response.read(CHUNK)
+                chunk = response.read1(CHUNK)
                 if not chunk:
                     break
                 upload.size += len(chunk)
@@ -263,8 +269,9 @@ def fetch_url(url: Any, settings: ServeSettings, spool: Spool) -> Upload:
         raise
     except (OSError, http.client.HTTPException) as e:
         upload.discard()
-        reason = "timed out" if isinstance(e, (TimeoutError, socket.timeout)) else type(e).__name__
-        raise Problem(400, f"cannot fetch {shown}: {reason}", param="url") from None
+        if isinstance(e, (TimeoutError, socket.timeout)) and time.monotonic() >= deadline - 0.05:
+            raise Problem(400, f"{shown}: the download took over {settings.url_timeout:g} s", param="url") from None
+        raise Problem(400, f"cannot fetch {shown}: {type(e).__name__}", param="url") from None
     finally:
         connection.close()
     return upload

@@ -37,6 +37,7 @@ class Limits:
     max_channels: int
     max_request_bytes: int
     max_response_bytes: int
+    max_json_response_bytes: int
 
 
 @dataclass(frozen=True)
@@ -64,8 +65,13 @@ class Job:
 
 
 def init_worker(device: str) -> None:
+    """A new worker: its model manager, and the stage modules imported now (seconds of torch and friends)
+    so that no request's time limit pays for them."""
     global _MODELS
+    from ..pipeline.stage import ensure_registered
+
     _MODELS = ModelManager(device)
+    ensure_registered()
 
 
 def models() -> ModelManager:
@@ -104,7 +110,7 @@ def scrub(message: str) -> str:
 
 
 def inspect(path: str, name: str, limits: Limits, decode: Decode, steps: list[tuple[str, dict[str, Any]]],
-            output_audio: bool) -> dict[str, Any]:
+            output_audio: bool, feature: bool = False) -> dict[str, Any]:
     """The upload's header checked against the limits, and the estimated peak memory (bytes) of the
     request (refused with 413 over ``max_request_bytes``)."""
     from ..io import info
@@ -121,7 +127,7 @@ def inspect(path: str, name: str, limits: Limits, decode: Decode, steps: list[tu
                            f"{limits.max_sample_rate} Hz", param="file")
     if channels > limits.max_channels:
         raise Problem(422, f"{name}: {channels} channels is over {limits.max_channels}", param="file")
-    cost = estimate_bytes(described.duration, sr, channels, decode, steps, output_audio)
+    cost = estimate_bytes(described.duration, sr, channels, decode, steps, output_audio, feature)
     if cost > limits.max_request_bytes:
         raise Problem(413, f"{name}: processing {described.duration:.0f} s of {channels}-channel {sr} Hz audio "
                            f"this way needs about {cost / 2**20:.0f} MiB, over this server's limit of "
@@ -131,29 +137,25 @@ def inspect(path: str, name: str, limits: Limits, decode: Decode, steps: list[tu
 
 
 def estimate_bytes(duration: float, sr: int, channels: int, decode: Decode,
-                   steps: list[tuple[str, dict[str, Any]]], output_audio: bool) -> int:
-    """Peak memory of a request, bytes, from the header alone: the decode (the native audio, then what it
-    is resampled and mixed to), the audio held through the stages, the largest stage's working memory
-    (each stage's ``memory_factor`` times the float32 audio at the rate and channels it works at), and
-    the encoded answer."""
-    from ..pipeline.stage import STAGES, ensure_registered
+                   steps: list[tuple[str, dict[str, Any]]], output_audio: bool, feature: bool = False) -> int:
+    """Peak memory of a request, bytes, from the header alone: the decode (the native audio, or, when it is
+    resampled or mixed down, the blocks streamed into what is held), the audio held through the stages,
+    the largest stage's working memory (:meth:`Stage.work_bytes`), and the answer."""
+    from ..pipeline.stage import build_steps
 
-    ensure_registered()
     rate = decode.sr or sr
     held_channels = 1 if decode.mono else channels
-    native = duration * sr * channels * 4
     held = duration * rate * held_channels * 4
-    decode_peak = native + held if (decode.sr or decode.mono) else native
-    work = 0.0
-    for step_name, _ in steps:
-        stage = STAGES.get(step_name)
-        if stage is None:
-            continue
-        stage_rate = stage.work_rate or rate
-        stage_channels = 1 if stage.work_mono else held_channels
-        work = max(work, duration * stage_rate * stage_channels * 4 * stage.memory_factor)
+    decode_peak = 2 * held if (decode.sr or decode.mono) else duration * sr * channels * 4
+    work = max((stage.work_bytes(duration, rate, held_channels) for stage in build_steps(steps)), default=0.0) \
+        if steps else 0.0
+    if feature:
+        work = max(work, FEATURE_FACTOR * held)
     answer = 2 * held if output_audio else 0.0
     return int(max(decode_peak, held + work + answer))
+
+
+FEATURE_FACTOR = 8.0  # a feature's STFT and mel buffers, times the audio (measured ~6x for log-mel)
 
 
 def _named(name: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
@@ -226,11 +228,12 @@ def run_stages(audio: Audio, steps: list[tuple[str, dict[str, Any]]], known: dic
     return audio, annotations
 
 
-def _check_answer(size: int, limits: Limits, name: str) -> None:
-    if size > limits.max_response_bytes:
+def _check_answer(size: int, limits: Limits, name: str, limit: int | None = None) -> None:
+    limit = limits.max_response_bytes if limit is None else limit
+    if size > limit:
         raise Problem(413, f"{name}: the answer would be {size / 2**20:.1f} MiB, over this server's limit of "
-                           f"{limits.max_response_bytes / 2**20:.0f} MiB: ask for a compressed format "
-                           "(flac, opus, mp3), npy instead of json, or send a shorter clip", param="file")
+                           f"{limit / 2**20:.0f} MiB: ask for a compressed format (flac, opus, mp3), output=npy "
+                           "instead of json, or send a shorter clip", param="file")
 
 
 def _feature(audio: Audio, name: str, kwargs: dict[str, Any], output: str, limits: Limits) -> Any:
@@ -246,7 +249,8 @@ def _feature(audio: Audio, name: str, kwargs: dict[str, Any], output: str, limit
         buffer = io.BytesIO()
         np.save(buffer, values)
         return buffer.getvalue()
-    _check_answer(values.size * 11, limits, audio.source or "upload")  # ~11 bytes a value as JSON text
+    _check_answer(values.size * 11, limits, audio.source or "upload",  # ~11 bytes a value as JSON text
+                  min(limits.max_json_response_bytes, limits.max_response_bytes))
     rounded = np.round(values.astype(np.float64), 5)
     rounded[~np.isfinite(rounded)] = 0.0  # cannot happen for audio within ±1e6; JSON has no inf
     return {"name": name, "sample_rate": audio.sample_rate, "shape": list(values.shape), "values": rounded.tolist()}

@@ -34,6 +34,8 @@ class ServeSettings:
         memory_budget_bytes: the most that all requests in progress may need together, bytes (None:
             ``workers`` x ``max_request_bytes``); a request that does not fit now gets 503 + Retry-After.
         max_response_bytes: largest answer, bytes (413 with a hint: a compressed format, npy, a shorter clip).
+        max_json_response_bytes: largest array sent as JSON text (features), bytes; ``output=npy`` sends the
+            same values in about a third of the bytes, up to ``max_response_bytes``.
         job_timeout: seconds one job may run in a worker before the worker is killed and replaced (504).
         allow_urls: fetch audio from http(s) URLs given in JSON bodies (never loopback/private addresses).
         url_timeout: seconds a whole URL download may take (connect, headers and body together).
@@ -66,6 +68,7 @@ class ServeSettings:
     max_request_bytes: int = 1024 * 1024 * 1024
     memory_budget_bytes: int | None = None
     max_response_bytes: int = 256 * 1024 * 1024
+    max_json_response_bytes: int = 16 * 1024 * 1024
     job_timeout: float = 1800.0
     allow_urls: bool = False
     url_timeout: float = 30.0

@@ -63,7 +63,8 @@ class StageRunner:
     def __init__(self, settings: ServeSettings, device: str, metrics: Metrics) -> None:
         self.settings, self.device, self.metrics = settings, device, metrics
         self.limits = Limits(settings.max_duration, settings.min_sample_rate, settings.max_sample_rate,
-                             settings.max_channels, settings.max_request_bytes, settings.max_response_bytes)
+                             settings.max_channels, settings.max_request_bytes, settings.max_response_bytes,
+                             settings.max_json_response_bytes)
         self.pending = 0  # HTTP requests in progress
         self.reserved = 0  # bytes reserved by them
         self._pool: Any = None
@@ -203,7 +204,7 @@ class StageRunner:
         ``feature`` and ``feature_output``."""
         output_audio = answer.get("audio_format") is not None
         described = await self.run("inspect", upload.path, upload.name, self.limits, decode, steps, output_audio,
-                                   what=f"reading {upload.name}")
+                                   answer.get("feature") is not None, what=f"reading {upload.name}")
         job = Job(upload.path, upload.name, decode, steps, **answer)
         what = "+".join(name for name, _ in steps) or (answer.get("feature") or ("decode",))[0]
         with self.reserve(described["cost_bytes"]):

@@ -90,7 +90,10 @@ class _FrameDenoiser:
             # client with silence or NaN): start over from a fresh state, and refuse if this input does it
             self.reset()
             raise InvalidAudioError("denoise: the model's output went non-finite on this audio; its state was reset")
-        return resample(cleaned, MODEL_SR, sr)[: y.shape[-1]] if sr != MODEL_SR else cleaned
+        if sr == MODEL_SR:
+            return cleaned
+        back = resample(cleaned, MODEL_SR, sr)[: len(y)]
+        return np.pad(back, (0, len(y) - len(back)))  # the round trip can come back a sample short
 
 
 class DenoiseStream:
@@ -105,7 +108,8 @@ class DenoiseStream:
         self._up = soxr.ResampleStream(sr, MODEL_SR, 1, dtype="float32") if sr != MODEL_SR else None
         self._down = soxr.ResampleStream(MODEL_SR, sr, 1, dtype="float32") if sr != MODEL_SR else None
         self._pending = np.zeros(0, np.float32)
-        self._skip = denoiser.delay * denoiser.frame  # the first outputs are the model's delay
+        self._delay = denoiser.delay * denoiser.frame
+        self._skip = self._delay  # the first outputs are the model's delay: dropped, and made up at the end
 
     def accept(self, samples: np.ndarray, last: bool = False) -> np.ndarray:
         x = np.asarray(samples, np.float32)
@@ -114,7 +118,7 @@ class DenoiseStream:
         data = np.concatenate([self._pending, x])
         n = self.denoiser.frame
         if last:
-            data = np.concatenate([data, np.zeros((-len(data)) % n + self._skip, np.float32)])
+            data = np.concatenate([data, np.zeros((-len(data)) % n + self._delay, np.float32)])
         usable = len(data) // n * n
         out = self.denoiser.frames(data[:usable])
         self._pending = data[usable:]

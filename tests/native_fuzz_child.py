@@ -1,0 +1,139 @@
+"""Run by tests/test_native_fuzz.py in a child process: one entry point that reaches native code, fed every
+odd length, rate, channel count and sample value of the matrix. It prints ``CASE <name>`` before each call
+(so a crash names the case that caused it) and one JSON line per result; a crash kills only this child."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import numpy as np
+
+import audioflow
+from audioflow import speech
+from audioflow.speech.denoise import DeepFilterNet, DenoiseStream, RNNoise
+
+LENGTHS = (0, 1, 479, 480, 481, 959, 160, 4097)
+RATES = (4000, 8000, 11025, 16000, 22050, 44100, 48000, 96000, 192000)
+BAD_RATES = (1, 7, 3999)
+VALUES = ("noise", "silence", "denormal", "nan", "inf", "huge", "clipped")
+
+
+def signal(n: int, channels: int, kind: str, seed: int = 0) -> np.ndarray:
+    x = (np.random.default_rng(seed).standard_normal((channels, n)) * 0.1).astype(np.float32)
+    if kind == "silence":
+        x[:] = 0
+    elif kind == "denormal":
+        x[:] = np.float32(1e-40)
+    elif kind == "nan" and n:
+        x[:, n // 2] = np.nan
+    elif kind == "inf" and n:
+        x[:, n // 2] = np.inf
+    elif kind == "huge":
+        x = np.where(x >= 0, 1e30, -1e30).astype(np.float32)
+    elif kind == "clipped":
+        x = np.sign(x) * 4.0
+    return x[0] if channels == 1 else x
+
+
+def cases(name: str):
+    """(label, call) pairs for one entry point."""
+    if name in ("deepfilternet", "rnnoise", "spectral"):
+        for n in LENGTHS:
+            for sr in RATES:
+                yield f"{name} n={n} sr={sr}", (signal(n, 1, "noise"), sr)
+        for sr in BAD_RATES:
+            yield f"{name} bad rate {sr}", (signal(480, 1, "noise"), sr)
+        for channels in (2, 3, 8):
+            yield f"{name} channels={channels}", (signal(481, channels, "noise"), 16000)
+        for kind in VALUES:
+            yield f"{name} values={kind}", (signal(4097, 1, kind), 48000)
+        yield f"{name} 3-d", (np.zeros((1, 1, 480), np.float32), 48000)
+        yield f"{name} float64 strided", (np.zeros((960,), np.float64)[::2], 48000)
+    elif name == "denoise-stream":
+        for sr in (8000, 16000, 44100, 48000):
+            for block in (1, 7, 479, 481, 4801):
+                yield f"stream sr={sr} block={block}", (sr, block)
+    elif name in ("silero", "webrtc"):
+        for n in LENGTHS:
+            for sr in RATES:
+                yield f"{name} n={n} sr={sr}", (signal(n, 1, "noise"), sr)
+        for sr in BAD_RATES:
+            yield f"{name} bad rate {sr}", (signal(480, 1, "noise"), sr)
+        for channels in (2, 6):
+            yield f"{name} channels={channels}", (signal(1601, channels, "noise"), 16000)
+        for kind in VALUES:
+            yield f"{name} values={kind}", (signal(4097, 1, kind), 16000)
+    elif name in ("transcribe", "diarize"):
+        for n in (0, 1, 479, 481, 16001):
+            for sr in (8000, 44100):
+                yield f"{name} n={n} sr={sr}", (signal(n, 1, "noise"), sr)
+        for kind in ("nan", "huge", "denormal"):
+            yield f"{name} values={kind}", (signal(8000, 1, kind), 16000)
+        yield f"{name} bad rate 1", (signal(480, 1, "noise"), 1)
+    elif name == "encode":
+        for fmt in ("wav", "flac", "ogg", "opus", "mp3", "m4a", "aiff"):
+            for sr in (1, 4000, 8000, 11025, 22050, 44100, 96000, 192000):
+                for channels in (1, 2, 8):
+                    yield f"encode {fmt} sr={sr} channels={channels}", (fmt, signal(481, channels, "noise"), sr)
+            yield f"encode {fmt} empty", (fmt, np.zeros(0, np.float32), 16000)
+            yield f"encode {fmt} 64 channels", (fmt, signal(100, 64, "noise"), 16000)
+            yield f"encode {fmt} nan", (fmt, signal(100, 1, "nan"), 16000)
+
+
+def run(name: str, args) -> dict:
+    if name in ("deepfilternet", "rnnoise", "spectral"):
+        y, sr = args
+        out = speech.denoise(y, sr, method=name)
+        assert out.shape == np.shape(y), (out.shape, np.shape(y))
+        return {"finite": bool(np.isfinite(out).all())}
+    if name == "denoise-stream":
+        sr, block = args
+        stream = DenoiseStream(DeepFilterNet() if block % 2 else RNNoise(), sr)
+        x = signal(sr // 2, 1, "noise")
+        parts = [stream.accept(x[i:i + block]) for i in range(0, len(x), block)] + [stream.flush()]
+        out = np.concatenate(parts)
+        assert abs(len(out) - len(x)) <= sr // 100 + 2, (len(out), len(x))
+        return {"finite": bool(np.isfinite(out).all())}
+    if name in ("silero", "webrtc"):
+        y, sr = args
+        vad = speech.SileroVAD() if name == "silero" else speech.WebRTCVAD()
+        segments = vad.segments(y, sr)
+        if y.ndim == 1 and len(y) >= 480:
+            stream = speech.SileroVAD() if name == "silero" else speech.WebRTCVAD()
+            mono = audioflow.resample(y, sr, 16000) if sr != 16000 else y
+            for i in range(0, len(mono), 333):  # odd block sizes through the streaming path
+                stream.accept(mono[i:i + 333])
+            stream.flush()
+        return {"segments": len(segments)}
+    if name == "transcribe":
+        y, sr = args
+        return {"text": speech.Transcriber()(y, sr).text}
+    if name == "diarize":
+        y, sr = args
+        return {"turns": len(speech.Diarizer()(y, sr))}
+    if name == "encode":
+        fmt, y, sr = args
+        data = audioflow.io.encode(y, sr, fmt)
+        back, _ = audioflow.load(data, sr=None, mono=False)
+        return {"bytes": len(data), "frames": int(back.shape[-1])}
+    raise ValueError(name)
+
+
+def main() -> None:
+    name = sys.argv[1]
+    for label, args in cases(name):
+        print(json.dumps({"case": label}), flush=True)
+        try:
+            result = run(name, args)
+            print(json.dumps({"case": label, "ok": True, **result}), flush=True)
+        except audioflow.AudioflowError as e:
+            print(json.dumps({"case": label, "ok": False, "error": type(e).__name__, "message": str(e)}), flush=True)
+        except Exception as e:  # anything else is a defect the parent reports
+            print(json.dumps({"case": label, "ok": False, "error": "UNCAUGHT " + type(e).__name__,
+                              "message": str(e)[:300]}), flush=True)
+    print(json.dumps({"done": True}), flush=True)
+
+
+if __name__ == "__main__":
+    main()
