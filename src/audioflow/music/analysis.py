@@ -146,6 +146,8 @@ def analyze_music(y: np.ndarray, sr: int, n_mfcc: int = 20) -> dict[str, Any]:
         from ..io import resample
 
         mono, sr = resample(mono, sr, ANALYSIS_SR), ANALYSIS_SR
+    if len(mono) < 2048:  # under one STFT frame (a few samples resample to none): analyse one silent-padded frame
+        mono = np.pad(mono, (0, 2048 - len(mono)))
     spectra = _spectra(mono, sr, n_mfcc)
     mel = spectra[1].numpy()
     envelope = librosa.onset.onset_strength(S=librosa.power_to_db(mel), sr=sr, hop_length=HOP)
