@@ -252,10 +252,19 @@ def serve(
     host: Annotated[str, typer.Option(help="Address to listen on (without an API key only 127.0.0.1).")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
     api_key_file: Annotated[Optional[Path], typer.Option(help="File of API keys, one per line.")] = None,  # noqa: UP045
-    workers: Annotated[int, typer.Option(help="Threads running the models and decoders.")] = 2,
+    workers: Annotated[int, typer.Option(help="Worker processes running decoders, models and encoders (a crash "
+                                              "costs one request; the worker is replaced).")] = 2,
     queue_limit: Annotated[int, typer.Option(help="Requests in progress before answering 503.")] = 16,
     max_duration: Annotated[float, typer.Option(help="Longest audio accepted, seconds.")] = 3 * 3600.0,
     max_body_mb: Annotated[float, typer.Option(help="Largest request body, MB.")] = 100.0,
+    max_request_mb: Annotated[float, typer.Option(help="Most memory one request may need, MB, estimated from "
+                                                       "the header before decoding (else 413).")] = 1024.0,
+    job_timeout: Annotated[float, typer.Option(help="Seconds one job may run before its worker is replaced "
+                                                    "(504).")] = 1800.0,
+    allowed_host: Annotated[Optional[list[str]], typer.Option(help="Host header values to accept (repeat; default: "  # noqa: UP045
+                                                                  "the loopback names on loopback).")] = None,
+    allowed_origin: Annotated[Optional[list[str]], typer.Option(help="Browser origins allowed besides the "  # noqa: UP045
+                                                                    "server's own page (repeat).")] = None,
     allow_urls: Annotated[bool, typer.Option(help="Fetch audio from public http(s) URLs in JSON bodies.")] = False,
     device: Annotated[str, typer.Option(help="'auto', 'cpu' or 'cuda' for the models.")] = "auto",
     whisper_model: Annotated[Optional[str], typer.Option(help="Whisper model directory or name (default: the "  # noqa: UP045
@@ -269,6 +278,8 @@ def serve(
         settings = ServeSettings(host=host, port=port, api_keys=read_api_keys(api_key_file) if api_key_file else [],
                                  workers=workers, queue_limit=queue_limit, max_duration=max_duration,
                                  max_body_bytes=int(max_body_mb * 1024 * 1024), allow_urls=allow_urls,
+                                 max_request_bytes=int(max_request_mb * 1024 * 1024), job_timeout=job_timeout,
+                                 allowed_hosts=allowed_host or None, allowed_origins=allowed_origin or [],
                                  device=device, whisper_model=whisper_model)
         settings.check()
     if not settings.api_keys:

@@ -184,6 +184,7 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
         await asyncio.to_thread(runner.start)
         yield
         await asyncio.to_thread(runner.shutdown)
+        spool.close()
 
     app = FastAPI(title="audioflow", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None,
                   default_response_class=SafeJSONResponse,
@@ -375,7 +376,7 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
         from ..speech.synthesize import voices
 
         return {"device": device, "whisper_model": settings.whisper_model or "tiny.en (packaged)",
-                "loaded": runner.loaded(), "voices": voices()}
+                "loaded": runner.loaded(), "voices": await asyncio.to_thread(voices)}  # it asks flite: a process
 
     openai = APIRouter(prefix="/v1/audio", dependencies=[Depends(authorize)], tags=["openai"])
 
