@@ -406,7 +406,8 @@ def abuse() -> None:
              "target p99 <= 50 ms). Before the models moved to worker processes, one such stream gave p50 557 ms, "
              "max 4.5 s.", "",
              "**The largest request the default limits admit**, per endpoint, on a fresh one-worker server: the "
-             "worker's peak RSS (models included) against the estimate the server admitted it on (target <= 1.5 GB; "
+             "worker's peak RSS against the estimate the server admitted it on (\"before\": the worker with torch "
+             "and the stages imported; the peak includes the models the request loads) (target <= 1.5 GB; "
              "transcribe, diarize, vad, analyze and denoise are capped where the admitted length would run for "
              "many minutes here).", "",
              "| endpoint | input | admitted up to | status | estimate (MiB) | worker before (MiB) | worker peak "

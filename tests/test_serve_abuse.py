@@ -147,6 +147,30 @@ def test_issue_corner_cases_get_clear_4xx(client):
     assert client.get("/v1/health").json()["status"] == "ok"
 
 
+def webm_opus(seconds: float = 2.0) -> bytes:
+    """What a browser's MediaRecorder uploads: Opus in WebM."""
+    import av
+
+    x = (np.random.default_rng(0).standard_normal(int(48000 * seconds)) * 0.1).astype(np.float32)
+    buffer = io.BytesIO()
+    with av.open(buffer, "w", format="webm") as container:
+        stream = container.add_stream("libopus", rate=48000, layout="mono")
+        frame = av.AudioFrame.from_ndarray(x[None], format="fltp", layout="mono")
+        frame.sample_rate = 48000
+        for packet in [*stream.encode(frame), *stream.encode(None)]:
+            container.mux(packet)
+    return buffer.getvalue()
+
+
+def test_browser_recordings_reach_every_endpoint(client):
+    """The web page records with MediaRecorder (WebM): the speech endpoints' streamed decode reads it as
+    the whole-file decode does."""
+    body = webm_opus()
+    for endpoint in ("/v1/vad", "/v1/transcribe?beam_size=1", "/v1/denoise", "/v1/features?name=mfcc"):
+        answer = client.post(endpoint, content=body, headers={"content-type": "audio/webm"})
+        assert answer.status_code == 200, (endpoint, answer.text[:300])
+
+
 def test_small_uploads_with_huge_costs_are_refused_from_the_header(client):
     """An hour of 48 kHz stereo silence is a 0.7 MB FLAC; decoded it is 1.4 GB. Refused before decoding
     where the endpoint would hold it (413 naming the memory), decoded straight to 16 kHz mono where the

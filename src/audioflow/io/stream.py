@@ -109,6 +109,13 @@ def _native_blocks(src: Source, header: Header) -> tuple[int, Iterator[np.ndarra
         return header.sample_rate, _pcm_blocks(src, header)  # type: ignore[return-value]
     if header.format in ("opus", "m4a", "aac"):
         return _pyav_blocks(src, header)
+    if header.format == "other" and header.codec == "unknown":
+        # containers known only by magic (Matroska/WebM from browsers' MediaRecorder, AMR, CAF...): libsndfile,
+        # then FFmpeg, as load() does
+        try:
+            return _soundfile_blocks(src, header)
+        except DecodeError:
+            return _pyav_blocks(src, header)
     return _soundfile_blocks(src, header)
 
 
