@@ -297,6 +297,34 @@ def test_queue_limit_applies_before_the_body_is_read():
         assert results["slow"].status_code in CLIENT_ERRORS  # 2 KB of zeros is not audio
 
 
+def test_bodies_are_spooled_not_held():
+    """80 MB uploaded in chunks: the server's process grows by a few MB, not by the body (it used to read
+    bodies whole, 8 x 90 MB = +1 GB before the queue limit applied)."""
+    import httpx
+
+    header = wav(0, 16000)[:44]
+    size = 80 * 2**20
+
+    def body():
+        yield header[:40] + size.to_bytes(4, "little")  # a WAV header declaring the 80 MB of samples that follow
+        for _ in range(size // 2**20):
+            yield bytes(2**20)
+
+    def peak_mb() -> float:
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1]) for line in f if line.startswith("VmHWM")) / 1024
+
+    with LiveServer(ServeSettings(workers=1, max_request_bytes=16 << 20)) as server, \
+            httpx.Client(base_url=server.url, timeout=60) as c:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")  # restart the peak-RSS count here
+        before = peak_mb()
+        answer = c.post("/v1/vad", content=body(), headers={"content-type": "audio/wav"})
+        grown = peak_mb() - before
+    assert answer.status_code == 413 and "MiB" in answer.json()["error"]["message"], answer.text
+    assert grown < 40, grown  # MB (the test's own client buffers included)
+
+
 def test_memory_budget_refuses_what_does_not_fit_now():
     app = create_app(ServeSettings(workers=2, memory_budget_bytes=200 << 20))
     body = wav(48000 * 20, 48000, 2)  # 20 s of 48 kHz stereo through enhance with denoise: ~380 MB each
