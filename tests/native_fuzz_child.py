@@ -71,6 +71,30 @@ def cases(name: str):
         for kind in ("nan", "huge", "denormal"):
             yield f"{name} values={kind}", (signal(8000, 1, kind), 16000)
         yield f"{name} bad rate 1", (signal(480, 1, "noise"), 1)
+    elif name == "decode":
+        import io
+
+        import soundfile as sf
+
+        for fmt, subtype in (("WAV", "PCM_16"), ("WAV", "FLOAT"), ("FLAC", "PCM_16"), ("AIFF", "PCM_24"),
+                             ("OGG", "VORBIS")):
+            for n in (0, 1, 479, 481):
+                for sr in (1, 8000, 44100, 192000):
+                    for channels in (1, 2, 8):
+                        buffer = io.BytesIO()
+                        try:
+                            sf.write(buffer, signal(n, channels, "noise").T.reshape(n, channels), sr, format=fmt,
+                                     subtype=subtype)
+                        except Exception:
+                            continue  # a file libsndfile will not write is not an input
+                        yield f"decode {fmt} n={n} sr={sr} channels={channels}", buffer.getvalue()
+    elif name == "synthesize":
+        texts = ["", " ", "\x00\x01", "a" * 3000, "Hello, world.", "\u202eevil", "🎉 party", "12:30 on 3/4/25",
+                 "<speak>tag</speak>", "\n\n\t"]
+        for voice in ("piper:joe", "espeak:en", "flite:slt"):
+            for i, text in enumerate(texts):
+                for rate in (0.25, 1.0, 4.0):
+                    yield f"synthesize {voice} text#{i} rate={rate}", (text, voice, rate)
     elif name == "encode":
         for fmt in ("wav", "flac", "ogg", "opus", "mp3", "m4a", "aiff"):
             for sr in (1, 4000, 8000, 11025, 22050, 44100, 96000, 192000):
@@ -112,6 +136,16 @@ def run(name: str, args) -> dict:
     if name == "diarize":
         y, sr = args
         return {"turns": len(speech.Diarizer()(y, sr))}
+    if name == "decode":
+        y, sr = audioflow.load(args, sr=None, mono=False)
+        z, _ = audioflow.load(args, sr=16000, mono=True)
+        blocks = list(audioflow.stream(args, 0.01, sr=16000))
+        return {"frames": int(y.shape[-1]), "streamed": int(sum(b.shape[-1] for b in blocks)), "mono": len(z)}
+    if name == "synthesize":
+        text, voice, rate = args
+        audio = speech.synthesize(text, voice, rate)
+        assert np.isfinite(audio.samples).all()
+        return {"seconds": round(audio.duration, 2)}
     if name == "encode":
         fmt, y, sr = args
         data = audioflow.io.encode(y, sr, fmt)

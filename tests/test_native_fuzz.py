@@ -1,5 +1,6 @@
 """Every library entry point that reaches native code (DeepFilterNet and RNNoise through ctypes, Silero on
-ONNX Runtime, WebRTC VAD, CTranslate2's Whisper, the diarizer, libsndfile/FFmpeg/LAME encoders) fed odd
+ONNX Runtime, WebRTC VAD, CTranslate2's Whisper, the diarizer, libsndfile/FFmpeg/LAME/dr_flac decoders and
+encoders, Piper/espeak-ng/flite) fed odd
 lengths (0, 1, 479-481 samples...), rates (1 Hz-192 kHz), channel counts (1-64) and sample values
 (NaN, Inf, ±1e30, denormals). Each entry point runs in a child process (tests/native_fuzz_child.py), so a
 heap corruption or a segfault is a failed test, not a dead test run. Every case must end in a result or an
@@ -97,3 +98,23 @@ def test_speech_models_survive_odd_inputs(entry):
     assert results[f"{entry} values=nan"]["error"] == "InvalidAudioError"
     assert results[f"{entry} values=huge"]["error"] == "InvalidAudioError"
     assert results[f"{entry} bad rate 1"]["error"] == "ParameterError"
+
+
+def test_decoders_survive_odd_headers():
+    """WAV, FLAC, AIFF and Vorbis files of 0-481 frames at 1 Hz-192 kHz with 1-8 channels: load (native and
+    16 kHz mono) and stream agree on the length, or a clear error."""
+    results = run_child("decode")
+    decoded = [r for r in results if r["ok"]]
+    assert len(decoded) > 150
+    assert all(r["error"] == "DecodeError" for r in results if not r["ok"])
+    for r in decoded:
+        assert abs(r["streamed"] - r["mono"]) <= 1, r
+
+
+@pytest.mark.slow
+def test_synthesis_survives_odd_text():
+    """Piper, espeak-ng and flite with empty, control-character, 3000-character, emoji, bidi-override and
+    markup text at rates 0.25-4: speech, or a ParameterError for text with nothing to say."""
+    results = run_child("synthesize")
+    assert all(r["ok"] or r["error"] == "ParameterError" for r in results)
+    assert sum(r["ok"] for r in results) >= 50
