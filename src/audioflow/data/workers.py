@@ -1,13 +1,18 @@
 """Worker processes for the loader, the batch pipeline and the server: each has its own task queue (so
-the tasks of a worker that dies are known and handed to its replacement), results come back on one
-queue with tensors in shared memory, and the pool can grow while running. A task may be pinned to one
-worker (the server keeps a stream's model state in one process)."""
+the tasks of a worker that dies are known and handed to its replacement) and its own result pipe
+(tensors travel in shared memory), and the pool can grow while running. A task may be pinned to one
+worker (the server keeps a stream's model state in one process).
+
+Results come back on one pipe per worker, written synchronously, not on one shared queue: a shared
+queue's writers take a lock shared by all of them, and a worker killed while its feeder thread held it
+(a native crash right after a result) would silence every other worker for good."""
 
 from __future__ import annotations
 
 import contextlib
 import logging
 import os
+import pickle
 import queue
 import signal
 import threading
@@ -34,7 +39,7 @@ def _worker_loop(task_fn: Callable[[Any], Any], tasks: Any, results: Any, worker
             init()
         except Exception as e:  # e.g. a model package missing: every task hears why, instead of a dead worker
             setup_error = f"worker setup failed: {type(e).__name__}: {e}"
-    results.put((_READY, worker_id, True, None))  # task clocks start now, not while the worker was starting
+    results.send((_READY, worker_id, True, None))  # task clocks start now, not while the worker was starting
     while True:
         try:
             task = tasks.get(timeout=1.0)
@@ -46,14 +51,17 @@ def _worker_loop(task_fn: Callable[[Any], Any], tasks: Any, results: Any, worker
             break
         key, payload = task
         if setup_error is not None:
-            results.put((key, worker_id, False, setup_error))
-            continue
+            answer = (key, worker_id, False, setup_error)
+        else:
+            try:
+                answer = (key, worker_id, True, task_fn(payload))
+            except Exception as e:  # reported to the main process, which decides
+                answer = (key, worker_id, False, f"{type(e).__name__}: {e}")
         try:
-            results.put((key, worker_id, True, task_fn(payload)))
-        except Exception as e:  # reported to the main process, which decides
-            results.put((key, worker_id, False, f"{type(e).__name__}: {e}"))
+            results.send(answer)
+        except (OSError, ValueError):  # the parent closed its end: it is going away
+            break
     results.close()
-    results.join_thread()
     os._exit(0)  # skip atexit handlers inherited from the parent
 
 
@@ -84,7 +92,7 @@ class ProcessPool:
         # cannot use.
         self._ctx = mp.get_context(start_method or ("fork" if "fork" in methods else "spawn"))
         self._task_fn, self._threads, self._init, self._max_deaths = task_fn, threads_per_worker, init, max_deaths
-        self._results = self._ctx.Queue()
+        self._readers: dict[int, Any] = {}  # worker id -> the parent's end of its result pipe
         self._workers: dict[int, tuple[Any, Any]] = {}  # id -> (process, task queue)
         self._outstanding: dict[int, dict[Any, Any]] = {}  # id -> {key: payload}
         self._deaths: dict[Any, int] = {}
@@ -105,11 +113,14 @@ class ProcessPool:
         with self._lock:
             worker_id, self._next_id = self._next_id, self._next_id + 1
             tasks = self._ctx.Queue()
+            reader, writer = self._ctx.Pipe(duplex=False)
             process = self._ctx.Process(target=_worker_loop, daemon=True, name=f"audioflow-worker-{worker_id}",
-                                        args=(self._task_fn, tasks, self._results, worker_id, self._threads,
+                                        args=(self._task_fn, tasks, writer, worker_id, self._threads,
                                               os.getpid(), self._init))
             process.start()
+            writer.close()  # the worker's end: closed here, so its death reads as EOF
             self._workers[worker_id] = (process, tasks)
+            self._readers[worker_id] = reader
             self._outstanding[worker_id] = {}
 
     def outstanding(self) -> int:
@@ -141,9 +152,8 @@ class ProcessPool:
         while True:
             if self._given_up:
                 return self._given_up.pop(0)
-            try:
-                key, worker_id, ok, value = self._results.get(timeout=_POLL_S)
-            except queue.Empty:
+            answer = self._receive()
+            if answer is None:
                 with self._lock:
                     if task_timeout is not None:
                         self._kill_overdue(task_timeout)
@@ -153,6 +163,7 @@ class ProcessPool:
                 if deadline is not None and time.monotonic() > deadline:
                     raise TimeoutError("no batch from the workers") from None
                 continue
+            key, worker_id, ok, value = answer
             with self._lock:
                 if key == _READY:
                     self._restart_clock(worker_id)
@@ -163,6 +174,24 @@ class ProcessPool:
                 self._started.pop(key, None)
                 self._restart_clock(worker_id)  # its next task starts running now
             return key, ok, value
+
+    def _receive(self) -> tuple[Any, int, bool, Any] | None:
+        """One result from any worker's pipe within the poll interval, or None. A pipe that reads as
+        closed (its worker died, perhaps in the middle of a message) is dropped; ``_replace_dead`` sees the
+        worker gone on the next poll."""
+        from multiprocessing.connection import wait
+
+        with self._lock:
+            readers = {reader: worker_id for worker_id, reader in self._readers.items()}
+        for reader in wait(list(readers), timeout=_POLL_S):
+            try:
+                return reader.recv()
+            except (EOFError, OSError, pickle.UnpicklingError, ValueError):
+                with self._lock:
+                    if self._readers.get(readers[reader]) is reader:
+                        del self._readers[readers[reader]]
+                reader.close()
+        return None
 
     def _restart_clock(self, worker_id: int) -> None:
         """The task a worker runs next (its oldest outstanding: tasks run in the order given) started now."""
@@ -189,6 +218,9 @@ class ProcessPool:
                 continue
             lost = self._outstanding.pop(worker_id)
             del self._workers[worker_id]
+            reader = self._readers.pop(worker_id, None)
+            if reader is not None:
+                reader.close()
             tasks.cancel_join_thread()
             timed_out = self._timed_out.pop(worker_id, None)
             log.warning("worker %d died (%s) with %d tasks in hand; starting a replacement",
@@ -222,8 +254,9 @@ class ProcessPool:
         for _, tasks in self._workers.values():
             tasks.cancel_join_thread()
             tasks.close()
-        self._results.cancel_join_thread()
-        self._results.close()
+        for reader in self._readers.values():
+            reader.close()
+        self._readers.clear()
         self._workers.clear()
         self._outstanding.clear()
 

@@ -74,20 +74,25 @@ class Upload:
 
 
 class Spool:
-    """The folder uploads are spooled to (made private to this process; emptied when the app stops)."""
+    """The folder uploads are spooled to: private to this process (mode 0700), made when first needed and
+    removed when the app stops (an app can be started again: the next upload makes a new one)."""
 
     def __init__(self) -> None:
-        import tempfile
-
-        self.folder = tempfile.mkdtemp(prefix="audioflow-spool-")
+        self.folder: str | None = None
 
     def new_path(self) -> str:
+        import tempfile
+
+        if self.folder is None or not os.path.isdir(self.folder):
+            self.folder = tempfile.mkdtemp(prefix="audioflow-spool-")
         return os.path.join(self.folder, uuid.uuid4().hex)
 
     def close(self) -> None:
         import shutil
 
-        shutil.rmtree(self.folder, ignore_errors=True)
+        if self.folder is not None:
+            shutil.rmtree(self.folder, ignore_errors=True)
+            self.folder = None
 
 
 async def spool_stream(chunks: Any, spool: Spool, limit: int, name: str) -> Upload:
