@@ -1,9 +1,9 @@
 """Every library entry point that reaches native code (DeepFilterNet and RNNoise through ctypes, Silero on
 ONNX Runtime, WebRTC VAD, CTranslate2's Whisper, the diarizer, libsndfile/FFmpeg/LAME/dr_flac decoders and
 encoders, Piper/espeak-ng/flite) fed odd lengths (0, 1, 479-481 samples...), rates (1 Hz-192 kHz),
-channel counts (1-64), sample values (NaN, Inf, ±1e30, denormals) and text. Each entry point runs in a child process (tests/native_fuzz_child.py), so a
-heap corruption or a segfault is a failed test, not a dead test run. Every case must end in a result or an
-AudioflowError; nothing else, and no crash."""
+channel counts (1-64), sample values (NaN, Inf, ±1e30, denormals) and text. Each entry point runs in a
+child process (tests/native_fuzz_child.py), so a heap corruption or a segfault is a failed test, not a dead
+test run. Every case must end in a result or an AudioflowError; nothing else, and no crash."""
 
 from __future__ import annotations
 
