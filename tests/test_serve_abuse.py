@@ -366,6 +366,18 @@ def test_stream_protocol_errors_close_cleanly(client):
         assert closed.value.code == 4403
 
 
+def test_keys_in_urls_stay_out_of_the_logs():
+    """uvicorn logs a WebSocket's request line, query included, before the app can refuse ``?api_key=``."""
+    import logging
+
+    from audioflow.serve.app import RedactKeys
+
+    record = logging.LogRecord("uvicorn.error", logging.INFO, __file__, 1, '%s - "WebSocket %s" [accepted]',
+                               ("127.0.0.1:5000", "/v1/stream?api_key=test-key-0123456789&x=1"), None)
+    assert RedactKeys().filter(record)
+    assert "test-key" not in record.getMessage() and "api_key=REDACTED&x=1" in record.getMessage()
+
+
 def test_stream_idle_timeout_and_stream_cap():
     app = create_app(ServeSettings(ws_idle_timeout=0.5, max_streams=1, max_streams_per_client=4))
     with local(app) as c:

@@ -9,7 +9,9 @@ import asyncio
 import contextlib
 import io
 import json
+import logging
 import math
+import re
 import time
 from importlib import resources
 from typing import Annotated, Any
@@ -531,13 +533,29 @@ def _language_name(code: str | None) -> str | None:
     return names.get(code or "", code)
 
 
+class RedactKeys(logging.Filter):
+    """Keys in URLs out of the logs: the server refuses ``?api_key=``, but uvicorn logs the request line
+    of the refused attempt (and of any ``key``/``token`` query) before the app sees it."""
+
+    pattern = re.compile(r"((?:api_key|apikey|key|token|access_token)=)[^&\s\"']+", re.IGNORECASE)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        redacted = self.pattern.sub(r"\1REDACTED", message)
+        if redacted != message:
+            record.msg, record.args = redacted, ()
+        return True
+
+
 def serve(settings: ServeSettings) -> None:
     """Run the server with uvicorn until interrupted."""
     import uvicorn
 
     app = create_app(settings)
+    for name in ("uvicorn.access", "uvicorn.error"):
+        logging.getLogger(name).addFilter(RedactKeys())
     uvicorn.run(app, host=settings.host, port=settings.port, log_level="info",
                 ws_max_size=settings.ws_max_message_bytes)
 
 
-__all__ = ["create_app", "serve"]
+__all__ = ["RedactKeys", "create_app", "serve"]
