@@ -83,7 +83,7 @@ def istft(spec: torch.Tensor, n_fft: int, hop_length: int, window: torch.Tensor,
         y = torch.istft(flat, n_fft, hop_length, window.shape[-1], window, center=center, length=length)
         return y.reshape(*shape[:-2], y.shape[-1])
     overlap, frames = n_fft // hop_length, flat.shape[-1]
-    chunks = torch.fft.irfft(flat.transpose(-1, -2), n=n_fft, dim=-1) * window  # [N, frames, n_fft]
+    chunks = torch.fft.irfft(flat.transpose(-1, -2), n=n_fft, dim=-1).mul_(window)  # [N, frames, n_fft]
     blocks = chunks.reshape(flat.shape[0], frames, overlap, hop_length)
     out = chunks.new_zeros(flat.shape[0], frames + overlap - 1, hop_length)
     for k in range(overlap):

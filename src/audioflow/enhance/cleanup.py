@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from ..errors import ParameterError
+
+if TYPE_CHECKING:
+    import torch
 
 
 def pre_emphasis(y: np.ndarray, coefficient: float = 0.97) -> np.ndarray:
@@ -22,34 +27,63 @@ def remove_clicks(y: np.ndarray, sr: int, threshold: float = 8.0, max_click_s: f
     ``threshold`` against the median absolute deviation in a 50 ms neighbourhood), and replace each
     (widened by a guard of a few samples, up to ``max_click_s`` long) by cubic interpolation from the
     samples around it. Returns the repaired audio and the number of clicks."""
-    from scipy.interpolate import CubicSpline
     from scipy.ndimage import median_filter
 
-    x = np.atleast_2d(np.array(y, dtype=np.float64, copy=True))
+    # float32 throughout, one channel at a time: the working memory is a few copies of one channel (float64
+    # copies of every channel made it ~24x the input, the most of any enhance step)
+    x = np.atleast_2d(np.array(y, dtype=np.float32, copy=True))
     window = max(5, round(0.05 * sr) | 1)
     guard = max(2, round(0.0002 * sr))
     longest = max(1, round(max_click_s * sr))
     total = 0
     for channel in x:
         d2 = np.abs(np.diff(channel, 2, prepend=channel[0], append=channel[-1]))
-        scale = median_filter(d2, size=window, mode="nearest") * 1.4826 + 1e-9
-        bad = d2 / scale > threshold
+        scale = median_filter(d2, size=window, mode="nearest")
+        scale *= 1.4826
+        scale += 1e-9
+        np.divide(d2, scale, out=d2)
+        del scale
+        bad = d2 > threshold
+        del d2
         if not bad.any():
             continue
         # group neighbouring detections into clicks, widen them, keep short ones (long bursts are content)
         idx = np.flatnonzero(bad)
+        del bad
         breaks = np.flatnonzero(np.diff(idx) > 2 * guard) + 1
-        mask = np.zeros(len(channel), bool)
+        spans = []
         for group in np.split(idx, breaks):
             start, stop = max(0, group[0] - guard), min(len(channel), group[-1] + guard + 1)
             if stop - start <= longest + 2 * guard:
-                mask[start:stop] = True
-                total += 1
-        good = np.flatnonzero(~mask)
-        if len(good) >= 4 and mask.any():
-            channel[mask] = CubicSpline(good, channel[good])(np.flatnonzero(mask))
-    out = x.astype(np.float32)
-    return (out[0] if np.ndim(y) == 1 else out), total
+                spans.append((start, stop))
+        total += len(spans)
+        for i, (start, stop) in enumerate(spans):  # sorted: the clicks near this one are its neighbours in the list
+            first, last = i, i
+            while first > 0 and spans[first - 1][1] > start - _CONTEXT:
+                first -= 1
+            while last + 1 < len(spans) and spans[last + 1][0] < stop + _CONTEXT:
+                last += 1
+            _interpolate(channel, start, stop, spans[first:last + 1])
+    return (x[0] if np.ndim(y) == 1 else x), total
+
+
+_CONTEXT = 32  # good samples on each side of a click that its interpolating spline passes through
+
+
+def _interpolate(channel: np.ndarray, start: int, stop: int, nearby: list[tuple[int, int]]) -> None:
+    """Replace ``channel[start:stop]`` by a cubic spline through the good samples around it (up to
+    ``_CONTEXT`` on each side, skipping other clicks): local, so its cost does not grow with the file."""
+    from scipy.interpolate import CubicSpline
+
+    lo, hi = max(0, start - _CONTEXT), min(len(channel), stop + _CONTEXT)
+    good = np.ones(hi - lo, bool)
+    for a, b in nearby:
+        good[max(a, lo) - lo:min(b, hi) - lo] = False
+    known = np.flatnonzero(good)
+    if len(known) < 4:
+        return
+    spline = CubicSpline(known + lo, channel[lo:hi][known].astype(np.float64))
+    channel[start:stop] = spline(np.arange(start, stop))
 
 
 def spectral_gate(y: np.ndarray, sr: int, reduction_db: float = 12.0, threshold_std: float = 1.5,
@@ -58,27 +92,46 @@ def spectral_gate(y: np.ndarray, sr: int, reduction_db: float = 12.0, threshold_
     """Spectral-gating noise reduction: per frequency, a threshold from the noise (the quietest
     ``noise_quantile`` of frames, or ``noise_clip``) at mean + ``threshold_std`` standard deviations (in
     dB); time-frequency cells under it are attenuated by ``reduction_db`` with a mask smoothed over
-    neighbouring bins and frames (no musical-noise speckle)."""
+    neighbouring bins and frames (no musical-noise speckle).
+
+    One channel at a time, its spectra computed in place: the working memory is about ten times one
+    channel's samples (it was about 46 times the whole input's), so a server admits ~4x longer inputs."""
     import torch
 
     from ..dsp import get_window, istft, stft
 
-    x = torch.as_tensor(np.atleast_2d(np.asarray(y, np.float32)))
+    x = np.atleast_2d(np.asarray(y, np.float32))
     window = get_window("hann", n_fft)
-    spec = stft(x, n_fft, hop_length, window)
-    db = 20 * torch.log10(spec.abs().clamp(min=1e-10))
+
+    def decibels(signal: np.ndarray) -> torch.Tensor:
+        spec = stft(torch.as_tensor(signal), n_fft, hop_length, window)
+        return spec.abs().clamp_(min=1e-10).log10_().mul_(20)
+
     if noise_clip is not None:
-        noise = 20 * torch.log10(stft(torch.as_tensor(np.atleast_2d(np.asarray(noise_clip, np.float32))), n_fft,
-                                      hop_length, window).abs().clamp(min=1e-10))
+        clip = np.atleast_2d(np.asarray(noise_clip, np.float32))
+        noise_stats = [_noise_stats(decibels(channel)) for channel in clip]
     else:
-        energy = db.mean(dim=(0, 1))  # [frames], all channels together
-        noise = db[:, :, energy <= torch.quantile(energy, noise_quantile)]
-    mean, std = noise.mean(dim=-1, keepdim=True), noise.std(dim=-1, keepdim=True).nan_to_num(0.0)
-    keep = (db > mean + threshold_std * std).float()
-    # smooth the mask over 3 bins x 5 frames so isolated cells neither pass nor vanish alone
-    kernel = torch.ones(1, 1, 3, 5) / 15
-    keep = torch.nn.functional.conv2d(keep[:, None], kernel, padding=(1, 2))[:, 0]
+        # the quietest frames of all channels together: a first pass for the frame energies
+        energy = sum(decibels(channel).mean(dim=0) for channel in x) / len(x)
+        quiet = energy <= torch.quantile(energy, noise_quantile)
+        noise_stats = None
     floor = 10 ** (-reduction_db / 20)
-    gain = floor + (1 - floor) * keep
-    out = istft(spec * gain, n_fft, hop_length, window, length=x.shape[-1]).numpy()
+    out = np.empty_like(x)
+    for c, channel in enumerate(x):
+        spec = stft(torch.as_tensor(channel), n_fft, hop_length, window)
+        db = spec.abs().clamp_(min=1e-10).log10_().mul_(20)
+        mean, std = noise_stats[min(c, len(noise_stats) - 1)] if noise_stats else _noise_stats(db[:, quiet])
+        keep = (db > mean + threshold_std * std).float()[None, None]
+        del db
+        # smooth the mask over 3 bins x 5 frames so isolated cells neither pass nor vanish alone (a box mean,
+        # zeros past the edges: what a 3x5 convolution of ones/15 computes, without its 15x im2col buffer)
+        gain = torch.nn.functional.avg_pool2d(keep, (3, 5), stride=1, padding=(1, 2), count_include_pad=True)
+        gain = gain[0, 0].mul_(1 - floor).add_(floor)
+        del keep
+        out[c] = istft(spec.mul_(gain), n_fft, hop_length, window, length=x.shape[-1]).numpy()
     return out[0] if np.ndim(y) == 1 else out
+
+
+def _noise_stats(db: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-bin mean and standard deviation (dB) of noise frames ``[bins, frames]``, each ``[bins, 1]``."""
+    return db.mean(dim=-1, keepdim=True), db.std(dim=-1, keepdim=True).nan_to_num(0.0)
