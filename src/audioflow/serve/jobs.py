@@ -3,8 +3,8 @@ never in the process that holds the sockets, so a crash in native code (a codec,
 CTranslate2, DeepFilterNet) costs one worker, which is replaced, and one request, which gets a 500
 naming the stage.
 
-The parent sends ``(job name, arguments)``; :func:`serve_task` answers ``("ok", value)`` or
-``("problem", status, message, kind, param)``. Uploads arrive as paths of files the parent spooled under
+The parent sends ``(job name, arguments)``; :func:`serve_task` answers ``("ok", value, models loaded)``
+or ``("problem", status, message, kind, param)``. Uploads arrive as paths of files the parent spooled under
 names of its own; their messages name the upload (``upload 'talk.wav'``), never that path."""
 
 from __future__ import annotations
@@ -285,10 +285,6 @@ def clip(samples: np.ndarray, sr: int, steps: list[tuple[str, dict[str, Any]]], 
     return annotations.results[result]
 
 
-def loaded() -> list[tuple[str, str]]:
-    return sorted(models().loaded().items())
-
-
 # ---- streams ----------------------------------------------------------------------------------------
 
 
@@ -317,7 +313,7 @@ def _drop_idle() -> None:
         del _SESSIONS[key]
 
 
-JOBS = {"inspect": inspect, "run": run_job, "clip": clip, "speak": speak, "loaded": loaded,
+JOBS = {"inspect": inspect, "run": run_job, "clip": clip, "speak": speak,
         "session_open": session_open, "session_feed": session_feed, "session_close": session_close}
 
 __all__ = ["Decode", "Job", "Limits", "estimate_bytes", "serve_task"]
