@@ -455,7 +455,7 @@ def test_load_mixed_requests_and_streams(speech):
         return statuses, busy, stream_events, time.monotonic() - started
 
     with LiveServer(ServeSettings(workers=2, queue_limit=12)) as server:
-        one_round(server.url)  # the first round loads every model in every worker thread
+        one_round(server.url)  # the first round loads every model in every worker process
         baseline = rss_mb()
         statuses, busy, stream_events, elapsed = one_round(server.url)
         after = rss_mb()
