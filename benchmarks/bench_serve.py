@@ -187,8 +187,8 @@ def latency() -> None:
         f"median {np.median(latencies) * 1000:.0f} ms, max {max(latencies) * 1000:.0f} ms over {len(latencies)} "
         "utterances (target 1.0 s; VAD needs 0.2 s of silence, then greedy tiny.en on the utterance).", "",
         "The bounded load test (`tests/test_serve.py::test_load_mixed_requests_and_streams`: 200 mixed requests "
-        "from 16 clients, 60 of them corrupt, plus 4 real-time streams, queue limit 12) finishes in ~16 s "
-        "with every request answered (140 OK, 60 415/422; the clients retry the ~270 503s), no 5xx, and "
+        "from 16 clients, 60 of them corrupt, plus 4 real-time streams, queue limit 12) finishes in ~11 s "
+        "with every request answered (140 OK, 60 415/422; the clients retry the ~165 503s), no 5xx, and "
         "the same memory after a second round as after the first."]
     write_section("serve", "\n".join(lines))
     print("\n".join(lines))
