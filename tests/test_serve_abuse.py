@@ -171,6 +171,21 @@ def test_browser_recordings_reach_every_endpoint(client):
         assert answer.status_code == 200, (endpoint, answer.text[:300])
 
 
+ASTERISK = "/usr/share/asterisk/sounds/en_US_f_Allison"
+
+
+@pytest.mark.skipif(not os.path.isdir(ASTERISK), reason="needs asterisk-core-sounds-en-wav")
+def test_real_telephone_recordings_pass_every_endpoint(client):
+    """A real 8 kHz recording of a person (an Asterisk prompt), not a synthetic signal: every endpoint
+    answers 200, and the transcript has the words (tiny.en hears "agent-log-doff" for "agent logged off")."""
+    body = open(os.path.join(ASTERISK, "agent-loggedoff.wav"), "rb").read()
+    for endpoint in ENDPOINTS:
+        answer = client.post(endpoint, content=body)
+        assert answer.status_code == 200, (endpoint, answer.text[:300])
+    text = client.post("/v1/transcribe?output=txt", content=body).text.lower()
+    assert "agent" in text and "log" in text and "off" in text, text
+
+
 def test_small_uploads_with_huge_costs_are_refused_from_the_header(client):
     """An hour of 48 kHz stereo silence is a 0.7 MB FLAC; decoded it is 1.4 GB. Refused before decoding
     where the endpoint would hold it (413 naming the memory), decoded straight to 16 kHz mono where the
