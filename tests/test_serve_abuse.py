@@ -178,7 +178,8 @@ ASTERISK = "/usr/share/asterisk/sounds/en_US_f_Allison"
 def test_real_telephone_recordings_pass_every_endpoint(client):
     """A real 8 kHz recording of a person (an Asterisk prompt), not a synthetic signal: every endpoint
     answers 200, and the transcript has the words (tiny.en hears "agent-log-doff" for "agent logged off")."""
-    body = open(os.path.join(ASTERISK, "agent-loggedoff.wav"), "rb").read()
+    with open(os.path.join(ASTERISK, "agent-loggedoff.wav"), "rb") as f:
+        body = f.read()
     for endpoint in ENDPOINTS:
         answer = client.post(endpoint, content=body)
         assert answer.status_code == 200, (endpoint, answer.text[:300])
