@@ -207,7 +207,7 @@ class ProcessPool:
             if running is not None and now - self._started.get(running, now) > task_timeout \
                     and worker_id not in self._timed_out:
                 process = self._workers[worker_id][0]
-                log.warning("worker %d: task %s ran over %.0f s; killing it", worker_id, running, task_timeout)
+                log.warning("worker %d: task %s ran over %g s; killing it", worker_id, running, task_timeout)
                 self._timed_out[worker_id] = task_timeout
                 process.kill()
                 process.join(5.0)

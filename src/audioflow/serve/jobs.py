@@ -139,16 +139,17 @@ def inspect(path: str, name: str, limits: Limits, decode: Decode, steps: list[tu
 def estimate_bytes(duration: float, sr: int, channels: int, decode: Decode,
                    steps: list[tuple[str, dict[str, Any]]], output_audio: bool, feature: bool = False) -> int:
     """Peak memory of a request, bytes, from the header alone: the decode (the native audio, or, when it is
-    resampled or mixed down, the blocks streamed into what is held), the audio held through the stages,
+    resampled, the blocks streamed into what is held), the audio held through the stages,
     the largest stage's working memory (:meth:`Stage.work_bytes`), and the answer."""
     from ..pipeline.stage import build_steps
 
     rate = decode.sr or sr
     held_channels = 1 if decode.mono else channels
     held = duration * rate * held_channels * 4
-    decode_peak = 2 * held if (decode.sr or decode.mono) else duration * sr * channels * 4
-    work = max((stage.work_bytes(duration, rate, held_channels) for stage in build_steps(steps)), default=0.0) \
-        if steps else 0.0
+    native = duration * sr * channels * 4
+    decode_peak = 2 * held if decode.sr else native + (held if decode.mono else 0.0)
+    stages = build_steps(steps) if steps else []
+    work = max((stage.work_bytes(duration, rate, held_channels) for stage in stages), default=0.0)
     if feature:
         work = max(work, FEATURE_FACTOR * held)
     answer = 2 * held if output_audio else 0.0
@@ -173,18 +174,13 @@ def decode_upload(job: Job) -> Audio:
     from ..io import load, stream
     from ..io.decode import check_range
 
-    if job.decode.sr or job.decode.mono:
-        # streamed: the native-rate audio never exists whole, only the (smaller) resampled mono result
+    if job.decode.sr:
+        # streamed: the native-rate audio never exists whole, only the (smaller) resampled result
         blocks = _named(job.name, lambda: list(stream(job.path, 30.0, sr=job.decode.sr, mono=job.decode.mono)))
         samples = np.concatenate(blocks, axis=-1) if blocks else np.zeros(0, np.float32)
-        if job.decode.sr:
-            rate = job.decode.sr
-        else:
-            from ..io import info
-
-            rate = _named(job.name, info, job.path).sample_rate
+        rate = job.decode.sr
     else:
-        samples, rate = _named(job.name, load, job.path, sr=None, mono=False)
+        samples, rate = _named(job.name, load, job.path, sr=None, mono=job.decode.mono)
     if samples.shape[-1] == 0:
         raise Problem(422, f"{job.name}: the audio holds no samples", param="file")
     _named(job.name, check_range, samples, job.name)

@@ -132,12 +132,11 @@ class StageRunner:
             status = 504 if "timed out" in value else 500
             raise Problem(status, f"{what or name}: the worker process running it was lost ({value}); it has been "
                                   "replaced and the server goes on", kind="server_error")
-        answer = value
-        if answer[0] == "problem":
-            _, status, message, kind, param = answer
+        if value[0] == "problem":
+            _, status, message, kind, param = value
             raise Problem(status, message, kind, param)
-        self._loaded[chosen] = answer[2]
-        return answer[1]
+        self._loaded[chosen] = value[2]
+        return value[1]
 
     async def pick_worker(self) -> int:
         """A worker for a new stream (the one with the fewest outstanding jobs)."""
@@ -148,6 +147,9 @@ class StageRunner:
     def loaded(self) -> dict[str, list[str]]:
         """Models loaded in the workers, by name, with the devices of their copies."""
         found: dict[str, list[str]] = {}
+        live = self.worker_pids()
+        for worker in [w for w in self._loaded if w not in live]:  # replaced workers took their models along
+            del self._loaded[worker]
         for models in self._loaded.values():
             for name, device in models:
                 found.setdefault(name, []).append(device)
