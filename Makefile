@@ -2,7 +2,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: demo test test-fast lint bench setup clean
+.PHONY: demo test test-fast lint bench bench-gpu setup clean
 
 demo:  ## set up, then run the demo on its embedded corpus
 	scripts/setup.sh dev
@@ -23,6 +23,11 @@ lint:
 bench:  ## benchmarks side by side with the libraries users would pick instead; writes docs/benchmarks.md
 	scripts/setup.sh dev,bench
 	cd benchmarks && ../$(PY) bench_io.py && ../$(PY) bench_features.py && ../$(PY) bench_augment.py && ../$(PY) bench_store.py && ../$(PY) bench_loader.py && ../$(PY) bench_process.py && ../$(PY) bench_speech.py && ../$(PY) bench_serve.py
+
+bench-gpu:  ## on a machine with CUDA: the loader feeding a model, features on the device, model stages
+	scripts/setup.sh dev
+	$(PY) benchmarks/bench_gpu.py --device cuda --out bench-gpu
+	$(PY) -m pytest -q -m gpu tests/test_gpu.py
 
 setup:
 	scripts/setup.sh dev

@@ -53,6 +53,9 @@ esac
 case ",$EXTRAS," in *,dev,*)
   # Whisper's reference log-mel for the parity tests, without its GPU-only dependency chain
   "$PY" -m pip install -q --disable-pip-version-check --no-deps "openai-whisper==20250625" 2>&1 \
+    | grep -v '^WARNING: Location' || true
+  # the GPU benchmark's baseline (its test runs in CI); --no-deps: it pins soxr < 1, which works with ours
+  "$PY" -m pip install -q --disable-pip-version-check --no-deps "audiomentations==0.43.1" 2>&1 \
     | grep -v '^WARNING: Location' || true ;;
 esac
 "$PY" -c "import audioflow, soundfile, av, soxr, miniaudio, torch" || { echo "setup: install failed" >&2; exit 1; }

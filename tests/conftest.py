@@ -7,7 +7,6 @@ import shutil
 import subprocess
 from pathlib import Path
 
-import av
 import numpy as np
 import pytest
 import soundfile as sf
@@ -26,6 +25,8 @@ def write_pyav(path: Path, frames: np.ndarray, sr: int, fmt: str, codec: str, bi
     """Encode ``[frames, channels]`` with FFmpeg (an encoder independent of audioflow.save)."""
     channels = frames.shape[1]
     layout = "mono" if channels == 1 else "stereo"
+    import av  # imported here: the GPU machine's image runs the gpu tests without PyAV
+
     with av.open(str(path), "w", format=fmt) as c:
         s = c.add_stream(codec, rate=sr, layout=layout)
         s.bit_rate = bitrate
@@ -101,6 +102,8 @@ def speech_wav(tmp_path_factory) -> Path:
 
 def pyav_decode(path: Path) -> tuple[np.ndarray, int]:
     """Reference decode with plain PyAV: ``([channels, frames] float32, sr)``."""
+    import av
+
     with av.open(str(path)) as c:
         s = c.streams.audio[0]
         frames = [f.to_ndarray() for f in c.decode(s)]

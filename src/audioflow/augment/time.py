@@ -53,17 +53,23 @@ def stretch_and_shift(x: torch.Tensor, lengths: torch.Tensor, rate: torch.Tensor
     size_out = int(new_lengths.max())
     y = x.new_zeros(n * channels, size_out)
     rows_syn = n_syn.repeat_interleave(channels)
+    # on CUDA one row per inverse transform: cuFFT plans every new input shape (~20 ms of host time) and
+    # PyTorch caches the plans by shape, so row counts that change from batch to batch would plan anew
+    # every time; one row at a time leaves one shape per synthesis size (see istft for the frames)
+    one_row = x.device.type == "cuda"
     for size_syn in rows_syn.unique().tolist():
-        rows = (rows_syn == size_syn).nonzero().squeeze(1).to(x.device)
+        rows = (rows_syn == size_syn).nonzero().squeeze(1)
         bins = size_syn // 2 + 1
-        part = stretched[rows, :bins]
-        if part.shape[1] < bins:
-            part = torch.nn.functional.pad(part, (0, 0, 0, bins - part.shape[1]))
-        # the frames come back n_fft / size_syn times too loud; istft divides by the squared window,
-        # so a window scaled by n_fft / size_syn corrects that without touching the spectrum
-        syn_window = get_window("hann", size_syn, device=x.device, dtype=x.dtype) * (n_fft / size_syn)
-        covered = min(size_out, (part.shape[-1] - 1) * (size_syn // overlap))
-        y[rows, :covered] = istft(part, size_syn, size_syn // overlap, syn_window, length=covered)
+        # the frames come back n_fft / size_syn times too loud: the result is scaled back
+        window = get_window("hann", size_syn, device=x.device, dtype=x.dtype)
+        covered = min(size_out, (stretched.shape[-1] - 1) * (size_syn // overlap))
+        groups = [slice(r, r + 1) for r in rows.tolist()] if one_row else [rows.to(x.device)]
+        for group in groups:
+            part = stretched[group, :bins]
+            if part.shape[1] < bins:
+                part = torch.nn.functional.pad(part, (0, 0, 0, bins - part.shape[1]))
+            out = istft(part, size_syn, size_syn // overlap, window, length=covered)
+            y[group, :covered] = out.mul_(size_syn / n_fft)
     y = y.reshape(n, channels, size_out)
     new_lengths = new_lengths.to(x.device)
     return y * valid_mask(y, new_lengths), new_lengths

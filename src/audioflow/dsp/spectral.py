@@ -83,7 +83,7 @@ def istft(spec: torch.Tensor, n_fft: int, hop_length: int, window: torch.Tensor,
         y = torch.istft(flat, n_fft, hop_length, window.shape[-1], window, center=center, length=length)
         return y.reshape(*shape[:-2], y.shape[-1])
     overlap, frames = n_fft // hop_length, flat.shape[-1]
-    chunks = torch.fft.irfft(flat.transpose(-1, -2), n=n_fft, dim=-1).mul_(window)  # [N, frames, n_fft]
+    chunks = _irfft_frames(flat, n_fft).mul_(window)  # [N, frames, n_fft]
     blocks = chunks.reshape(flat.shape[0], frames, overlap, hop_length)
     out = chunks.new_zeros(flat.shape[0], frames + overlap - 1, hop_length)
     for k in range(overlap):
@@ -101,13 +101,27 @@ def istft(spec: torch.Tensor, n_fft: int, hop_length: int, window: torch.Tensor,
     return y.reshape(*shape[:-2], y.shape[-1])
 
 
+def _irfft_frames(flat: torch.Tensor, n_fft: int) -> torch.Tensor:
+    """Every frame of ``[N, bins, frames]`` back to ``n_fft`` samples: ``[N, frames, n_fft]``.
+
+    On CUDA the transform runs over a frame count rounded up to a multiple of 64 (zero frames, cut off
+    after): cuFFT plans every new input shape (~20 ms of host time; PyTorch caches plans by shape), and
+    frame counts that vary by a few from batch to batch would otherwise plan anew nearly every call."""
+    frames = flat.shape[-1]
+    if flat.device.type == "cuda" and frames % 64:
+        flat = torch.nn.functional.pad(flat, (0, -frames % 64))
+    return torch.fft.irfft(flat.transpose(-1, -2), n=n_fft, dim=-1)[:, :frames]
+
+
 _ENVELOPES: dict[tuple, torch.Tensor] = {}
 
 
 def _envelope(window: torch.Tensor, hop_length: int, frames: int) -> torch.Tensor:
-    """Overlap-added squared window, zeros replaced by ones (edges no frame reaches), cached."""
-    key = (window.device, window.dtype, window.shape[-1], float(window.sum()), hop_length, frames)
-    env = _ENVELOPES.get(key)
+    """Overlap-added squared window, zeros replaced by ones (edges no frame reaches); cached on the CPU
+    (the cache key reads the window's sum, which on an accelerator would wait for the device)."""
+    cached = window.device.type == "cpu"
+    key = (window.dtype, window.shape[-1], float(window.sum()), hop_length, frames) if cached else None
+    env = _ENVELOPES.get(key) if cached else None
     if env is None:
         overlap = window.shape[-1] // hop_length
         sq = (window * window).reshape(overlap, hop_length)
@@ -116,9 +130,10 @@ def _envelope(window: torch.Tensor, hop_length: int, frames: int) -> torch.Tenso
             env[k:k + frames] += sq[k]
         env = env.reshape(-1)
         env = torch.where(env > 1e-11, env, torch.ones_like(env))
-        if len(_ENVELOPES) > 128:
-            _ENVELOPES.clear()
-        _ENVELOPES[key] = env
+        if cached:
+            if len(_ENVELOPES) > 128:
+                _ENVELOPES.clear()
+            _ENVELOPES[key] = env
     return env
 
 

@@ -172,6 +172,8 @@ def read_flac(src: Source, header: Header, offset: float, duration: float | None
         from _miniaudio import ffi, lib
     except ImportError:  # pragma: no cover - miniaudio is a core dependency
         return read_soundfile(src, header, offset, duration)
+    if not hasattr(lib, "ma_dr_flac_open_file"):  # miniaudio < 1.71 named them drflac_*: seen on a GPU image
+        return read_soundfile(src, header, offset, duration)
     sr, channels = header.sample_rate, header.channels
     start, count = frame_window(sr, offset, duration)  # type: ignore[arg-type]
     n = max(0, declared - start) if count is None else max(0, min(count, declared - start))
