@@ -61,13 +61,14 @@ class Config:
         self.batch = 8 if quick else 64
         self.width = 8 if quick else 64
         self.warmup = 2 if quick else 10
-        self.steps = 6 if quick else 150
+        self.steps = 6 if quick else 300
         self.run_cap_s = 20.0 if quick else 45.0  # one training run's measured steps stop here
         self.baseline_workers = min(2, cores) if quick else cores
         self.feature_batch, self.feature_seconds = (4, 2.0) if quick else (32, 10.0)
         self.feature_reps = 3 if quick else 20
         self.speech_seconds = 20.0 if quick else 60.0
         self.device = device
+        self.runs: list[str] = []  # loader runs to do (parts of their names); all when empty
         self.frames = int(self.max_s * SR) // MEL["hop_length"] + 1  # log-mel frames of the longest clip
 
 
@@ -458,6 +459,8 @@ def loader_part(cfg: Config, workdir: Path) -> dict[str, Any]:
             lambda: train(lambda: baseline_loader(paths, labels, cfg), cfg, None, monitor),
     }
     for name, run in plan.items():
+        if cfg.runs and not any(part.lower() in name.lower() for part in cfg.runs):
+            continue
         started = time.perf_counter()
         try:
             runs[name] = run()
@@ -524,7 +527,8 @@ def ours_ops(device: torch.device) -> dict[str, Callable[[torch.Tensor], Any]]:
         "log-mel (80)": logmel,
         "MFCC (40 of 80 mels)": mfcc,
         "Whisper log-mel (80, 30 s frames)": whisper,
-        "stretch 0.8-1.2 + pitch ±2 st on waveforms": stretch_shift,
+        "stretch 0.8-1.2 + pitch ±2 st on waveforms (torchaudio: one draw per batch)": stretch_shift,
+        "stretch + pitch on waveforms (torchaudio: a draw per item, a call each)": stretch_shift,
         "stretch + pitch fused into log-mel": fused,
         "gain, noise, low-pass, reverb + log-mel + SpecAugment": lambda x: masks(logmel(chain(x))),
     }
@@ -534,6 +538,7 @@ def torchaudio_ops(device: torch.device) -> dict[str, Callable[[torch.Tensor], A
     """torchaudio's equivalents (None where it has none). Its TimeStretch takes one rate per call and its
     PitchShift one shift per module, so the batch gets one draw where ours draws per item."""
     try:
+        import torchaudio.functional as F
         import torchaudio.transforms as T
     except Exception:
         return {}
@@ -550,6 +555,15 @@ def torchaudio_ops(device: torch.device) -> dict[str, Callable[[torch.Tensor], A
     def stretch_then_shift(x: torch.Tensor) -> torch.Tensor:
         return shift(inverse(stretch(complex_spec(x), 1.1)))
 
+    rates = torch.linspace(0.8, 1.2, 64).tolist()
+    steps = [round(v) or 1 for v in torch.linspace(-2, 2, 64).tolist()]  # torchaudio shifts whole semitones
+
+    def per_item(x: torch.Tensor) -> list[torch.Tensor]:
+        """What per-item draws cost with torchaudio: a call per item (pitch_shift builds its resampling
+        kernel per call)."""
+        return [F.pitch_shift(inverse(stretch(complex_spec(x[i:i + 1]), rates[i % 64])), SR, steps[i % 64],
+                              n_fft=400, hop_length=160) for i in range(len(x))]
+
     def fused_equivalent(x: torch.Tensor) -> torch.Tensor:
         return to_db(mel_scale(stretch(complex_spec(shift(x)), 1.1).abs().pow(2)))
 
@@ -558,7 +572,8 @@ def torchaudio_ops(device: torch.device) -> dict[str, Callable[[torch.Tensor], A
         "log-mel (80)": lambda x: to_db(mel(x)),
         "MFCC (40 of 80 mels)": mfcc,
         "Whisper log-mel (80, 30 s frames)": None,
-        "stretch 0.8-1.2 + pitch ±2 st on waveforms": stretch_then_shift,
+        "stretch 0.8-1.2 + pitch ±2 st on waveforms (torchaudio: one draw per batch)": stretch_then_shift,
+        "stretch + pitch on waveforms (torchaudio: a draw per item, a call each)": per_item,
         "stretch + pitch fused into log-mel": fused_equivalent,
         "gain, noise, low-pass, reverb + log-mel + SpecAugment": None,
     }
@@ -574,7 +589,12 @@ def features_part(cfg: Config) -> dict[str, Any]:
         for name, op in ours_dev.items():
             row: dict[str, float | None] = {"audioflow": _time(lambda op=op: op(x_dev), cfg.device, cfg.feature_reps)}
             other = theirs.get(name)
-            row["torchaudio"] = None if other is None else _time(lambda o=other: o(x_dev), cfg.device, cfg.feature_reps)
+            try:
+                row["torchaudio"] = None if other is None else _time(lambda o=other: o(x_dev), cfg.device,
+                                                                     cfg.feature_reps)
+            except Exception as e:  # the peer failing is a figure we lack, not a failed part
+                row["torchaudio"] = None
+                print(f"[bench_gpu] torchaudio {name}: {type(e).__name__}: {e}", flush=True)
             if cfg.device.type != "cpu":
                 cpu_op = ours_cpu[name]
                 cpu_reps = max(2, cfg.feature_reps // 5)
@@ -717,6 +737,8 @@ def render(data: dict[str, Any]) -> str:
     lines = [f"`benchmarks/bench_gpu.py --device {meta['device']}{quick}` on **{card}** (driver "
              f"{meta.get('driver', 'n/a')}, CUDA {meta.get('cuda', 'n/a')}), torch {meta['torch']}, torchaudio "
              f"{meta['torchaudio']}, {meta['cores']} host cores, Python {meta['python']}; run {meta['date']}."]
+    if meta.get("notes"):
+        lines += [""] + [f"- {note}" for note in meta["notes"]]
     loader = data.get("loader")
     if loader:
         c = loader["corpus"]
@@ -740,7 +762,8 @@ def render(data: dict[str, Any]) -> str:
     features = data.get("features")
     if features:
         lines += ["", f"**Features and augmentations**, ms per batch of {features['batch']} (median; CUDA events on "
-                  "the GPU). torchaudio draws one stretch rate and pitch shift per batch; ours draws them per item.",
+                  "the GPU). Ours draws a stretch rate and a pitch shift per item; torchaudio's transforms take one "
+                  "per call: the first waveform row gives it one draw per batch, the second a call per item.",
                   "",
                   "| operation | audioflow on the device | torchaudio on the device | torchaudio / audioflow | "
                   "audioflow on the CPU |", "| --- | ---: | ---: | ---: | ---: |"]
@@ -767,10 +790,15 @@ def merge(runs: list[dict[str, Any]]) -> dict[str, Any]:
     """One report from several runs on one kind of device: each part from the last run that has it; the
     meta of the first run, with the dates of all."""
     merged: dict[str, Any] = {"meta": dict(runs[0]["meta"]), "errors": {}}
+    merged["meta"]["notes"] = [note for run in runs for note in run["meta"].get("notes", [])]
     for run in runs:
         for part in ("loader", "features", "models"):
             if run.get(part):
-                merged[part] = run[part]
+                if part == "loader" and merged.get("loader"):  # runs repeated later replace earlier ones
+                    earlier = merged["loader"]["runs"]
+                    merged["loader"] = {**run["loader"], "runs": {**earlier, **run["loader"]["runs"]}}
+                else:
+                    merged[part] = run[part]
                 merged["errors"].pop(part, None)
             elif part in run.get("errors", {}) and not merged.get(part):
                 merged["errors"][part] = run["errors"][part]
@@ -787,6 +815,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--speech", type=Path, default=None, help="a speech WAV for the model stages "
                         "(default: made with flite)")
     parser.add_argument("--parts", default="features,loader,models", help="which parts, comma-separated")
+    parser.add_argument("--runs", default="", help="only the loader runs whose names contain one of these "
+                        "comma-separated words (e.g. 'model alone,audioflow')")
     parser.add_argument("--publish", type=Path, nargs="+", default=None, help="write these bench_gpu.json files "
                         "into docs/benchmarks.md (each part from the last file that has it: parts of one device "
                         "session run in several calls)")
@@ -804,6 +834,7 @@ def main(argv: list[str] | None = None) -> int:
     if device.type == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda, but torch sees no CUDA device")
     cfg = Config(args.quick, device)
+    cfg.runs = [word.strip() for word in args.runs.split(",") if word.strip()]
     if args.profile:
         profile(cfg, args.profile, args.out)
         return 0

@@ -140,7 +140,9 @@ def test_noise_and_reverb_keep_their_promises_on_the_gpu():
         assert abs(ratio - 1.0) < 0.02, ratio
 
 
-def test_the_loader_makes_the_same_batches_on_both_devices(tmp_path):
+@pytest.mark.parametrize("workers", [0, 2])
+def test_the_loader_makes_the_same_batches_on_both_devices(tmp_path, workers):
+    """On CUDA the batches are pinned ahead on threads, copied on a side stream and transformed there."""
     x, lengths = signal(batch=12, seconds=3.0, seed=3)
     paths = []
     for i in range(len(x)):
@@ -151,7 +153,7 @@ def test_the_loader_makes_the_same_batches_on_both_devices(tmp_path):
     for device in ("cpu", CUDA):
         loader = AudioDataLoader([str(p) for p in paths], labels, batch_size=4, features="logmel", n_mels=64,
                                  augmentations=[A.TimeStretch(0.8, 1.2, p=1.0), A.PitchShift(-2, 2, p=1.0)],
-                                 device=device, shuffle=True, seed=7, num_workers=0)
+                                 device=device, shuffle=True, seed=7, num_workers=workers)
         with loader:
             batches.append(list(loader))
     cpu_batches, gpu_batches = batches

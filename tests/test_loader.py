@@ -319,3 +319,50 @@ def test_a_keyword_classifier_learns_through_the_loader(tmp_path):
     assert report.last_loss < report.first_loss / 2
     assert report.test_accuracy >= 0.75, report
     assert report.loader["batches"] >= 200 and report.loader["failed_items"] == 0
+
+
+def _slow_square(n: int) -> int:
+    import time
+
+    time.sleep(0.5)
+    return n * n
+
+
+def test_closing_the_pool_while_a_thread_waits_for_a_result(caplog):
+    """A training loop that stops early closes the loader while its feeder thread still waits for the
+    workers (seen on a GPU machine): the waiting get() must end with an error, and the workers that
+    close() stops are not deaths to replace (that raced close() into 'dictionary changed size')."""
+    import threading
+
+    from audioflow.data.workers import ProcessPool
+
+    pool = ProcessPool(_slow_square, 3)
+    for n in range(6):
+        pool.submit(n, n)
+    outcome = []
+
+    def wait_for_results() -> None:
+        try:
+            while True:
+                outcome.append(pool.get())
+        except RuntimeError as e:
+            outcome.append(e)
+
+    waiter = threading.Thread(target=wait_for_results)
+    waiter.start()
+    pool.close()
+    waiter.join(5.0)
+    assert not waiter.is_alive()
+    assert isinstance(outcome[-1], RuntimeError) and "closed" in str(outcome[-1])
+    assert pool.replaced == 0 and "starting a replacement" not in caplog.text
+    assert pool.num_workers == 0
+
+
+def test_closing_a_loader_in_the_middle_of_an_epoch(clips):
+    paths, labels = clips
+    loader = AudioDataLoader(paths, labels, batch_size=2, features="logmel", num_workers=2, device="cpu")
+    batches = iter(loader)
+    next(batches)
+    loader.close()  # the epoch's generator is still open
+    assert loader._pool is None
+    batches.close()

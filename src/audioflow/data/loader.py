@@ -312,6 +312,7 @@ class AudioDataLoader:
             log.addHandler(handler)
             log.setLevel(logging.INFO)
         self._pool: ProcessPool | ThreadPool | None = None
+        self._feeder: _Feeder | None = None  # the feeder thread of the iteration under way (accelerators)
         self._cache: DecodedCache | None = None
         self._maker: BatchMaker | None = None
         self._device_transform: BatchTransform | None = None
@@ -478,6 +479,7 @@ class AudioDataLoader:
             stats.started = time.perf_counter()
         results = self._ordered(epoch, batches, position)
         feeder = _Feeder(results, self._finish, self.device, self._prefetch) if self.transform_on == "main" else None
+        self._feeder = feeder
         source = feeder if feeder is not None else (self._finish(r) for r in results)
         try:
             while True:
@@ -621,7 +623,11 @@ class AudioDataLoader:
                 f"{s['failed_items']} failed items")
 
     def close(self) -> None:
-        """Stop the workers and remove the memory cache (also done when the loader is garbage collected)."""
+        """Stop the workers and remove the memory cache (also done when the loader is garbage collected).
+        An iteration still under way (a training loop that stopped early) ends: its feeder thread first."""
+        feeder, self._feeder = self._feeder, None
+        if feeder is not None:
+            feeder.stop()
         if self._pool is not None:
             self._pool.close()
             self._pool = None

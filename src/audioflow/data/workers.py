@@ -101,6 +101,7 @@ class ProcessPool:
         self._timed_out: dict[int, float] = {}
         self._next_id = 0
         self._lock = threading.RLock()  # the bookkeeping above, shared by submit() and get()
+        self._closed = False
         self.replaced = 0
         for _ in range(num_workers):
             self.add_worker()
@@ -111,6 +112,7 @@ class ProcessPool:
 
     def add_worker(self) -> None:
         with self._lock:
+            self._check_open()
             worker_id, self._next_id = self._next_id, self._next_id + 1
             tasks = self._ctx.Queue()
             reader, writer = self._ctx.Pipe(duplex=False)
@@ -122,6 +124,10 @@ class ProcessPool:
             self._workers[worker_id] = (process, tasks)
             self._readers[worker_id] = reader
             self._outstanding[worker_id] = {}
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RuntimeError("the worker pool is closed")
 
     def outstanding(self) -> int:
         with self._lock:
@@ -136,6 +142,7 @@ class ProcessPool:
         """Queue ``payload`` under ``key``; returns the id of the worker it went to. ``worker``: that
         worker's id (KeyError when it is gone: it died and was replaced)."""
         with self._lock:
+            self._check_open()
             if worker is None:
                 worker = self.least_busy()
             elif worker not in self._workers:
@@ -150,6 +157,7 @@ class ProcessPool:
         replaced), and that task returned as failed."""
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
+            self._check_open()  # closed from another thread: no result will come
             if self._given_up:
                 return self._given_up.pop(0)
             answer = self._receive()
@@ -183,7 +191,11 @@ class ProcessPool:
 
         with self._lock:
             readers = {reader: worker_id for worker_id, reader in self._readers.items()}
-        for reader in wait(list(readers), timeout=_POLL_S):
+        try:
+            ready = wait(list(readers), timeout=_POLL_S)
+        except (OSError, ValueError):  # a pipe closed by close() from another thread
+            return None
+        for reader in ready:
             try:
                 return reader.recv()
             except (EOFError, OSError, pickle.UnpicklingError, ValueError):
@@ -213,6 +225,8 @@ class ProcessPool:
                 process.join(5.0)
 
     def _replace_dead(self) -> None:
+        if self._closed:  # workers ended by close() are not deaths to replace
+            return
         for worker_id, (process, tasks) in list(self._workers.items()):
             if process.is_alive():
                 continue
@@ -242,23 +256,29 @@ class ProcessPool:
                 self.submit(key, payload)
 
     def close(self) -> None:
-        for _, tasks in self._workers.values():
+        """Stop every worker (asked first, then terminated). Safe while another thread waits in ``get()``:
+        that call raises RuntimeError instead of replacing the workers that stop (seen on a GPU machine,
+        where the loader's feeder thread was still waiting when the training loop closed the loader)."""
+        with self._lock:
+            self._closed = True
+            workers, readers = list(self._workers.values()), list(self._readers.values())
+            self._workers.clear()
+            self._readers.clear()
+            self._outstanding.clear()
+        for _, tasks in workers:
             with contextlib.suppress(OSError, ValueError):
                 tasks.put(None)
         deadline = time.monotonic() + 2.0
-        for process, _ in self._workers.values():
+        for process, _ in workers:
             process.join(max(0.0, deadline - time.monotonic()))
             if process.is_alive():
                 process.terminate()
                 process.join(1.0)
-        for _, tasks in self._workers.values():
+        for _, tasks in workers:
             tasks.cancel_join_thread()
             tasks.close()
-        for reader in self._readers.values():
+        for reader in readers:
             reader.close()
-        self._readers.clear()
-        self._workers.clear()
-        self._outstanding.clear()
 
     def pids(self) -> list[int]:
         with self._lock:
