@@ -8,9 +8,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Optional
 
+import click
 import typer
 from rich.console import Console
 from rich.table import Table
+from typer.core import TyperCommand
 
 from . import __version__
 from .errors import AudioflowError, ParameterError
@@ -119,17 +121,44 @@ def pack(
         console.print(f"[yellow]... and {len(manifest['skipped']) - 20} more (see manifest.json)[/]")
 
 
+def stage_table() -> Table:
+    """Every stage the registry knows (built-in and plugins), its options with their defaults, and what it
+    does: shown by ``process --help`` and ``process --interactive``."""
+    from .pipeline import STAGES
+
+    table = Table("step", "options (default)", "what it does", title="steps")
+    for name, stage in STAGES.items():
+        options = ", ".join(f"{k}={v.default}" for k, v in stage.options.items()) or "-"
+        table.add_row(name, options, _first_sentence(stage.__doc__ or ""))
+    return table
+
+
+def _first_sentence(doc: str) -> str:
+    paragraph = " ".join(doc.strip().split("\n\n")[0].split())
+    sentence = paragraph.split(". ")[0].rstrip(".")
+    return sentence.replace("``", "").replace(":mod:`", "").replace("`", "") + "."
+
+
+class _ProcessCommand(TyperCommand):
+    """``process --help`` ends with the table of steps, read from the stage registry when help is asked for
+    (so plugins show up, and plain commands do not import the stages)."""
+
+    def format_help(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        super().format_help(ctx, formatter)
+        with console.capture() as captured:
+            console.print(stage_table())
+        if self.rich_markup_mode is None:  # click's plain formatter buffers the help: append to it
+            formatter.write(captured.get())
+        else:  # typer's rich help has already been printed
+            console.print(stage_table())
+
+
 def _ask_process_options(inputs: list[str], output: str | None, steps: list[str], workers: str,
                          resume: bool) -> tuple[list[str], str, list[str], str, bool]:
     """Prompt at the terminal for what ``process`` needs, with defaults shown (``--interactive``)."""
     from rich.prompt import Confirm, Prompt
 
-    from .pipeline import STAGES  # importing the package registers the built-in stages
-
-    table = Table("step", "options (default)", title="steps")
-    for name, stage in sorted(STAGES.items()):
-        table.add_row(name, ", ".join(f"{k}={v.default}" for k, v in stage.options.items()) or "-")
-    console.print(table)
+    console.print(stage_table())
     inputs = Prompt.ask("input files or folders (space-separated)", default=" ".join(inputs) or ".").split()
     output = Prompt.ask("output folder", default=output or "audioflow-out")
     steps = [Prompt.ask("steps (comma-separated, name:option=value)",
@@ -139,7 +168,7 @@ def _ask_process_options(inputs: list[str], output: str | None, steps: list[str]
     return inputs, output, steps, workers, resume
 
 
-@app.command()
+@app.command(cls=_ProcessCommand)
 def process(
     inputs: Annotated[Optional[list[str]], typer.Argument(  # noqa: UP045
         help="Files, folders (recursive), CSV/JSONL manifests or URLs.")] = None,

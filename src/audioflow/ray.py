@@ -21,8 +21,9 @@ import numpy as np
 
 from .audio import Audio
 from .pipeline.ray_engine import ensure_ray
+from .pipeline.registry import STAGES
 from .pipeline.runner import _json_default, input_rows
-from .pipeline.stage import STAGES, Annotations  # importing the pipeline package registers the stages
+from .pipeline.stage import Annotations
 
 
 class Decode:

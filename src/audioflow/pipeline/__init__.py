@@ -1,8 +1,9 @@
-"""Batch processing: stages (``split``, ``enhance``, ``analyze``, ``features``; more register themselves),
-the step language, and :func:`run` over many files with the local process pool or Ray."""
+"""Batch processing: stages (the built-in ones and plugins, by name in :data:`STAGES`), the step language,
+and :func:`run` over many files with the local process pool or Ray."""
 
+from .registry import STAGES, StageRegistry, register_stage
 from .runner import RunSummary, dedupe, input_rows, process_file, read_manifest, run
-from .stage import STAGES, Annotations, Option, Stage, build_steps, register_stage, split_steps
+from .stage import Annotations, Option, Stage, build_steps, split_steps
 from .stages import Analyze, Enhance, Features, Fingerprint, Split
 
 __all__ = [
@@ -16,6 +17,7 @@ __all__ = [
     "RunSummary",
     "Split",
     "Stage",
+    "StageRegistry",
     "build_steps",
     "dedupe",
     "input_rows",

@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from ..audio import Segment
-from .stage import Option, Stage, register_stage, write_text_atomic
+from .stage import Option, Stage, write_text_atomic
 from .stages import joined_audio_outputs, shifted, write_audio_output
 
 
@@ -21,7 +21,6 @@ def vad_speech(annotations: Any) -> list[Segment] | None:
     return [Segment(s["start"], s["end"], "speech", s.get("probability")) for s in vad["segments"]]
 
 
-@register_stage
 class Denoise(Stage):
     """Speech denoising with DeepFilterNet3 (default), RNNoise, or spectral gating."""
 
@@ -54,7 +53,6 @@ class Denoise(Stage):
             [r for _, r in parts], self.config["format"])
 
 
-@register_stage
 class Diarize(Stage):
     """Speaker turns (VAD, GE2E embeddings, clustering, resegmentation); writes RTTM."""
 
@@ -147,7 +145,6 @@ class Diarize(Stage):
         return merged
 
 
-@register_stage
 class Transcribe(Stage):
     """Whisper transcription (faster-whisper); JSON, TXT, SRT and VTT; speaker-attributed after diarize."""
 

@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 from ..audio import Audio, Segment
 from ..errors import ParameterError
 from ..models import ModelManager
+from .registry import STAGES, register_stage  # noqa: F401  (register_stage: its home before the registry)
 
 SCHEMA_VERSION = 1
 
@@ -188,22 +189,6 @@ def _guess(value: Any) -> Any:
     return {"true": True, "false": False}.get(value.lower(), value)
 
 
-STAGES: dict[str, type[Stage]] = {}
-
-
-def ensure_registered() -> dict[str, type[Stage]]:
-    """:data:`STAGES` with every built-in stage in it, whatever was imported first."""
-    from . import speech_stages, stages  # noqa: F401  (registers the built-in stages)
-
-    return STAGES
-
-
-def register_stage(cls: type[Stage]) -> type[Stage]:
-    """Make a stage available by name to ``--steps`` (a class decorator)."""
-    STAGES[cls.name] = cls
-    return cls
-
-
 def split_steps(specs: str | list[str] | tuple[str, ...]) -> list[tuple[str, dict[str, str]]]:
     """``"split:method=silence,max=30,enhance:lufs=-23"`` (or a list of such strings) → ``[(name,
     {option: text})]``. A comma starts a new step unless what follows is ``key=value`` without a colon
@@ -236,16 +221,13 @@ def build_steps(specs: str | list[str] | tuple[str, ...] | list[Stage] | list[tu
     """Stages from step specs, from ``(name, {option: value})`` pairs (values of any type, e.g. a prompt
     with commas that the step language could not carry), or stages as they are; every name and option
     checked now, before any work starts."""
-    ensure_registered()
     if isinstance(specs, (list, tuple)) and specs and all(isinstance(s, Stage) for s in specs):
         return list(specs)  # type: ignore[arg-type]
     pairs = specs if isinstance(specs, list) and specs and all(isinstance(s, tuple) for s in specs) \
         else split_steps(specs)  # type: ignore[arg-type]
     built = []
     for name, options in pairs:
-        if name not in STAGES:
-            raise ParameterError(f"unknown step {name!r}; choose from {', '.join(sorted(STAGES))}")
-        built.append(STAGES[name](**options))
+        built.append(STAGES.find(name)(**options))
     if not built:
         raise ParameterError("give at least one step")
     for i, stage in enumerate(built):

@@ -11,7 +11,7 @@ import numpy as np
 
 from ..audio import Audio, Segment
 from ..errors import ParameterError
-from .stage import Option, Stage, register_stage
+from .stage import Option, Stage
 
 
 def _save(audio: Audio, path: str | None, fmt: str) -> str | None:
@@ -118,7 +118,6 @@ def _cut_long(levels: np.ndarray, a: float, b: float, max_len: float, frame_s: f
     return [(a, cut), *_cut_long(levels, cut, b, max_len, frame_s)]
 
 
-@register_stage
 class Split(Stage):
     """Cut the recording into segments: fixed windows (with overlap), at silences, or at word boundaries
     (from the word times of a transcribe step before it)."""
@@ -202,7 +201,6 @@ def _eq_bands(text: str | None) -> tuple[tuple[str, float, float, float], ...]:
     return tuple(bands)
 
 
-@register_stage
 class Enhance(Stage):
     """Loudness, EQ, filters, de-click, noise reduction, pre-emphasis (in ``enhance.ENHANCE_ORDER``)."""
 
@@ -310,7 +308,6 @@ def _join(parts: list[str], target: str) -> str:
     return target
 
 
-@register_stage
 class Analyze(Stage):
     """General measurements of any audio, and music analysis (tempo, beats, key, HPSS, onsets, spectra)."""
 
@@ -392,7 +389,6 @@ class Analyze(Stage):
         return merged
 
 
-@register_stage
 class Features(Stage):
     """Any feature of :mod:`audioflow.features` per file or per segment: mean and std per coefficient in
     the results (and the run's ``features.parquet``), the whole matrix as ``.npy`` when asked."""
@@ -445,7 +441,6 @@ class Features(Stage):
         return _rows_merged(parts)
 
 
-@register_stage
 class Fingerprint(Stage):
     """Chromaprint fingerprint of each input (raw values for comparison, and AcoustID's compact form)."""
 
@@ -466,7 +461,6 @@ class Fingerprint(Stage):
         return {**parts[0][1], "duration": sum(r["duration"] for _, r in parts)}  # the opening minutes identify
 
 
-@register_stage
 class Classify(Stage):
     """The user's classifier on each file or segment: the top labels with probabilities. The model is a
     folder with a torch.export, TorchScript or ONNX model and its spec JSON, or a Hugging Face
@@ -515,7 +509,6 @@ class Classify(Stage):
         return _rows_merged(parts)
 
 
-@register_stage
 class VAD(Stage):
     """Speech segments (start, end, probability) from Silero VAD; optionally pass on only the speech."""
 

@@ -68,10 +68,10 @@ def init_worker(device: str) -> None:
     """A new worker: its model manager, and the stage modules imported now (seconds of torch and friends)
     so that no request's time limit pays for them."""
     global _MODELS
-    from ..pipeline.stage import ensure_registered
+    from ..pipeline import STAGES
 
     _MODELS = ModelManager(device)
-    ensure_registered()
+    len(STAGES)  # imports every stage's module
 
 
 def models() -> ModelManager:
