@@ -11,6 +11,9 @@ demo:  ## set up, then run the demo on its embedded corpus
 test:  ## set up, then lint and run the whole test suite (slow tests included)
 	scripts/setup.sh dev
 	$(PY) -m ruff check src tests benchmarks
+	@# the workplace's layer checker, where it is (tests/test_architecture.py checks the same rules anywhere)
+	@if [ -f ../shared/tools/check_layers.py ]; then out=$$(python3 ../shared/tools/check_layers.py .); \
+	  [ -z "$$out" ] || { echo "imports pointing up the layers:"; echo "$$out"; exit 1; }; fi
 	$(PY) -m pytest -q || [ $$? -eq 5 ]  # 5: no tests collected
 
 test-fast:  ## the inner loop: skip tests marked slow

@@ -334,7 +334,7 @@ def test_closing_the_pool_while_a_thread_waits_for_a_result(caplog):
     close() stops are not deaths to replace (that raced close() into 'dictionary changed size')."""
     import threading
 
-    from audioflow.data.workers import ProcessPool
+    from audioflow.runtime import ProcessPool
 
     pool = ProcessPool(_slow_square, 3)
     for n in range(6):

@@ -1,8 +1,9 @@
 """Training input: :class:`AudioDataLoader` (sources, sampler, decoded-audio cache, workers, batch
 transform on the device, measured settings) and its parts for those who assemble their own."""
 
+from ..runtime import resolve_device
 from .cache import DecodedCache
-from .loader import AudioDataLoader, Batch, BatchMaker, resolve_device
+from .loader import AudioDataLoader, Batch, BatchMaker
 from .sampler import AudioSampler, distributed_rank_world
 from .sources import AudioSource, FileSource, MapSource, StoreSource, open_audio_source, resolve_labels
 from .transforms import BatchTransform, build_feature, plan

@@ -17,17 +17,11 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ParameterError
+from ..runtime import total_memory_bytes
 
 log = logging.getLogger("audioflow.data")
 
 _SHM = "/dev/shm"
-
-
-def total_memory_bytes() -> int:
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError, AttributeError):  # pragma: no cover - non-POSIX
-        return 8 << 30
 
 
 def shm_free_bytes() -> int:

@@ -28,40 +28,17 @@ from torch import nn
 
 from ..errors import AudioflowError, InvalidAudioError, ParameterError
 from ..io.listing import AUDIO_EXTENSIONS, is_url
-from .cache import DecodedCache, default_memory_budget, parse_bytes, total_memory_bytes
+from ..runtime import ProcessPool, ThreadPool, resolve_device, total_memory_bytes, usable_cores
+from .cache import DecodedCache, default_memory_budget, parse_bytes
 from .sampler import AudioSampler, distributed_rank_world
 from .sources import AudioSource, FileSource, open_audio_source, resolve_labels
 from .transforms import BatchTransform, build_feature, plan
-from .workers import ProcessPool, ThreadPool
 
 log = logging.getLogger("audioflow.data")
 
 _CHEAP_BATCH_S = 0.004  # a batch this quick to make is not worth a process hop (pickling, shared memory)
 _PREFETCH_BYTES = 1 << 30  # waiting batches, all workers together
 _ADAPT_EVERY = 8  # batches between looks at the consumer's waiting
-
-
-def usable_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - macOS
-        return os.cpu_count() or 1
-
-
-def resolve_device(device: str | torch.device) -> torch.device:
-    """'auto' → CUDA when available, then MPS, else CPU."""
-    if isinstance(device, torch.device):
-        return device
-    if device == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    try:
-        return torch.device(device)
-    except RuntimeError as e:
-        raise ParameterError(f"unknown device {device!r}") from e
 
 
 class Batch:

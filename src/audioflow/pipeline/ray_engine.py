@@ -68,7 +68,7 @@ def run_ray(rows: list[dict[str, Any]], stages: list[Stage], output_dir: str, wo
             storage_options: dict[str, Any] | None, address: str | None, chunk_duration: float | None = None
             ) -> Iterator[dict[str, Any]]:
     """Manifest entries as Ray finishes inputs (in completion order)."""
-    from ..data.loader import usable_cores
+    from ..runtime import usable_cores
 
     ray = ensure_ray(address, None if address else (usable_cores() if workers == "auto" else int(workers)))
     actors = int(ray.cluster_resources().get("CPU", 1)) if workers == "auto" else int(workers)

@@ -208,9 +208,8 @@ def read_manifest(output_dir: str) -> dict[str, dict[str, Any]]:
 def auto_workers(rows: Sequence[dict[str, Any]], storage_options: dict[str, Any] | None = None) -> int:
     """Workers from the cores and the memory: each needs its imports plus working room for the largest
     input (its decoded size, from the headers of a sample of inputs, times the stages' working copies)."""
-    from ..data.cache import total_memory_bytes
-    from ..data.loader import usable_cores
     from ..io import info
+    from ..runtime import total_memory_bytes, usable_cores
 
     largest = 0
     for row in rows[:: max(1, len(rows) // 64)][:64]:
@@ -316,7 +315,7 @@ def run(inputs: Any, steps: str | Sequence[str] | Sequence[Stage], output: str |
     rows = input_rows(inputs, extensions, storage_options)
     if not rows:
         raise ParameterError(f"no audio found in {inputs!r}")
-    from ..data.loader import resolve_device
+    from ..runtime import resolve_device
 
     device_name = str(resolve_device(device))
     summary = RunSummary(device=device_name, engine=engine, output=out)
@@ -399,7 +398,7 @@ def _run_local(rows: list[dict[str, Any]], stages: list[Stage], out: str, worker
                timeout: float | None, storage_options: dict[str, Any] | None, chunk_duration: float | None):
     """Manifest entries as inputs finish, from a pool of ``workers`` forked processes (one input each at a
     time); a crashed or hung worker is replaced and its input marked failed."""
-    from ..data.workers import ProcessPool
+    from ..runtime import ProcessPool
 
     for stage in stages:
         stage.prepare_parent()

@@ -174,7 +174,7 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
     settings.check()
     device = settings.device
     if device == "auto":
-        from ..data.loader import resolve_device
+        from ..runtime import resolve_device
 
         device = str(resolve_device("auto"))
     metrics = Metrics()

@@ -82,7 +82,7 @@ class StageRunner:
         with self._start_lock:
             if self._pool is not None:
                 return
-            from ..data.workers import ProcessPool
+            from ..runtime import ProcessPool
 
             self._closing.clear()
             # spawned, not forked: the parent runs uvicorn's and CTranslate2's threads, which a forked child

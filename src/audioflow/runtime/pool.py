@@ -1,4 +1,4 @@
-"""Worker processes for the loader, the batch pipeline and the server: each has its own task queue (so
+"""Worker processes for the training loader, the batch pipeline and the server: each has its own task queue (so
 the tasks of a worker that dies are known and handed to its replacement) and its own result pipe
 (tensors travel in shared memory), and the pool can grow while running. A task may be pinned to one
 worker (the server keeps a stream's model state in one process).
@@ -21,7 +21,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
-log = logging.getLogger("audioflow.data")
+log = logging.getLogger("audioflow.runtime")
 
 _POLL_S = 0.2
 _READY = "__worker_ready__"

@@ -1,0 +1,8 @@
+"""The machine under the faces and the training loader: worker processes (:class:`ProcessPool`, crash-
+isolated, growable, fork-safe), usable cores and memory, and device resolution. The loader, the
+pipeline and the server all use these; none of them imports another's."""
+
+from .machine import resolve_device, total_memory_bytes, usable_cores
+from .pool import ProcessPool, ThreadPool, describe_exit
+
+__all__ = ["ProcessPool", "ThreadPool", "describe_exit", "resolve_device", "total_memory_bytes", "usable_cores"]
