@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +33,9 @@ def write_pyav(path: Path, frames: np.ndarray, sr: int, fmt: str, codec: str, bi
         s.bit_rate = bitrate
         f = av.AudioFrame.from_ndarray(np.ascontiguousarray(frames.T, np.float32), format="fltp", layout=layout)
         f.sample_rate = sr
+        # timestamps, as ffmpeg gives its encoders: the muxer then records the encoder's priming
+        # (AAC: 1024 samples) in the MP4 edit list, and decoders skip it
+        f.pts, f.time_base = 0, Fraction(1, sr)
         for p in s.encode(f):
             c.mux(p)
         for p in s.encode(None):
@@ -101,10 +105,14 @@ def speech_wav(tmp_path_factory) -> Path:
 
 
 def pyav_decode(path: Path) -> tuple[np.ndarray, int]:
-    """Reference decode with plain PyAV: ``([channels, frames] float32, sr)``."""
+    """Reference decode with plain PyAV: ``([channels, frames] float32, sr)``, cut at the length an MP4
+    states (FFmpeg skips AAC's priming but returns the padding of the last frame)."""
     import av
 
     with av.open(str(path)) as c:
         s = c.streams.audio[0]
-        frames = [f.to_ndarray() for f in c.decode(s)]
-        return np.concatenate(frames, axis=1).astype(np.float32), s.codec_context.sample_rate
+        frames = np.concatenate([f.to_ndarray() for f in c.decode(s)], axis=1).astype(np.float32)
+        sr = s.codec_context.sample_rate
+        if c.format.name.startswith("mov") and s.duration is not None:
+            frames = frames[:, :round(s.duration * s.time_base * sr)]
+        return frames, sr

@@ -136,3 +136,51 @@ def test_subpackages_load_on_first_use():
             "print(type(m).__name__, 'torch' in sys.modules)\n")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
     assert result.stdout.split() == ["MFCC", "True"]
+
+
+def ffmpeg_file(path, fmt: str, codec: str, sr: int = 48000) -> str:
+    """Two seconds of the stereo test tone encoded by FFmpeg (PyAV) into ``fmt``, timestamped as ffmpeg does."""
+    from fractions import Fraction
+
+    import av
+
+    y = tone(seconds=2.0, sr=sr, channels=2)
+    with av.open(str(path), "w", format=fmt) as container:
+        stream = container.add_stream(codec, rate=sr, layout="stereo")
+        frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(y.T, np.float32), format="fltp", layout="stereo")
+        frame.sample_rate, frame.pts, frame.time_base = sr, 0, Fraction(1, sr)
+        for packet in [*stream.encode(frame), *stream.encode(None)]:
+            container.mux(packet)
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def containers(corpus, tmp_path_factory):
+    """Every format the tests make, and the containers only FFmpeg opens here (Matroska, WebM) and CAF."""
+    folder = tmp_path_factory.mktemp("containers")
+    files = {kind: str(path) for kind, path in corpus.items()}
+    files["webm_opus"] = ffmpeg_file(folder / "a.webm", "webm", "libopus")
+    files["mka_flac"] = ffmpeg_file(folder / "a.mka", "matroska", "flac")
+    files["mkv_aac"] = ffmpeg_file(folder / "a.mkv", "matroska", "aac")
+    files["caf_alac"] = str(folder / "a.caf")
+    sf.write(files["caf_alac"], tone(seconds=2.0, sr=48000, channels=2), 48000, format="CAF", subtype="ALAC_16")
+    return files
+
+
+def test_load_info_and_stream_agree_on_every_format(containers):
+    """One decoder per stream behind the three entry points: the same rate, channels, frame count and
+    samples (M4A without its AAC priming and padding; Matroska and WebM counted, not estimated)."""
+    for kind, path in containers.items():
+        full, sr = audioflow.load(path, mono=False)
+        described = audioflow.info(path)
+        blocks = list(audioflow.stream(path, block_duration=0.25, mono=False))
+        joined = np.concatenate(blocks, axis=-1)
+        assert (described.sample_rate, described.channels) == (sr, full.shape[0]), kind
+        assert described.frames == full.shape[-1] == joined.shape[-1], (kind, described.frames, full.shape,
+                                                                           joined.shape)
+        assert abs(described.duration - full.shape[-1] / sr) < 1e-9, kind
+        # libsndfile's MP3 reader gives slightly different samples when read in pieces (~6e-5)
+        assert np.abs(joined - full).max() <= (1e-4 if kind == "mp3" else 0.0), kind
+    # 2 s at 48 kHz: the encoders' priming and padding do not show
+    assert audioflow.info(containers["webm_opus"]).frames == 96000
+    assert audioflow.info(containers["m4a"]).frames == 88200

@@ -2,39 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
-from ..errors import DecodeError, InvalidAudioError, ParameterError
-from . import backends
-from .formats import Header, check_ogg_complete, sniff
+from ..errors import ParameterError
+from .decoders import decode_with
+from .formats import Header, sniff
 from .resample import resample, soxr_quality
 from .source import Source, open_source
-
-Reader = Callable[[Source, Header, float, "float | None"], "tuple[np.ndarray, int]"]
-
-
-def reader_for(header: Header) -> Reader:
-    """The decoder that measured fastest for this kind of stream (see docs/benchmarks.md)."""
-    if header.pcm is not None:
-        return backends.read_pcm
-    if header.format == "flac":
-        return backends.read_flac
-    if header.format in ("opus", "m4a", "aac"):  # libsndfile's Opus is ~2x slower; it has no AAC
-        return backends.read_pyav
-    if header.format == "other" and header.codec == "unknown":
-        return _read_any
-    return backends.read_soundfile
-
-
-def _read_any(src: Source, header: Header, offset: float, duration: float | None) -> tuple[np.ndarray, int]:
-    # containers we only recognise by magic (CAF, AU, Matroska, AMR...): libsndfile, then FFmpeg
-    try:
-        return backends.read_soundfile(src, header, offset, duration)
-    except DecodeError:
-        return backends.read_pyav(src, header, offset, duration)
 
 
 def validate_load_args(sr: float | None, offset: float, duration: float | None, dtype: Any,
@@ -108,34 +84,7 @@ def load(
 def decode_window(src: Source, header: Header, offset: float = 0.0,
                   duration: float | None = None) -> tuple[np.ndarray, int]:
     """Decode ``[offset, offset + duration)`` seconds of an opened source: ``([channels, frames], sr)``."""
-    if header.format in ("ogg", "opus"):
-        check_ogg_complete(src)
-    y, native_sr = reader_for(header)(src, header, offset, duration)
-    if header.pcm is not None and header.pcm.dtype[-2] == "f":
-        check_finite(y, src.name)
-    return y, native_sr
-
-
-def check_finite(y: np.ndarray, name: str) -> None:
-    """Refuse NaN or infinite samples (they poison every feature computed downstream)."""
-    with np.errstate(invalid="ignore", over="ignore"):
-        total = y.sum(dtype=np.float64) if y.size else 0.0
-    if not np.isfinite(total):
-        bad = np.count_nonzero(~np.isfinite(y))
-        if bad:
-            raise InvalidAudioError(f"{bad} samples are NaN or infinite", name)
-
-
-MAX_SAMPLE_ABS = 1e6  # audio is about ±1; beyond this, squares and sums in float32 maths overflow
-
-
-def check_range(y: np.ndarray, name: str) -> None:
-    """Refuse samples beyond ±:data:`MAX_SAMPLE_ABS` (finite, but not audio: a float file written with the
-    wrong scale, or made to overflow the loudness, spectra and models computed from it)."""
-    peak = float(np.abs(y).max()) if y.size else 0.0
-    if not peak <= MAX_SAMPLE_ABS:
-        raise InvalidAudioError(f"samples reach {peak:.3g}; audio is expected within about ±1 "
-                                f"(refused beyond ±{MAX_SAMPLE_ABS:.0e})", name)
+    return decode_with(src, header, lambda decoder: decoder.read(src, header, offset, duration))
 
 
 def downmix(y: np.ndarray) -> np.ndarray:

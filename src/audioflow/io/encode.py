@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import os
 import secrets
+from fractions import Fraction
 from typing import Any
 
 import numpy as np
@@ -164,6 +165,9 @@ def _encode_pyav(f: Any, y: np.ndarray, sr: int, fmt: str, bitrate: int | None, 
             frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(planar, np.float32), format="fltp",
                                                layout=layout)
             frame.sample_rate = sr
+            # with timestamps the muxer records the encoder's priming (AAC: 1024 samples) in the MP4 edit
+            # list and decoders skip it; without them a saved M4A loaded back 1024 samples late and long
+            frame.pts, frame.time_base = 0, Fraction(1, sr)
             for packet in stream.encode(frame):
                 container.mux(packet)
             for packet in stream.encode(None):

@@ -7,15 +7,12 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import DecodeError, ParameterError
-from . import backends
-from .backends import format_label
-from .decode import check_finite, downmix, validate_load_args
-from .formats import Header, check_ogg_complete, sniff
+from ..errors import ParameterError
+from .decode import downmix, validate_load_args
+from .decoders import decode_with
+from .formats import sniff
 from .resample import soxr_quality
-from .source import Source, open_source
-
-_NATIVE_BLOCK = 1 << 16  # frames decoded per step
+from .source import open_source
 
 
 def stream(source: Any, block_duration: float, sr: float | None = None, mono: bool = True,
@@ -44,7 +41,7 @@ def stream(source: Any, block_duration: float, sr: float | None = None, mono: bo
     out_dtype = validate_load_args(sr, 0.0, None, dtype, res_quality)
     with open_source(source, storage_options) as src:
         header = sniff(src)
-        native_sr, blocks = _native_blocks(src, header)
+        native_sr, blocks = decode_with(src, header, lambda decoder: decoder.blocks(src, header))
         out_sr = native_sr if sr is None else round(sr)
         resampler = None
         if out_sr != native_sr:
@@ -99,82 +96,3 @@ def _finish(blocks: Iterator[np.ndarray], resampler: _LazyResampler | None,
 def _shape(y: np.ndarray, dtype: np.dtype) -> np.ndarray:
     y = y[0] if y.shape[0] == 1 else y
     return y if y.dtype == dtype else y.astype(dtype)
-
-
-def _native_blocks(src: Source, header: Header) -> tuple[int, Iterator[np.ndarray]]:
-    """The native rate and an iterator of ``[channels, frames]`` float32 blocks."""
-    if header.format in ("ogg", "opus"):
-        check_ogg_complete(src)
-    if header.pcm is not None:
-        return header.sample_rate, _pcm_blocks(src, header)  # type: ignore[return-value]
-    if header.format in ("opus", "m4a", "aac"):
-        return _pyav_blocks(src, header)
-    if header.format == "other" and header.codec == "unknown":
-        # containers known only by magic (Matroska/WebM from browsers' MediaRecorder, AMR, CAF...): libsndfile,
-        # then FFmpeg, as load() does
-        try:
-            return _soundfile_blocks(src, header)
-        except DecodeError:
-            return _pyav_blocks(src, header)
-    return _soundfile_blocks(src, header)
-
-
-def _pcm_blocks(src: Source, header: Header) -> Iterator[np.ndarray]:
-    frames = header.pcm.frames  # type: ignore[union-attr]
-    is_float = header.pcm.dtype[-2] == "f"  # type: ignore[union-attr]
-    for start in range(0, frames, _NATIVE_BLOCK):
-        block = backends.read_pcm_frames(src, header, start, _NATIVE_BLOCK)
-        if is_float:
-            check_finite(block, src.name)
-        yield block
-
-
-def _soundfile_blocks(src: Source, header: Header) -> tuple[int, Iterator[np.ndarray]]:
-    import soundfile as sf
-
-    try:
-        f = sf.SoundFile(src.path if src.path else backends._rewound(src))
-    except Exception as e:
-        raise DecodeError(f"cannot decode {format_label(header)}: {e}", src.name) from None
-
-    def blocks() -> Iterator[np.ndarray]:
-        with f:
-            while True:
-                try:
-                    block = f.read(_NATIVE_BLOCK, dtype="float32", always_2d=True)
-                except Exception as e:
-                    raise DecodeError(f"cannot decode {format_label(header)}: {e}", src.name) from None
-                if not len(block):
-                    return
-                yield block.T
-
-    return f.samplerate, blocks()
-
-
-def _pyav_blocks(src: Source, header: Header) -> tuple[int, Iterator[np.ndarray]]:
-    import av
-
-    try:
-        container = av.open(src.path if src.path else backends._rewound(src))
-        audio = container.streams.audio[0]
-    except Exception as e:
-        raise DecodeError(f"cannot decode {format_label(header)}: {e}", src.name) from None
-    sr, channels = audio.codec_context.sample_rate, audio.codec_context.channels
-
-    def blocks() -> Iterator[np.ndarray]:
-        with container:
-            planes: list[list[np.ndarray]] = [[] for _ in range(channels)]
-            held = 0
-            try:
-                for frame in container.decode(audio):
-                    backends._append_planes(planes, frame, 0, frame.samples, channels)
-                    held += frame.samples
-                    if held >= _NATIVE_BLOCK:
-                        yield backends.join_planes(planes)
-                        planes, held = [[] for _ in range(channels)], 0
-            except Exception as e:
-                raise DecodeError(f"cannot decode {format_label(header)}: {e}", src.name) from None
-            if held:
-                yield backends.join_planes(planes)
-
-    return sr, blocks()

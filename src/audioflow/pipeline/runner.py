@@ -89,7 +89,7 @@ def process_file(row: dict[str, Any], stages: Sequence[Stage], output_dir: str |
     the input's clock); stages that need the whole input first (the loudness target) see every chunk in
     a measuring pass."""
     from ..io import info, load
-    from ..io.decode import check_range
+    from ..io.decoders import check_range
 
     started = time.perf_counter()
     timings: dict[str, float] = {}

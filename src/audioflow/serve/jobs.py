@@ -172,7 +172,7 @@ def _named(name: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
 def decode_upload(job: Job) -> Audio:
     """The upload decoded as the job asks, with its samples checked (no NaN, nothing beyond ±1e6)."""
     from ..io import load, stream
-    from ..io.decode import check_range
+    from ..io.decoders import check_range
 
     if job.decode.sr:
         # streamed: the native-rate audio never exists whole, only the (smaller) resampled result

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import InvalidAudioError, ParameterError
-from ..io.decode import check_range
+from ..io.decoders import check_range
 
 MIN_SR = 4000  # Hz: below this there is no speech band left for a model to hear
 MAX_SR = 768000  # Hz: the highest rate any common converter writes
