@@ -115,3 +115,26 @@ def test_the_command_line_lists_and_runs_a_plugin_stage(plugin_site, tmp_path):
     assert done.returncode == 0, done.stdout + done.stderr
     result = json.loads(next((tmp_path / "out").rglob("quiet.json")).read_text())
     assert result["results"]["loudest"]["peak_dbfs"] == -20.0
+
+
+def test_every_stage_is_a_ray_actor_made_from_its_declaration(plugin_site, tmp_path):
+    """audioflow.ray offers every stage of the registry, plugins included; the actors are plain callables
+    on Ray Data batches, so they run here without a Ray cluster."""
+    import importlib
+
+    import audioflow.ray as ray_blocks
+    from voices import SR, flite, have_flite
+
+    ray_blocks = importlib.reload(ray_blocks)  # the plugin was installed after the first import
+    for name in STAGES:
+        actor = getattr(ray_blocks, STAGES[name].__name__)
+        assert actor.stage_name == name and actor.__name__ in ray_blocks.__all__
+    if not have_flite():
+        pytest.skip("flite not installed")
+    speech = flite("The birch canoe slid on the smooth planks.", "slt", tmp_path / "s.wav")
+    batch = {"id": ["s"], "audio": [np.pad(speech, (SR, SR))], "sample_rate": np.array([SR])}
+    out = ray_blocks.VAD(threshold=0.5)(batch)
+    segments = json.loads(out["vad"][0])["segments"]
+    assert len(segments) == 1 and abs(segments[0]["start"] - 1.0) < 0.2
+    loudest = ray_blocks.Loudest(floor=-60)(batch)
+    assert json.loads(loudest["loudest"][0])["peak_dbfs"] < 0

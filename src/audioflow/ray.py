@@ -92,28 +92,20 @@ class StageActor:
         return {**batch, "audio": audio_out, self.stage.name: results}
 
 
-class Enhance(StageActor):
-    """The ``enhance`` stage (options as its step options: ``lufs=-23``, ``highpass=80``...)."""
-
-    stage_name = "enhance"
-
-
-class Analyze(StageActor):
-    """The ``analyze`` stage (``music=False`` for general measurements only)."""
-
-    stage_name = "analyze"
-
-
-class Features(StageActor):
-    """The ``features`` stage (``name='mfcc'``, ``n_mfcc=40``, ``sr=16000``...)."""
-
-    stage_name = "features"
+def stage_actor(name: str) -> type[StageActor]:
+    """A Ray Data actor class for the stage called ``name`` (built-in or plugin), named as the stage's class:
+    its options are the actor's ``fn_constructor_kwargs``, its results a JSON column named after the stage;
+    ``enhance`` and ``denoise`` replace ``audio``."""
+    stage = STAGES.find(name)
+    summary = (stage.__doc__ or "").strip().splitlines()[0]
+    options = ", ".join(f"``{key}={option.default!r}``" for key, option in stage.options.items()) or "none"
+    doc = f"The ``{name}`` stage as a Ray Data actor: {summary} Options: {options}."
+    return type(stage.__name__, (StageActor,), {"stage_name": name, "__doc__": doc, "__module__": __name__})
 
 
-class Split(StageActor):
-    """The ``split`` stage (segment times in the ``split`` column; no files written)."""
+# one actor class per stage of the registry (Enhance, Analyze, Features, Split, Denoise, VAD, Diarize,
+# Transcribe, Fingerprint, Classify, and installed plugins' stages), made from the stage declarations
+_ACTORS = {name: stage_actor(name) for name in STAGES}
+globals().update({actor.__name__: actor for actor in _ACTORS.values()})
 
-    stage_name = "split"
-
-
-__all__ = ["Analyze", "Decode", "Enhance", "Features", "Split", "StageActor", "read_audio"]
+__all__ = ["Decode", "StageActor", "read_audio", "stage_actor", *sorted(actor.__name__ for actor in _ACTORS.values())]
