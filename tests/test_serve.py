@@ -471,3 +471,37 @@ def test_load_mixed_requests_and_streams(speech):
         (ARTIFACTS / "load.json").write_text(json.dumps({"statuses": counts, "retried_503": len(busy),
                                                          "seconds": round(elapsed, 1),
                                                          "rss_mb": [round(baseline), round(after)]}))
+
+
+def test_stage_endpoint_parameters_are_the_stage_option_declarations():
+    """One source of truth: a stage endpoint's query parameters carry the bounds, defaults and help of the
+    stage's options, and the step language refuses what the HTTP validation refuses."""
+    from audioflow.errors import ParameterError
+    from audioflow.pipeline import STAGES, build_steps
+    from audioflow.serve.app import create_app
+
+    spec = create_app().openapi()
+    endpoints = {"/v1/transcribe": "transcribe", "/v1/diarize": "diarize", "/v1/vad": "vad",
+                 "/v1/denoise": "denoise", "/v1/enhance": "enhance", "/v1/analyze": "analyze",
+                 "/v1/features": "features"}
+    checked = 0
+    for path, stage in endpoints.items():
+        options = STAGES[stage].options
+        for parameter in spec["paths"][path]["post"]["parameters"]:
+            option = options.get(parameter["name"])
+            if option is None or parameter["name"] == "format":
+                continue  # the endpoint's own (the answer's format, output, diarize, n_mels...)
+            schema = parameter["schema"]
+            number = next((s for s in schema.get("anyOf", [schema]) if s.get("type") != "null"), schema)
+            assert option.remote and parameter["description"] == option.describe(), (path, parameter["name"])
+            for bound, key in ((option.ge, "minimum"), (option.gt, "exclusiveMinimum"), (option.le, "maximum"),
+                               (option.lt, "exclusiveMaximum")):
+                assert number.get(key) == bound, (path, parameter["name"], key)
+            if path != "/v1/features":  # its name defaults to log_mel, the stage's to mfcc
+                assert schema.get("default") == option.default, (path, parameter["name"])
+            checked += 1
+    assert checked >= 22
+    for spec_text in ("vad:threshold=1.5", "transcribe:beam_size=11", "enhance:lufs=nan", "diarize:max_speakers=0",
+                      "transcribe:language=en-US"):
+        with pytest.raises(ParameterError):
+            build_steps(spec_text)

@@ -29,9 +29,10 @@ class Denoise(Stage):
     options: ClassVar[dict[str, Option]] = {
         "method": Option("str", "deepfilternet", "deepfilternet, rnnoise, or spectral (no model)",
                          ("deepfilternet", "rnnoise", "spectral")),
-        "atten_lim": Option("float", 100.0, "most noise attenuation, dB (100: none; 20-30 keeps ambience)"),
-        "write": Option("bool", True, "write the denoised audio"),
-        "format": Option("str", "flac", "denoised file format", ("flac", "wav", "ogg", "opus", "mp3")),
+        "atten_lim": Option("float", 100.0, "most noise attenuation, dB (100: none; 20-30 keeps ambience)", ge=0,
+                            le=100),
+        "write": Option("bool", True, "write the denoised audio", remote=False),
+        "format": Option("str", "flac", "denoised file format", ("flac", "wav", "ogg", "opus", "mp3"), remote=False),
     }
 
     def setup(self, models) -> None:
@@ -65,11 +66,11 @@ class Diarize(Stage):
     def work_bytes(self, duration: float, rate: int, channels: int) -> float:
         return super().work_bytes(duration, rate, channels) + self.memory_per_second_squared * duration ** 2
     options: ClassVar[dict[str, Option]] = {
-        "num_speakers": Option("int", None, "the speaker count, when known"),
-        "min_speakers": Option("int", 1, "fewest speakers the automatic count considers"),
-        "max_speakers": Option("int", 8, "most speakers the automatic count considers"),
-        "min_turn": Option("float", 0.3, "shortest turn kept, seconds"),
-        "write": Option("bool", True, "write an RTTM file"),
+        "num_speakers": Option("int", None, "the speaker count, when known", ge=1, le=32),
+        "min_speakers": Option("int", 1, "fewest speakers the automatic count considers", ge=1, le=32),
+        "max_speakers": Option("int", 8, "most speakers the automatic count considers", ge=1, le=32),
+        "min_turn": Option("float", 0.3, "shortest turn kept, seconds", ge=0, le=10),
+        "write": Option("bool", True, "write an RTTM file", remote=False),
     }
     uses_gpu = True
 
@@ -154,14 +155,16 @@ class Transcribe(Stage):
         "engine": Option("str", "whisper", "whisper (faster-whisper), or pocketsphinx (English, tiniest install)",
                          ("whisper", "pocketsphinx")),
         "model": Option("str", None, "Whisper model directory or name (default: $AUDIOFLOW_WHISPER_MODEL, then "
-                                     "the packaged tiny.en)"),
-        "language": Option("str", None, "language code (e.g. en); none: detect"),
+                                     "the packaged tiny.en)", remote=False),
+        "language": Option("str", None, "language code (e.g. en); none: detect", max_length=8, pattern="[A-Za-z]+"),
         "task": Option("str", "transcribe", "transcribe, or translate to English", ("transcribe", "translate")),
-        "beam_size": Option("int", 5, "beam search width (1: greedy, fastest)"),
+        "beam_size": Option("int", 5, "beam search width (1: greedy, fastest)", ge=1, le=10),
         "word_timestamps": Option("bool", True, "times for every word"),
-        "formats": Option("str", "json+txt+srt+vtt", "files to write, joined by '+' (json, txt, srt, vtt)"),
-        "prompt": Option("str", None, "text that primes vocabulary and style"),
-        "temperature": Option("float", None, "sampling temperature (none: 0 with Whisper's fallback ladder)"),
+        "formats": Option("str", "json+txt+srt+vtt", "files to write, joined by '+' (json, txt, srt, vtt)",
+                          remote=False),
+        "prompt": Option("str", None, "text that primes vocabulary and style", max_length=2000),
+        "temperature": Option("float", None, "sampling temperature (none: 0 with Whisper's fallback ladder)", ge=0,
+                              le=1),
     }
     uses_gpu = True
 

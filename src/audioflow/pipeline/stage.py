@@ -6,7 +6,9 @@ The local runner, the Ray runner and the server drive the same objects."""
 
 from __future__ import annotations
 
+import math
 import os
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -56,22 +58,43 @@ class Annotations:
 
 @dataclass(frozen=True)
 class Option:
-    """One stage option: its type ('float', 'int', 'bool', 'str'), default, help (with units), and the
-    allowed values for strings."""
+    """One stage option, declared once: the step language converts and checks values with it, ``process
+    --help`` lists it, the server makes its HTTP query parameters (and their OpenAPI schema) from it, and
+    the Ray actors take it.
+
+    Args:
+        type: 'float', 'int', 'bool' or 'str'.
+        default: the value when the option is not given (None: unset).
+        help: what it does, with its unit.
+        choices: the values a 'str' may take.
+        ge, gt, le, lt: bounds of a number (inclusive, exclusive; pydantic's names).
+        max_length, pattern: the longest 'str' and the regular expression it must match in full.
+        remote: whether the server's clients may set it (False for server paths and files written).
+    """
 
     type: str
     default: Any
     help: str
     choices: tuple[str, ...] | None = None
+    ge: float | None = None
+    gt: float | None = None
+    le: float | None = None
+    lt: float | None = None
+    max_length: int | None = None
+    pattern: str | None = None
+    remote: bool = True
 
     def convert(self, value: Any, where: str) -> Any:
+        """``value`` (text from the step language, or any Python value) as this option's type, checked."""
         if value is None:
             return None
         try:
             if self.type == "float":
-                return float(value)
+                return self._bounded(float(value), where)
             if self.type == "int":
-                return int(value)
+                if isinstance(value, float) and not value.is_integer():
+                    raise ValueError(value)
+                return self._bounded(int(value), where)
             if self.type == "bool":
                 if isinstance(value, bool):
                     return value
@@ -81,12 +104,38 @@ class Option:
                 if text in ("0", "false", "no", "off"):
                     return False
                 raise ValueError(value)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             raise ParameterError(f"{where}: {value!r} is not a {self.type}") from None
         text = str(value)
         if self.choices is not None and text not in self.choices:
             raise ParameterError(f"{where}: {text!r} is not one of {', '.join(self.choices)}")
+        if self.max_length is not None and len(text) > self.max_length:
+            raise ParameterError(f"{where}: longer than {self.max_length} characters")
+        if self.pattern is not None and re.fullmatch(self.pattern, text) is None:
+            raise ParameterError(f"{where}: {text!r} does not match {self.pattern}")
         return text
+
+    def _bounded(self, number: float, where: str) -> Any:
+        if not math.isfinite(number):
+            raise ParameterError(f"{where}: {number} is not a finite number")
+        for words, bound in self._limits():
+            if not _COMPARE[words](number, bound):
+                raise ParameterError(f"{where}: {number:g} is not {words} {bound:g}")
+        return number
+
+    def _limits(self) -> list[tuple[str, float]]:
+        return [(words, bound) for words, bound in ((">=", self.ge), (">", self.gt), ("<=", self.le), ("<", self.lt))
+                if bound is not None]
+
+    def describe(self) -> str:
+        """The help with the allowed values: 'beam search width (>= 1, <= 10)'."""
+        if self.choices:
+            return f"{self.help} (one of {', '.join(self.choices)})"
+        limits = ", ".join(f"{words} {bound:g}" for words, bound in self._limits())
+        return f"{self.help} ({limits})" if limits else self.help
+
+
+_COMPARE = {">=": lambda a, b: a >= b, ">": lambda a, b: a > b, "<=": lambda a, b: a <= b, "<": lambda a, b: a < b}
 
 
 class Stage:

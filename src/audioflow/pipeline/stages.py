@@ -126,14 +126,15 @@ class Split(Stage):
     options: ClassVar[dict[str, Option]] = {
         "method": Option("str", "silence", "'fixed' windows, cuts at 'silence', or at 'words' (after transcribe)",
                          ("fixed", "silence", "words")),
-        "window": Option("float", 30.0, "fixed: window length, seconds"),
-        "overlap": Option("float", 0.0, "fixed: overlap between windows, seconds"),
-        "min": Option("float", 1.0, "silence: shortest segment, seconds"),
-        "max": Option("float", 30.0, "silence, words: longest segment, seconds"),
-        "threshold_db": Option("float", 40.0, "silence: frames this many dB under the loudest are silent"),
-        "min_silence": Option("float", 0.3, "silence: shortest pause to cut at, seconds"),
-        "write": Option("bool", True, "write each segment as an audio file"),
-        "format": Option("str", "flac", "segment file format", ("flac", "wav", "ogg", "opus", "mp3")),
+        "window": Option("float", 30.0, "fixed: window length, seconds", gt=0),
+        "overlap": Option("float", 0.0, "fixed: overlap between windows, seconds", ge=0),
+        "min": Option("float", 1.0, "silence: shortest segment, seconds", ge=0),
+        "max": Option("float", 30.0, "silence, words: longest segment, seconds", gt=0),
+        "threshold_db": Option("float", 40.0, "silence: frames this many dB under the loudest are silent", gt=0,
+                               le=200),
+        "min_silence": Option("float", 0.3, "silence: shortest pause to cut at, seconds", ge=0),
+        "write": Option("bool", True, "write each segment as an audio file", remote=False),
+        "format": Option("str", "flac", "segment file format", ("flac", "wav", "ogg", "opus", "mp3"), remote=False),
     }
 
     def validate(self) -> None:
@@ -207,17 +208,18 @@ class Enhance(Stage):
     name = "enhance"
     memory_fixed, memory_factor = 32 << 20, 14.0
     options: ClassVar[dict[str, Option]] = {
-        "lufs": Option("float", None, "loudness target, LUFS (e.g. -23); none: no normalisation"),
-        "true_peak": Option("float", -1.0, "true-peak ceiling with the loudness target, dBTP"),
-        "highpass": Option("float", None, "high-pass corner, Hz"),
-        "lowpass": Option("float", None, "low-pass corner, Hz"),
-        "eq": Option("str", None, "bands kind@freq_hz@gain_db@q joined by '+' (peaking, lowshelf, highshelf)"),
+        "lufs": Option("float", None, "loudness target, LUFS (e.g. -23); none: no normalisation", ge=-70, le=0),
+        "true_peak": Option("float", -1.0, "true-peak ceiling with the loudness target, dBTP", ge=-20, le=0),
+        "highpass": Option("float", None, "high-pass corner, Hz", gt=0, le=20000),
+        "lowpass": Option("float", None, "low-pass corner, Hz", gt=0, le=96000),
+        "eq": Option("str", None, "bands kind@freq_hz@gain_db@q joined by '+' (peaking, lowshelf, highshelf)",
+                     max_length=400),
         "declick": Option("bool", False, "repair clicks and pops"),
         "denoise": Option("bool", False, "spectral-gating noise reduction"),
-        "denoise_db": Option("float", 12.0, "noise reduction depth, dB"),
-        "preemphasis": Option("float", None, "pre-emphasis coefficient (e.g. 0.97)"),
-        "write": Option("bool", True, "write the enhanced audio"),
-        "format": Option("str", "flac", "enhanced file format", ("flac", "wav", "ogg", "opus", "mp3")),
+        "denoise_db": Option("float", 12.0, "noise reduction depth, dB", ge=0, le=60),
+        "preemphasis": Option("float", None, "pre-emphasis coefficient (e.g. 0.97)", ge=0, lt=1),
+        "write": Option("bool", True, "write the enhanced audio", remote=False),
+        "format": Option("str", "flac", "enhanced file format", ("flac", "wav", "ogg", "opus", "mp3"), remote=False),
     }
 
     def validate(self) -> None:
@@ -316,7 +318,7 @@ class Analyze(Stage):
     options: ClassVar[dict[str, Option]] = {
         "music": Option("bool", True, "tempo, beats, key and mode, harmonic ratio, onsets, spectral summary"),
         "segments": Option("bool", False, "also measure each segment (from split)"),
-        "n_mfcc": Option("int", 20, "MFCC means to report"),
+        "n_mfcc": Option("int", 20, "MFCC means to report", ge=1, le=128),
     }
 
     def setup(self, models) -> None:
@@ -396,10 +398,10 @@ class Features(Stage):
     name = "features"
     accepts_extra = True
     options: ClassVar[dict[str, Option]] = {
-        "name": Option("str", "mfcc", "feature: mfcc, logmel, mel, spectrogram, fbank, whisper"),
+        "name": Option("str", "mfcc", "feature: mfcc, logmel, mel, spectrogram, fbank, whisper", pattern="[a-z_]+"),
         "per": Option("str", "file", "one row per 'file' or per 'segment'", ("file", "segment")),
-        "npy": Option("bool", False, "write the full [features, frames] matrix as .npy"),
-        "sr": Option("int", 16000, "rate the feature is computed at, Hz"),
+        "npy": Option("bool", False, "write the full [features, frames] matrix as .npy", remote=False),
+        "sr": Option("int", 16000, "rate the feature is computed at, Hz", ge=1000, le=192000),
     }
 
     def validate(self) -> None:
@@ -446,7 +448,7 @@ class Fingerprint(Stage):
 
     name = "fingerprint"
     options: ClassVar[dict[str, Option]] = {
-        "max_seconds": Option("float", 120.0, "fingerprint the first this many seconds"),
+        "max_seconds": Option("float", 120.0, "fingerprint the first this many seconds", gt=0),
     }
 
     def __call__(self, audio, annotations):
@@ -468,9 +470,10 @@ class Classify(Stage):
 
     name = "classify"
     options: ClassVar[dict[str, Option]] = {
-        "model": Option("str", None, "model folder (audioflow spec or Hugging Face checkpoint), or org/name"),
+        "model": Option("str", None, "model folder (audioflow spec or Hugging Face checkpoint), or org/name",
+                        remote=False),
         "per": Option("str", "file", "classify each 'file' or each 'segment'", ("file", "segment")),
-        "top": Option("int", 3, "labels to report per input"),
+        "top": Option("int", 3, "labels to report per input", ge=1, le=1000),
     }
 
     def validate(self) -> None:
@@ -515,12 +518,13 @@ class VAD(Stage):
     name = "vad"
     memory_fixed, memory_factor, work_rate, work_mono = 16 << 20, 3.0, 16000, True
     options: ClassVar[dict[str, Option]] = {
-        "threshold": Option("float", 0.5, "speech probability that starts speech (0-1)"),
-        "min_speech": Option("float", 0.25, "shortest speech kept, seconds"),
-        "min_silence": Option("float", 0.1, "silence that ends speech, seconds"),
-        "pad": Option("float", 0.03, "seconds added on both sides of each segment"),
+        "threshold": Option("float", 0.5, "speech probability that starts speech", gt=0, lt=1),
+        "min_speech": Option("float", 0.25, "shortest speech kept, seconds", ge=0, le=10),
+        "min_silence": Option("float", 0.1, "silence that ends speech, seconds", ge=0, le=10),
+        "pad": Option("float", 0.03, "seconds added on both sides of each segment", ge=0, le=5),
         "drop_silence": Option("bool", False, "pass on the speech only (segments joined) to the next steps"),
-        "model": Option("str", None, "silero_vad.onnx path (default: $AUDIOFLOW_SILERO_VAD, then silero-vad's)"),
+        "model": Option("str", None, "silero_vad.onnx path (default: $AUDIOFLOW_SILERO_VAD, then silero-vad's)",
+                        remote=False),
     }
 
     def setup(self, models) -> None:

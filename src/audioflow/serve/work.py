@@ -19,9 +19,11 @@ from .settings import ServeSettings
 log = logging.getLogger("audioflow.serve")
 
 
-def step(name: str, **options: Any) -> tuple[str, dict[str, Any]]:
-    """A pipeline step and its options (None options left out: the stage's defaults apply)."""
-    return name, {k: v for k, v in options.items() if v is not None}
+def step(name: str, options: dict[str, Any] | None = None, **more: Any) -> tuple[str, dict[str, Any]]:
+    """A pipeline step and its options, from a dict and/or keywords (None values left out: the stage's
+    defaults apply)."""
+    merged = {**(options or {}), **more}
+    return name, {k: v for k, v in merged.items() if v is not None}
 
 
 class Metrics:
