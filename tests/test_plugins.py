@@ -12,10 +12,13 @@ import textwrap
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pytest
 import soundfile as sf
 
+import audioflow as af
 from audioflow.pipeline import STAGES, build_steps, run
+from audioflow.store import Encoded, Field
 
 PLUGIN = textwrap.dedent('''
     """A third-party stage: the loudest sample of each input, in dBFS."""
@@ -138,3 +141,57 @@ def test_every_stage_is_a_ray_actor_made_from_its_declaration(plugin_site, tmp_p
     assert len(segments) == 1 and abs(segments[0]["start"] - 1.0) < 0.2
     loudest = ray_blocks.Loudest(floor=-60)(batch)
     assert json.loads(loudest["loudest"][0])["peak_dbfs"] < 0
+
+
+class PeakEnvelope(Field):
+    """A third-party field type (its class statement registers the kind): the audio's peak level per block
+    of ``block`` samples at ``sr`` Hz, float32 ``[blocks]``. Defined at module level: the writer's worker
+    processes receive it by pickling."""
+
+    kind = "test_peak_envelope"
+    audio = True
+    batch = "padded"
+
+    def __init__(self, sr: int = 16000, block: int = 160) -> None:
+        super().__init__()
+        self.sr, self.block = sr, block
+
+    def to_spec(self):
+        return {"kind": self.kind, "sr": self.sr, "block": self.block}
+
+    def columns(self):
+        return [pa.field(self.name, pa.large_binary())]
+
+    def encode(self, value):
+        y, _ = af.load(value, sr=self.sr)
+        blocks = np.abs(y[: len(y) // self.block * self.block]).reshape(-1, self.block).max(axis=1)
+        return Encoded({self.name: blocks.astype("<f4").tobytes()}, len(y) / self.sr)
+
+    def decode(self, table, rows):
+        return [np.frombuffer(table.bytes_of(self.name, int(r)), "<f4") for r in rows]
+
+
+def test_a_field_type_defined_outside_the_package_packs_and_loads(tmp_path):
+    from audioflow import AudioDataLoader, store
+
+    envelope = PeakEnvelope
+    folder = tmp_path / "clips"
+    folder.mkdir()
+    for i, amplitude in enumerate((0.1, 0.3, 0.6)):
+        tone_file(folder / f"clip{i}.wav", amplitude)
+    out = tmp_path / "packed"
+    manifest = store.write(folder, out, {"audio": store.WaveformField(16000), "env": envelope()}, num_workers=2,
+                           progress=False)
+    assert manifest["rows"] == 3 and abs(manifest["audio_seconds"] - 3.0) < 1e-9
+    ds = store.open(out)
+    assert type(ds.fields["env"]) is envelope
+    batch = ds.get_batch([2, 0])
+    assert batch["env"].shape == (2, 100) and list(batch["env_lengths"]) == [100, 100]
+    assert abs(batch["env"][0].max() - 0.6) < 1e-3 and abs(batch["env"][1].max() - 0.1) < 1e-3
+    with AudioDataLoader(str(out), batch_size=3, num_workers=0) as loader:  # the loader finds the audio field
+        (features, _), = list(loader)
+        assert features.shape == (3, 16000)
+    # a process that has not defined the kind is told what is missing
+    code = f"from audioflow import store; store.open({str(out)!r})"
+    failed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert failed.returncode != 0 and "unknown field kind 'test_peak_envelope'" in failed.stderr

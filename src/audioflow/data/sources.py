@@ -101,9 +101,7 @@ class StoreSource(AudioSource):
     """An audio field of a packed dataset (:mod:`audioflow.store`)."""
 
     def __init__(self, dataset: Any, field: str | None = None) -> None:
-        from ..store.fields import ChunkedAudioField, WaveformField
-
-        audio_fields = [name for name, f in dataset.fields.items() if isinstance(f, (WaveformField, ChunkedAudioField))]
+        audio_fields = [name for name, f in dataset.fields.items() if f.waveform]
         if field is None:
             if not audio_fields:
                 raise ParameterError(f"{dataset.path} has no audio field (fields: {', '.join(dataset.fields)})",

@@ -6,9 +6,11 @@
 """
 
 from .fields import (
+    FIELD_KINDS,
     ChunkedAudioField,
     CodecTokenField,
     CompressedField,
+    Encoded,
     Field,
     FloatField,
     HybridField,
@@ -28,12 +30,14 @@ from .writer import FORMAT, VERSION, write
 open = open_dataset
 
 __all__ = [
+    "FIELD_KINDS",
     "FORMAT",
     "VERSION",
     "ChunkedAudioField",
     "CodecTokenField",
     "CompressedField",
     "Dataset",
+    "Encoded",
     "Field",
     "FloatField",
     "HybridField",

@@ -10,8 +10,8 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from ..errors import StoreError
-from .fields import ChunkedAudioField, ColumnViews, Field, MelSpectrogramField, WaveformField, field_from_spec
+from ..errors import ParameterError, StoreError
+from .fields import ColumnViews, Field, field_from_spec
 from .writer import FORMAT, VERSION
 
 
@@ -126,25 +126,22 @@ class Dataset(Sequence):
         views = {shard: self._shard(shard) for shard, _ in groups}
         out: dict[str, Any] = {}
         for name, field in self._leaves().items():
-            fast = getattr(field, "gather", None)
-            if fast is not None and not (isinstance(field, WaveformField) and not field.mono) \
-                    and field.kind != "compressed":
+            if field.can_gather():
                 lengths = np.zeros(len(idx), np.int64)
                 for shard, slots in groups:
                     lengths[slots] = field.frames(views[shard], rows[slots])
-                shape = (len(idx), field.n_mels) if isinstance(field, MelSpectrogramField) else (len(idx),)
-                buffer = np.zeros((*shape, int(lengths.max()) if len(idx) else 0), np.float32)
+                buffer = np.zeros((*field.gather_shape(len(idx)), int(lengths.max()) if len(idx) else 0), np.float32)
                 for shard, slots in groups:
-                    fast(views[shard], rows[slots], buffer, slots)
+                    field.gather(views[shard], rows[slots], buffer, slots)
                 out[name], out[f"{name}_lengths"] = buffer, lengths
                 continue
             values: list[Any] = [None] * len(idx)
             for shard, slots in groups:
                 for position, value in zip(slots.tolist(), field.decode(views[shard], rows[slots]), strict=True):
                     values[position] = value
-            if isinstance(field, (WaveformField, MelSpectrogramField, ChunkedAudioField)):
+            if field.batch == "padded":
                 out[name], out[f"{name}_lengths"] = pad_stack(values)
-            elif field.kind in ("int", "float"):
+            elif field.batch == "array":
                 out[name] = np.asarray(values)
             else:
                 out[name] = values
@@ -153,8 +150,8 @@ class Dataset(Sequence):
     def _leaves(self) -> dict[str, Field]:
         """Batch keys and their fields: composite fields (multi-track, hybrid) expose each part."""
         leaves: dict[str, Field] = {}
-        for name, field in self.fields.items():
-            leaves.update(field.leaves() if hasattr(field, "leaves") else {name: field})
+        for field in self.fields.values():
+            leaves.update(field.leaves())
         return leaves
 
     def read_window(self, index: int, field: str, offset: float = 0.0, duration: float | None = None) -> np.ndarray:
@@ -162,15 +159,10 @@ class Dataset(Sequence):
         decodes only the chunks the window overlaps; other audio fields decode the row and slice it."""
         shard, row = self._locate(np.array([int(index)]))
         views = self._shard(int(shard[0]))
-        target = self.fields[field]
-        if isinstance(target, ChunkedAudioField):
-            return target.window(views, int(row[0]), offset, duration)
-        y = target.decode(views, row)[0]
-        rate = getattr(target, "sr", None)
-        if rate is None or not isinstance(y, np.ndarray):
-            raise StoreError(f"field {field!r} is not audio", self.path)
-        start = round(offset * rate)
-        return y[..., start: None if duration is None else start + round(duration * rate)]
+        try:
+            return self.fields[field].window(views, int(row[0]), offset, duration)
+        except ParameterError as e:
+            raise StoreError(str(e), self.path) from None
 
     def info(self) -> dict[str, Any]:
         """Rows, shards, bytes, audio hours, fields and skipped sources, from the manifest."""

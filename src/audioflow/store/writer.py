@@ -15,7 +15,7 @@ import pyarrow as pa
 
 from ..errors import AudioflowError, ParameterError, StoreError
 from ..io.listing import list_rows
-from .fields import Field
+from .fields import Encoded, Field
 
 FORMAT = "audioflow-store"
 VERSION = 1
@@ -31,21 +31,21 @@ def _init_worker(fields: dict[str, Field]) -> None:
     _FIELDS.update(fields)
 
 
-def _encode_chunk(rows: list[tuple[int, Mapping[str, Any]]]) -> tuple[list[tuple[int, dict[str, Any] | None, str]],
+def _encode_chunk(rows: list[tuple[int, Mapping[str, Any]]]) -> tuple[list[tuple[int, Encoded | None, str]],
                                                                     float]:
     started = time.process_time()
     out = []
     for index, row in rows:
         try:
-            columns: dict[str, Any] = {"_seconds": 0.0}
+            row_out = Encoded()
             for name, field in _FIELDS.items():
                 value = row.get(name, row.get("path") if field.audio else None)
                 if value is None:
                     raise ParameterError(f"row has no value for field {name!r}")
                 encoded = field.encode(value)
-                columns["_seconds"] = max(columns["_seconds"], encoded.pop("_seconds", 0.0))
-                columns.update(encoded)
-            out.append((index, columns, ""))
+                row_out.columns.update(encoded.columns)
+                row_out.seconds = max(row_out.seconds, encoded.seconds)
+            out.append((index, row_out, ""))
         except AudioflowError as e:
             out.append((index, None, str(e)))
         except Exception as e:
@@ -117,15 +117,15 @@ def write(source: Any, path: str | os.PathLike[str], fields: dict[str, Field], s
     pending = []
     try:
         with _Progress(progress, total, described, done=state["next_row"]) as bar:
-            for index, columns, error in _encoded(rows, bound, workers, state["next_row"], stats):
-                if columns is None:
+            for index, encoded, error in _encoded(rows, bound, workers, state["next_row"], stats):
+                if encoded is None:
                     skipped.append({"source": _describe(rows[index]) if isinstance(rows[index], Mapping)
                                     else str(index), "reason": error})
                     bar.advance(0.0)
                     continue
-                seconds += columns.pop("_seconds")
+                seconds += encoded.seconds
                 for name in buffer:
-                    buffer[name].append(columns[name])
+                    buffer[name].append(encoded.columns[name])
                 bar.advance(seconds)
                 if len(buffer[schema[0].name]) >= shard_size:
                     snapshot = {"skipped": list(skipped), "audio_seconds": seconds, "next_row": index + 1}
