@@ -2,8 +2,9 @@
 transform on the device, measured settings) and its parts for those who assemble their own."""
 
 from ..runtime import resolve_device
+from .batching import Batch, BatchMaker, BatchResult
 from .cache import DecodedCache
-from .loader import AudioDataLoader, Batch, BatchMaker
+from .loader import AudioDataLoader
 from .sampler import AudioSampler, distributed_rank_world
 from .sources import AudioSource, FileSource, MapSource, StoreSource, open_audio_source, resolve_labels
 from .transforms import BatchTransform, build_feature, plan
@@ -14,6 +15,7 @@ __all__ = [
     "AudioSource",
     "Batch",
     "BatchMaker",
+    "BatchResult",
     "BatchTransform",
     "DecodedCache",
     "FileSource",

@@ -6,18 +6,16 @@ is cheapest: on the accelerator, batched, in a feeder thread that pins each batc
 CUDA stream and transforms it while the model runs on the previous one; on a CPU-only machine, in the
 workers, as the last step of making the batch, so every core makes whole batches. How many workers,
 how deep the prefetch, how many threads each, and whether the cache is worth it are chosen by probing
-a few items at the start, and the worker count grows while the consumer is seen waiting for data.
+a few items at the start (tuning.py), and the worker count grows while the consumer is seen waiting for
+data. Batches are made by batching.py's BatchMaker, fed to an accelerator by feeder.py's Feeder.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import os
-import queue
 import random
-import threading
 import time
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -26,157 +24,20 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..errors import AudioflowError, InvalidAudioError, ParameterError
-from ..io.listing import AUDIO_EXTENSIONS, is_url
-from ..runtime import ProcessPool, ThreadPool, resolve_device, total_memory_bytes, usable_cores
-from .cache import DecodedCache, default_memory_budget, parse_bytes
+from ..errors import AudioflowError, ParameterError
+from ..io.listing import AUDIO_EXTENSIONS
+from ..runtime import ProcessPool, ThreadPool, resolve_device, usable_cores
+from . import tuning
+from .batching import Batch, BatchMaker, BatchResult
+from .cache import DecodedCache
+from .feeder import Feeder
 from .sampler import AudioSampler, distributed_rank_world
-from .sources import AudioSource, FileSource, open_audio_source, resolve_labels
+from .sources import AudioSource, open_audio_source, resolve_labels
 from .transforms import BatchTransform, build_feature, plan
 
 log = logging.getLogger("audioflow.data")
 
-_CHEAP_BATCH_S = 0.004  # a batch this quick to make is not worth a process hop (pickling, shared memory)
-_PREFETCH_BYTES = 1 << 30  # waiting batches, all workers together
 _ADAPT_EVERY = 8  # batches between looks at the consumer's waiting
-
-
-class Batch:
-    """One batch. Unpacks as ``features, labels = batch``; also carries:
-
-    Attributes:
-        features: ``[batch, n_features, frames]`` (or ``[batch, time]`` waveforms without features).
-        labels: ``[batch]`` label ids (int64; float32 for numeric labels), or None.
-        lengths: valid frames per item (samples without features), ``[batch]``.
-        audio_lengths: valid samples per item after augmentation, ``[batch]``.
-        ids: item ids (file stems, or the manifest's ``id`` column).
-        indices: item positions in the source, ``[batch]``.
-    """
-
-    __slots__ = ("audio_lengths", "features", "ids", "indices", "labels", "lengths")
-
-    def __init__(self, features: torch.Tensor, labels: torch.Tensor | None, lengths: torch.Tensor,
-                 audio_lengths: torch.Tensor, ids: list[str], indices: torch.Tensor) -> None:
-        self.features, self.labels, self.lengths = features, labels, lengths
-        self.audio_lengths, self.ids, self.indices = audio_lengths, ids, indices
-
-    def __iter__(self) -> Iterator[Any]:
-        yield self.features
-        yield self.labels
-
-    def __len__(self) -> int:
-        return self.features.shape[0]
-
-    def to(self, device: str | torch.device, non_blocking: bool = False) -> Batch:
-        move = lambda t: None if t is None else t.to(device, non_blocking=non_blocking)  # noqa: E731
-        return Batch(move(self.features), move(self.labels), move(self.lengths), move(self.audio_lengths),
-                     self.ids, self.indices)
-
-    def __repr__(self) -> str:
-        labels = None if self.labels is None else len(self.labels)
-        return f"Batch(features={tuple(self.features.shape)}, labels={labels})"
-
-
-def _crop_start(length: int, size: int, mode: str, rng: np.random.Generator) -> int:
-    if length <= size:
-        return 0
-    if mode == "random":
-        return int(rng.integers(0, length - size + 1))
-    return (length - size) // 2 if mode == "center" else 0
-
-
-class BatchMaker:
-    """Makes one batch from item indices (in a worker, a thread, or the main process for the probe):
-    read through the cache, crop, pad into one buffer, and, when the transform runs here, augment and
-    extract features. Failed items are replaced by others or dropped, and reported."""
-
-    def __init__(self, source: AudioSource, sr: int, mono: bool, max_duration: float | None, crop: str,
-                 cache: DecodedCache | None, labels: np.ndarray | None, on_error: str,
-                 transform: BatchTransform | None) -> None:
-        self.source, self.sr, self.mono, self.max_duration, self.crop = source, sr, mono, max_duration, crop
-        self.cache, self.labels, self.on_error, self.transform = cache, labels, on_error, transform
-        self.max_samples = None if max_duration is None else max(1, round(max_duration * sr))
-        self.bad: set[int] = set()  # items that failed in this process: not tried again
-
-    def read(self, index: int, rng: np.random.Generator) -> tuple[np.ndarray, bool]:
-        """Samples of one item, cropped; and whether the cache had it."""
-        hit = False
-        if self.cache is not None:
-            key = f"{self.source.cache_key(index)}|{self.sr}|{int(self.mono)}"
-            y = self.cache.get(key)
-            hit = y is not None
-            if y is None:
-                y = self.source.read(index, self.sr, self.mono)
-                self.cache.put(key, y)
-        elif self.max_samples is not None and self.crop != "none":
-            # decode only the window: a random crop of a long file costs the crop, not the file
-            total = round(self.source.duration(index) * self.sr)
-            start = _crop_start(total, self.max_samples, self.crop, rng)
-            y = self.source.read(index, self.sr, self.mono, start / self.sr, self.max_samples / self.sr)
-        else:
-            y = self.source.read(index, self.sr, self.mono)
-        if self.max_samples is not None and y.shape[-1] > self.max_samples and self.crop != "none":
-            start = _crop_start(y.shape[-1], self.max_samples, self.crop, rng)
-            y = y[..., start:start + self.max_samples]
-        if y.shape[-1] == 0:
-            raise InvalidAudioError("no samples to train on", self.source.item_id(index))
-        return y, hit
-
-    def __call__(self, task: tuple[list[int], int]) -> dict[str, Any]:
-        indices, seed = task
-        rng = np.random.default_rng(seed)
-        started = time.perf_counter()
-        samples, used, failures, hits = [], [], [], 0
-        for index in indices:
-            for _attempt in range(8):
-                try:
-                    if index in self.bad:
-                        raise InvalidAudioError("failed before", None)
-                    y, hit = self.read(index, rng)
-                except Exception as e:  # a bad file costs its item, never the batch
-                    if self.on_error == "raise":
-                        raise
-                    if index not in self.bad:
-                        message = str(e) if isinstance(e, AudioflowError) else f"{type(e).__name__}: {e}"
-                        failures.append((index, message))
-                        self.bad.add(index)
-                    if self.on_error == "skip":
-                        break
-                    index = int(rng.integers(len(self.source)))  # replace: another item, drawn from the seed
-                    continue
-                samples.append(y)
-                used.append(index)
-                hits += hit
-                break
-        if not samples:
-            first = failures[0][1] if failures else "no items"
-            raise InvalidAudioError(f"every item of the batch failed ({len(failures)} failures; first: {first})", None)
-        x, lengths = _pad(samples)
-        decoded = time.perf_counter()
-        audio_seconds = float(lengths.sum()) / self.sr
-        out, out_lengths = x, lengths
-        if self.transform is not None and not self.transform.is_identity:
-            self.transform.reseed(seed)
-            with torch.no_grad():
-                out, out_lengths = self.transform(x, lengths)
-        labels = None if self.labels is None else torch.from_numpy(self.labels[used])
-        return {"x": out, "lengths": out_lengths, "audio_lengths": lengths, "labels": labels,
-                "indices": torch.tensor(used, dtype=torch.long), "failures": failures, "hits": hits,
-                "decode_s": decoded - started, "transform_s": time.perf_counter() - decoded,
-                "audio_seconds": audio_seconds, "seed": seed}
-
-
-def _pad(samples: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
-    channels = {y.shape[0] if y.ndim == 2 else None for y in samples}
-    if len(channels) > 1:
-        raise ParameterError(f"items have different channel counts {sorted(map(str, channels))}; use mono=True")
-    lengths = torch.tensor([y.shape[-1] for y in samples], dtype=torch.long)
-    shape = (len(samples), *samples[0].shape[:-1], int(lengths.max()))
-    x = torch.zeros(shape, dtype=torch.float32)
-    buffer = x.numpy()
-    for i, y in enumerate(samples):
-        buffer[i, ..., : y.shape[-1]] = y
-    return x, lengths
 
 
 class LoaderStats:
@@ -289,7 +150,7 @@ class AudioDataLoader:
             log.addHandler(handler)
             log.setLevel(logging.INFO)
         self._pool: ProcessPool | ThreadPool | None = None
-        self._feeder: _Feeder | None = None  # the feeder thread of the iteration under way (accelerators)
+        self._feeder: Feeder | None = None  # the feeder thread of the iteration under way (accelerators)
         self._cache: DecodedCache | None = None
         self._maker: BatchMaker | None = None
         self._device_transform: BatchTransform | None = None
@@ -357,90 +218,33 @@ class AudioDataLoader:
         opts = self._options
         cores = usable_cores()
         first = self._batches(self._next_epoch)
-        probe = (first[0] if first else [])[:4]
-        probe_maker = BatchMaker(self.source, self.sample_rate, self.mono, None, "none", None, None, "skip", None)
-        started = time.perf_counter()
-        full = probe_maker((probe, self.seed)) if probe else None
-        read_s = (time.perf_counter() - started) / max(1, len(probe))
-        channels = 1 if full is None or full["x"].ndim == 2 else full["x"].shape[1]
-        item_bytes = 0 if full is None else int(full["audio_lengths"].sum()) * 4 * channels // len(probe)
-        self._cache = self._make_cache(opts, item_bytes)
+        found = tuning.probe(self.source, self.sample_rate, self.mono, (first[0] if first else [])[:4], self.seed)
+        self._cache = tuning.make_cache(opts, found.item_bytes, self.source)
         in_workers = self.transform if self.transform_on == "workers" else None
         self._maker = BatchMaker(self.source, self.sample_rate, self.mono, self.max_duration, self.crop, self._cache,
                                  self.label_ids, opts["on_error"], in_workers)
         # what one batch costs to make where it will be made: the probe items, cropped, repeated to a batch
-        transform_s = 0.0
-        by_count = self.sampler.batch_by == "count" or not first
-        batch_items = self.sampler.batch_size if by_count else len(first[0])
-        if full is not None and in_workers is not None and not in_workers.is_identity:
-            x, lengths = full["x"], full["audio_lengths"]
-            if self.max_duration:
-                size = round(self.max_duration * self.sample_rate)
-                x, lengths = x[..., :size], lengths.clamp(max=size)
-            reps = math.ceil(batch_items / x.shape[0])
-            x, lengths = x.repeat(reps, *([1] * (x.ndim - 1)))[:batch_items], lengths.repeat(reps)[:batch_items]
-            threads = torch.get_num_threads()
-            torch.set_num_threads(1)
-            try:
-                started = time.perf_counter()
-                with torch.no_grad():
-                    in_workers(x, lengths)
-                transform_s = time.perf_counter() - started
-            finally:
-                torch.set_num_threads(threads)
-        batch_s = read_s * batch_items + transform_s
-        out_bytes = item_bytes * batch_items
-        num_workers = opts["num_workers"]
-        if num_workers == "auto":
-            reserve = 1 if self.transform_on == "main" and self.device.type != "cpu" else 0
-            num_workers = 0 if batch_s < _CHEAP_BATCH_S else max(1, min(cores - reserve, len(first) or 1))
-        num_workers = int(num_workers)
-        prefetch = opts["prefetch_factor"]
-        if prefetch == "auto":
-            budget = min(_PREFETCH_BYTES, total_memory_bytes() // 8)
-            prefetch = int(max(1, min(2, budget // max(1, out_bytes * max(1, num_workers)))))
-        threads = opts["threads_per_worker"]
-        if threads == "auto":
-            # one math thread per worker: measured 1.4-2.9x faster than two with the workers filling the
-            # cores, and the only safe choice in a forked child of a process whose OpenMP pool ran
-            # (GNU OpenMP deadlocks starting threads after fork)
-            threads = 1
-        elif int(threads) > 1 and torch.get_num_threads() > 1:
-            log.warning("threads_per_worker=%s in forked workers can deadlock GNU OpenMP; using 1", threads)
-            threads = 1
-        pin = opts["pin_memory"]
-        pin = self.device.type == "cuda" if pin == "auto" else bool(pin)
-        self._prefetch, self._pin, self._threads, self._max_workers = int(prefetch), pin, int(threads), cores
-        if num_workers == 0:
+        batch_items = self.sampler.batch_size if self.sampler.batch_by == "count" or not first else len(first[0])
+        max_samples = round(self.max_duration * self.sample_rate) if self.max_duration else None
+        transform_s = tuning.transform_seconds(in_workers, found, batch_items, max_samples)
+        chosen = tuning.choose(opts, found, transform_s, batch_items, len(first), cores, self.device,
+                               self.transform_on)
+        self._prefetch, self._pin, self._threads, self._max_workers = chosen.prefetch, chosen.pin, chosen.threads, cores
+        if chosen.num_workers == 0:
             self._pool = ThreadPool(self._maker, 1)
         else:
-            self._pool = ProcessPool(self._maker, num_workers, self._threads)
+            self._pool = ProcessPool(self._maker, chosen.num_workers, self._threads)
         if self.transform_on == "main" and not self.transform.is_identity:
             self._device_transform = self.transform.to(self.device)
         self._stats.settings = {
-            "num_workers": num_workers, "prefetch_factor": self._prefetch, "pin_memory": pin,
+            "num_workers": chosen.num_workers, "prefetch_factor": self._prefetch, "pin_memory": chosen.pin,
             "threads_per_worker": self._threads, "transform_on": self.transform_on, "device": str(self.device),
             "transform": self.transform.describe(), "cache": None if self._cache is None else self._cache.mode,
             "cache_budget_mb": None if self._cache is None else round(self._cache.budget / 1e6),
-            "probe_read_ms_per_item": round(read_s * 1000, 3), "probe_batch_ms": round(batch_s * 1000, 2),
+            "probe_read_ms_per_item": round(found.read_s * 1000, 3), "probe_batch_ms": round(chosen.batch_s * 1000, 2),
             "cores": cores,
         }
         log.info("settings: %s", ", ".join(f"{k}={v}" for k, v in self._stats.settings.items()))
-
-    def _make_cache(self, opts: dict[str, Any], item_bytes: int) -> DecodedCache | None:
-        mode = opts["cache"]
-        budget = parse_bytes(opts["cache_budget"]) or default_memory_budget()
-        if mode == "auto":
-            estimate = item_bytes * len(self.source)
-            remote = isinstance(self.source, FileSource) and any(is_url(r["path"]) for r in self.source.rows[:10])
-            mode = "memory" if 0 < estimate <= budget else ("disk" if remote else None)
-            log.info("cache: decoded audio ~%.0f MB for %d items, budget %.0f MB -> %s", estimate / 1e6,
-                     len(self.source), budget / 1e6, mode)
-        if mode is None:
-            return None
-        if mode == "disk" and opts["cache_budget"] is None:
-            budget = 64 << 30
-        return DecodedCache(mode, budget, opts["cache_dir"])
 
     # ---- iteration ---------------------------------------------------------------------------------------
 
@@ -455,7 +259,7 @@ class AudioDataLoader:
         if stats.started is None:
             stats.started = time.perf_counter()
         results = self._ordered(epoch, batches, position)
-        feeder = _Feeder(results, self._finish, self.device, self._prefetch) if self.transform_on == "main" else None
+        feeder = Feeder(results, self._finish, self.device, self._prefetch) if self.transform_on == "main" else None
         self._feeder = feeder
         source = feeder if feeder is not None else (self._finish(r) for r in results)
         try:
@@ -541,21 +345,21 @@ class AudioDataLoader:
             log.info("consumer waited %.0f%% of the time with a worker on every core: the input is the "
                      "bottleneck (a cache, lighter augmentation or a packed dataset would help)", 100 * waiting)
 
-    def _finish(self, result: dict[str, Any]) -> Batch:
+    def _finish(self, result: BatchResult) -> Batch:
         """A worker's result as a Batch on the device (transformed there when the transform runs here)."""
         stats = self._stats
         stats.batches += 1
-        stats.clips += len(result["indices"])
-        stats.audio_seconds += result["audio_seconds"]
-        stats.decode_s += result["decode_s"]
-        stats.transform_s += result["transform_s"]
-        stats.cache_hits += result["hits"]
-        for index, message in result["failures"]:
+        stats.clips += len(result.indices)
+        stats.audio_seconds += result.audio_seconds
+        stats.decode_s += result.decode_s
+        stats.transform_s += result.transform_s
+        stats.cache_hits += result.hits
+        for index, message in result.failures:
             item = self.source.item_id(index)
             stats.failures.append((item, message))
             log.warning("item %s failed and was %s: %s", item,
                         "replaced" if self._options["on_error"] == "replace" else "dropped", message)
-        x, lengths, audio_lengths, labels = result["x"], result["lengths"], result["audio_lengths"], result["labels"]
+        x, lengths, audio_lengths, labels = result.x, result.lengths, result.audio_lengths, result.labels
         if self.device.type != "cpu":
             if self._pin:
                 x = x.pin_memory()
@@ -564,12 +368,12 @@ class AudioDataLoader:
             labels = None if labels is None else labels.to(self.device, non_blocking=self._pin)
         if self._device_transform is not None:
             started = time.perf_counter()
-            self._device_transform.reseed(result["seed"])
+            self._device_transform.reseed(result.seed)
             with torch.no_grad():
                 x, lengths = self._device_transform(x, audio_lengths)
             stats.transform_s += time.perf_counter() - started
-        ids = [self.source.item_id(i) for i in result["indices"].tolist()]
-        return Batch(x, labels, lengths, audio_lengths, ids, result["indices"])
+        ids = [self.source.item_id(i) for i in result.indices.tolist()]
+        return Batch(x, labels, lengths, audio_lengths, ids, result.indices)
 
     # ---- reporting and shutdown --------------------------------------------------------------------------
 
@@ -623,63 +427,3 @@ class AudioDataLoader:
         self.close()
 
 
-class _Feeder:
-    """A thread that turns worker results into device batches ahead of the consumer: pinned copy on a side
-    CUDA stream and the batch transform there, so both overlap the model's step on the previous batch."""
-
-    def __init__(self, results: Iterator[dict[str, Any]], finish: Any, device: torch.device, depth: int) -> None:
-        self._queue: queue.Queue = queue.Queue(maxsize=max(1, depth))
-        self._stop = threading.Event()
-        self._stream = torch.cuda.Stream(device) if device.type == "cuda" else None
-        self._thread = threading.Thread(target=self._run, args=(results, finish), daemon=True,
-                                        name="audioflow-feeder")
-        self._thread.start()
-
-    def _run(self, results: Iterator[dict[str, Any]], finish: Any) -> None:
-        try:
-            for result in results:
-                if self._stop.is_set():
-                    return
-                if self._stream is not None:
-                    with torch.cuda.stream(self._stream):
-                        batch = finish(result)
-                        event = torch.cuda.Event()
-                        event.record(self._stream)
-                else:
-                    batch, event = finish(result), None
-                while not self._stop.is_set():
-                    try:
-                        self._queue.put((batch, event, None), timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-        except BaseException as e:  # handed to the consumer, raised there
-            self._queue.put((None, None, e))
-            return
-        self._queue.put((None, None, StopIteration()))
-
-    def __next__(self) -> Batch:
-        batch, event, error = self._queue.get()
-        if error is not None:
-            if isinstance(error, StopIteration):
-                raise StopIteration
-            raise error
-        if event is not None:
-            current = torch.cuda.current_stream()
-            current.wait_event(event)
-            for t in (batch.features, batch.labels, batch.lengths, batch.audio_lengths):
-                if t is not None and t.is_cuda:
-                    t.record_stream(current)  # the side stream's allocations are now used on this one
-        return batch
-
-    def __iter__(self) -> _Feeder:
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        while True:
-            try:
-                self._queue.get_nowait()
-            except queue.Empty:
-                break
-        self._thread.join(timeout=5.0)
