@@ -333,7 +333,7 @@ def audioflow_loader(data: Any, labels: list[int], cfg: Config) -> Any:
 
     augmentations = [A.AddNoise(min_snr_db=10.0, max_snr_db=30.0, p=1.0), A.TimeStretch(0.8, 1.2, p=1.0),
                      A.PitchShift(-2, 2, p=1.0)]
-    return AudioDataLoader(data, labels, batch_size=cfg.batch, target_sr=SR, max_duration=cfg.max_s,
+    return AudioDataLoader(data, labels, batch_size=cfg.batch, sample_rate=SR, max_duration=cfg.max_s,
                            features="logmel", augmentations=augmentations, device=cfg.device, shuffle=True,
                            drop_last=True, **MEL)
 

@@ -82,7 +82,7 @@ def before_loader(paths: list[str], augment: bool):
 
 def after_loader(paths: list[str], augment: bool):
     augmentations = [A.TimeStretch(0.8, 1.2, p=1.0), A.PitchShift(-2, 2, p=1.0)] if augment else None
-    return AudioDataLoader(paths, batch_size=BATCH, target_sr=16000, features="mfcc", n_mfcc=N_MFCC,
+    return AudioDataLoader(paths, batch_size=BATCH, sample_rate=16000, features="mfcc", n_mfcc=N_MFCC,
                            augmentations=augmentations, device="cpu", shuffle=True, **MFCC_ARGS)
 
 

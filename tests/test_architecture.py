@@ -11,7 +11,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "src" / "audioflow"
 
 # a module may import its own rank or lower (docs/architecture.md, "Layers")
 RANKS = {
-    "audio": 0, "errors": 0, "models": 0, "_version": 0, "runtime": 0,
+    "audio": 0, "errors": 0, "models": 0, "_version": 0, "_deprecation": 0, "runtime": 0,
     "io": 1,
     "dsp": 2,
     "features": 3, "augment": 3,
@@ -126,3 +126,77 @@ def test_no_import_cycles_at_module_level():
         if name not in state:
             walk(name, [])
     assert not cycles, "modules that import each other at module level:\n" + "\n".join(cycles)
+
+
+# the naming rule of docs/architecture.md: NumPy-facing APIs follow librosa (``sr``, ``(y, sr)``), torch-facing
+# ones follow torchaudio (``sample_rate``, ``hop_length``); value types carry ``sample_rate`` attributes
+STYLE = {"audioflow.io": "librosa", "audioflow.store": "librosa", "audioflow.speech": "librosa",
+         "audioflow.music": "librosa", "audioflow.enhance": "librosa", "audioflow.features": "torchaudio",
+         "audioflow.augment": "torchaudio", "audioflow.data": "torchaudio", "audioflow.dsp": "torchaudio",
+         "audioflow": None, "audioflow.pipeline": None, "audioflow.runtime": None}
+NEVER = {"hop", "target_sr", "samplerate", "fs", "rate_hz"}
+MIRRORS = {("audioflow.io", "resample"), ("audioflow", "resample")}  # librosa.resample(y, orig_sr, target_sr)
+
+
+def public_signatures():
+    import dataclasses
+    import importlib
+    import inspect
+
+    for package, style in STYLE.items():
+        module = importlib.import_module(package)
+        for name in getattr(module, "__all__", []):
+            obj = getattr(module, name)
+            if inspect.isclass(obj) and dataclasses.is_dataclass(obj):
+                continue  # value types: attributes, not parameters (Audio.sample_rate, AudioInfo.sample_rate)
+            target = obj.__init__ if inspect.isclass(obj) else obj
+            if not callable(target):
+                continue
+            try:
+                parameters = list(inspect.signature(target).parameters)
+            except (TypeError, ValueError):
+                continue
+            yield package, name, style, parameters
+
+
+def test_public_parameter_names_follow_the_naming_rule():
+    wrong = []
+    for package, name, style, parameters in public_signatures():
+        if (package, name) in MIRRORS:
+            continue
+        banned = set(NEVER)
+        banned |= {"sr"} if style == "torchaudio" else {"sample_rate"} if style == "librosa" else set()
+        wrong += [f"{package}.{name}({p})" for p in parameters if p in banned]
+    assert not wrong, "public parameters against the naming rule: " + ", ".join(wrong)
+
+
+def test_renamed_parameters_work_for_one_release_with_a_warning(tmp_path):
+    import warnings
+
+    import numpy as np
+    import pytest
+    import soundfile as sf
+
+    from audioflow import AudioDataLoader, store
+
+    sf.write(tmp_path / "a.wav", np.zeros(1600, np.float32), 16000)
+    with pytest.warns(DeprecationWarning, match="'target_sr' is now 'sample_rate'"):
+        loader = AudioDataLoader([str(tmp_path / "a.wav")], target_sr=8000, num_workers=0)
+    assert loader.sample_rate == 8000
+    with pytest.warns(DeprecationWarning, match="'hop' is now 'hop_length'"):
+        assert store.MelSpectrogramField(hop=256).hop_length == 256
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a dataset written before the rename reads without a warning
+        old = store.field_from_spec({"kind": "mel", "n_mels": 64, "n_fft": 400, "hop": 320, "sr": 16000,
+                                     "store_dtype": "float16"})
+    assert old.hop_length == 320
+
+
+def test_audio_unpacks_as_load_returns():
+    import numpy as np
+
+    from audioflow import Audio
+
+    samples = np.zeros((2, 160), np.float32)
+    y, sr = Audio(samples, 16000)
+    assert y is samples and sr == 16000

@@ -206,8 +206,8 @@ def test_remote_read_through_fsspec(packed):
 
 
 def test_parse_field_specs():
-    name, field = store.parse_field("audio=mel:n_mels=64,hop=256")
-    assert name == "audio" and field.n_mels == 64 and field.hop == 256
+    name, field = store.parse_field("audio=mel:n_mels=64,hop_length=256")
+    assert name == "audio" and field.n_mels == 64 and field.hop_length == 256
     assert isinstance(store.parse_field("a=flac:sr=22050")[1], store.CompressedField)
     with pytest.raises(audioflow.ParameterError):
         store.parse_field("a=nonsense")

@@ -6,6 +6,7 @@ Plain dataclasses, as Lhotse's records are: small, serialisable (``to_dict``/``f
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -37,6 +38,12 @@ class Audio:
                                  f"{self.samples.shape}", self.source)
         if self.sample_rate <= 0:
             raise ParameterError(f"sample_rate must be positive, got {self.sample_rate}", self.source)
+
+    def __iter__(self) -> Iterator[Any]:
+        """``y, sr = audio``: unpacks as ``load`` returns, so what makes audio (``synthesize``) and what takes
+        ``(y, sr)`` compose."""
+        yield self.samples
+        yield self.sample_rate
 
     @property
     def channels(self) -> int:

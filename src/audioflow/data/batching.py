@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .._deprecation import renamed
 from ..errors import AudioflowError, InvalidAudioError, ParameterError
 from .cache import DecodedCache
 from .sources import AudioSource
@@ -97,12 +98,13 @@ class BatchMaker:
     read through the cache, crop, pad into one buffer, and, when the transform runs here, augment and
     extract features. Failed items are replaced by others or dropped, and reported."""
 
-    def __init__(self, source: AudioSource, sr: int, mono: bool, max_duration: float | None, crop: str,
+    @renamed(sr="sample_rate")
+    def __init__(self, source: AudioSource, sample_rate: int, mono: bool, max_duration: float | None, crop: str,
                  cache: DecodedCache | None, labels: np.ndarray | None, on_error: str,
                  transform: BatchTransform | None) -> None:
-        self.source, self.sr, self.mono, self.max_duration, self.crop = source, sr, mono, max_duration, crop
+        self.source, self.sr, self.mono, self.max_duration, self.crop = source, sample_rate, mono, max_duration, crop
         self.cache, self.labels, self.on_error, self.transform = cache, labels, on_error, transform
-        self.max_samples = None if max_duration is None else max(1, round(max_duration * sr))
+        self.max_samples = None if max_duration is None else max(1, round(max_duration * sample_rate))
         self.bad: set[int] = set()  # items that failed in this process: not tried again
 
     def read(self, index: int, rng: np.random.Generator) -> tuple[np.ndarray, bool]:

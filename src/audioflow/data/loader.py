@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .._deprecation import renamed
 from ..errors import AudioflowError, ParameterError
 from ..io.listing import AUDIO_EXTENSIONS
 from ..runtime import ProcessPool, ThreadPool, resolve_device, usable_cores
@@ -56,7 +57,7 @@ class AudioDataLoader:
     """Batches of audio features and labels from files, a manifest, a packed dataset or a map-style
     dataset, with augmentation and feature extraction batched on the device, tuned by measurement.
 
-    >>> loader = AudioDataLoader("clips/", labels="label", batch_size=32, target_sr=16000,
+    >>> loader = AudioDataLoader("clips/", labels="label", batch_size=32, sample_rate=16000,
     ...                          features="mfcc", n_mfcc=40, augmentations=[A.TimeStretch(0.8, 1.2)])  # doctest: +SKIP
     >>> for features, labels in loader:  # doctest: +SKIP
     ...     ...
@@ -69,7 +70,8 @@ class AudioDataLoader:
         labels: one per item (ints, floats, or strings: mapped to ids, see ``classes``), a column name,
             or None (the source's ``label`` column when it has one).
         batch_size: items per batch (``batch_by='count'``).
-        target_sr: sample rate of the batches, in Hz (items are resampled in the workers).
+        sample_rate: sample rate of the batches, in Hz (items are resampled in the workers; ``target_sr``,
+            its old name, works until the next release).
         mono: mix channels down; otherwise batches are ``[batch, channels, time]``.
         max_duration: crop items longer than this many seconds (see ``crop``); shorter ones are padded.
         crop: 'random' (default when shuffling), 'center' (default otherwise), 'start', or 'none'.
@@ -99,8 +101,9 @@ class AudioDataLoader:
         verbose: log the chosen settings and a stats line per epoch.
     """
 
+    @renamed(target_sr="sample_rate")
     def __init__(self, data: Any, labels: Sequence[Any] | str | None = None, *, batch_size: int = 32,
-                 target_sr: int = 16000, mono: bool = True, max_duration: float | None = None,
+                 sample_rate: int = 16000, mono: bool = True, max_duration: float | None = None,
                  crop: str | None = None, batch_by: str = "count", batch_seconds: float | None = None,
                  features: str | nn.Module | None = None, augmentations: Any = None, fuse: bool = True,
                  device: str | torch.device = "auto", shuffle: bool = False, seed: int | None = 0,
@@ -122,11 +125,11 @@ class AudioDataLoader:
             raise ParameterError(f"transform_on must be 'auto', 'workers' or 'main', got {transform_on!r}")
         if max_duration is not None and max_duration <= 0:
             raise ParameterError(f"max_duration must be positive seconds, got {max_duration}")
-        if target_sr is None or target_sr <= 0:
-            raise ParameterError(f"target_sr must be a positive rate in Hz, got {target_sr}")
+        if sample_rate is None or sample_rate <= 0:
+            raise ParameterError(f"sample_rate must be a positive rate in Hz, got {sample_rate}")
         self.source = open_audio_source(data, tuple(extensions), audio_field, storage_options)
         self.label_ids, self.classes = resolve_labels(labels, self.source)
-        self.sample_rate, self.mono, self.max_duration = int(target_sr), mono, max_duration
+        self.sample_rate, self.mono, self.max_duration = int(sample_rate), mono, max_duration
         self.crop = crop or ("random" if shuffle else "center")
         self.device = resolve_device(device)
         self.seed = seed if seed is not None else random.SystemRandom().randrange(2**31)

@@ -25,7 +25,7 @@ def parse_field(text: str) -> tuple[str, Field]:
     registered kind or alias (``wav``, ``flac``, ``mel``, ``int``...).
 
     >>> parse_field("audio=mel:n_mels=80")[1]
-    MelSpectrogramField(n_mels=80, n_fft=400, hop=160, sr=16000, store_dtype='float16')
+    MelSpectrogramField(n_mels=80, n_fft=400, hop_length=160, sr=16000, store_dtype='float16')
     """
     if "=" not in text:
         raise ParameterError(f"--field must look like name=kind[:key=value,...], got {text!r}")

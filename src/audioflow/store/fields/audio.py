@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from ..._deprecation import renamed
 from ...errors import ParameterError
 from .base import ColumnViews, Encoded, Field
 
@@ -128,16 +129,22 @@ class MelSpectrogramField(Field):
     audio = True
     batch = "padded"
 
-    def __init__(self, n_mels: int = 80, n_fft: int = 400, hop: int = 160, sr: int = 16000,
+    @renamed(hop="hop_length")
+    def __init__(self, n_mels: int = 80, n_fft: int = 400, hop_length: int = 160, sr: int = 16000,
                  store_dtype: str = "float16") -> None:
         super().__init__()
-        self.n_mels, self.n_fft, self.hop, self.sr = n_mels, n_fft, hop, int(sr)
+        self.n_mels, self.n_fft, self.hop_length, self.sr = n_mels, n_fft, hop_length, int(sr)
         self.store_dtype = np.dtype(store_dtype)
         self._module = None
 
     def to_spec(self):
-        return {"kind": self.kind, "n_mels": self.n_mels, "n_fft": self.n_fft, "hop": self.hop, "sr": self.sr,
-                "store_dtype": self.store_dtype.name}
+        return {"kind": self.kind, "n_mels": self.n_mels, "n_fft": self.n_fft, "hop_length": self.hop_length,
+                "sr": self.sr, "store_dtype": self.store_dtype.name}
+
+    @classmethod
+    def from_spec(cls, spec):
+        spec = {("hop_length" if key == "hop" else key): value for key, value in spec.items()}  # written before 0.2
+        return super().from_spec(spec)
 
     def columns(self):
         return [pa.field(self.name, pa.large_binary()), pa.field(f"{self.name}.frames", pa.int64())]
@@ -150,7 +157,7 @@ class MelSpectrogramField(Field):
         if self._module is None:
             if torch.get_num_threads() > 1 and _in_worker():
                 torch.set_num_threads(1)  # one thread per writer process: the pool is the parallelism
-            self._module = LogMel(self.sr, self.n_fft, hop_length=self.hop, n_mels=self.n_mels, log="log")
+            self._module = LogMel(self.sr, self.n_fft, hop_length=self.hop_length, n_mels=self.n_mels, log="log")
         y = _load_audio(value, self.sr, True)[0]
         with torch.no_grad():
             mel = self._module(torch.from_numpy(np.ascontiguousarray(y))).numpy()
