@@ -345,7 +345,7 @@ def test_chunked_processing_keeps_memory_bounded(tmp_path):
     a small fraction of the decoded file."""
     import tracemalloc
 
-    from audioflow.pipeline.runner import process_file
+    from audioflow.pipeline.files import process_file
 
     path = tmp_path / "hour.flac"
     rng = np.random.default_rng(0)

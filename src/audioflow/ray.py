@@ -20,9 +20,9 @@ from typing import Any
 import numpy as np
 
 from .audio import Audio
+from .pipeline.files import input_rows, json_default
 from .pipeline.ray_engine import ensure_ray
 from .pipeline.registry import STAGES
-from .pipeline.runner import _json_default, input_rows
 from .pipeline.stage import Annotations
 
 
@@ -88,7 +88,7 @@ class StageActor:
             ident = str(batch["id"][i]) if "id" in batch else str(i)
             audio, annotations = self.stage(Audio(samples, rate), Annotations(ident, ident))
             audio_out.append(audio.samples)
-            results.append(json.dumps(annotations.results.get(self.stage.name), default=_json_default))
+            results.append(json.dumps(annotations.results.get(self.stage.name), default=json_default))
         return {**batch, "audio": audio_out, self.stage.name: results}
 
 

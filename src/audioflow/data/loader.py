@@ -8,6 +8,9 @@ workers, as the last step of making the batch, so every core makes whole batches
 how deep the prefetch, how many threads each, and whether the cache is worth it are chosen by probing
 a few items at the start (tuning.py), and the worker count grows while the consumer is seen waiting for
 data. Batches are made by batching.py's BatchMaker, fed to an accelerator by feeder.py's Feeder.
+
+(Over 400 lines on purpose: a third is the constructor's documentation of its 31 options, which users
+read here; the rest is one class's iteration, scheduling and bookkeeping, which share its state.)
 """
 
 from __future__ import annotations

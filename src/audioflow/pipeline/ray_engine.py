@@ -53,14 +53,14 @@ class ProcessActor:
             stage.setup(models)
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
-        from .runner import _json_default, process_file
+        from .files import json_default, process_file
 
         entries = []
         for row_json in batch["row"]:
             row = json.loads(row_json)
             entries.append(json.dumps(process_file(row, self.stages, self.output_dir, self.storage_options,
                                                    self.chunk_duration),
-                                      default=_json_default))
+                                      default=json_default))
         return {"entry": entries}
 
 

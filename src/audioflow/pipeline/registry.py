@@ -29,16 +29,16 @@ ENTRY_POINT_GROUP = "audioflow.stages"
 
 # name -> "module:Class", in the order `--help` lists them
 BUILTIN_STAGES: dict[str, str] = {
-    "split": "audioflow.pipeline.stages:Split",
-    "enhance": "audioflow.pipeline.stages:Enhance",
-    "denoise": "audioflow.pipeline.speech_stages:Denoise",
-    "vad": "audioflow.pipeline.stages:VAD",
-    "diarize": "audioflow.pipeline.speech_stages:Diarize",
-    "transcribe": "audioflow.pipeline.speech_stages:Transcribe",
-    "analyze": "audioflow.pipeline.stages:Analyze",
-    "features": "audioflow.pipeline.stages:Features",
-    "fingerprint": "audioflow.pipeline.stages:Fingerprint",
-    "classify": "audioflow.pipeline.stages:Classify",
+    "split": "audioflow.pipeline.stages.split:Split",
+    "enhance": "audioflow.pipeline.stages.enhance:Enhance",
+    "denoise": "audioflow.pipeline.stages.speech:Denoise",
+    "vad": "audioflow.pipeline.stages.speech:VAD",
+    "diarize": "audioflow.pipeline.stages.speech:Diarize",
+    "transcribe": "audioflow.pipeline.stages.speech:Transcribe",
+    "analyze": "audioflow.pipeline.stages.measure:Analyze",
+    "features": "audioflow.pipeline.stages.measure:Features",
+    "fingerprint": "audioflow.pipeline.stages.measure:Fingerprint",
+    "classify": "audioflow.pipeline.stages.measure:Classify",
 }
 
 

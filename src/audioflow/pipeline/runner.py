@@ -8,7 +8,6 @@ files the stages write (``segments/``, ``enhanced/``, ``features/``), ``features
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
 import logging
 import os
@@ -18,11 +17,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..audio import Audio
-from ..errors import AudioflowError, InvalidAudioError, ParameterError
-from ..io.listing import AUDIO_EXTENSIONS, list_rows
+from ..errors import AudioflowError, ParameterError
+from ..io.listing import AUDIO_EXTENSIONS
 from ..models import ModelManager
-from .stage import Annotations, Stage, build_steps, write_text_atomic
+from .files import input_rows, json_default, process_file, write_json_atomic
+from .stage import Stage, build_steps
 
 log = logging.getLogger("audioflow.pipeline")
 
@@ -57,135 +56,6 @@ class RunSummary:
                 "stage_seconds": {k: round(v, 3) for k, v in self.stage_seconds.items()},
                 "workers": self.workers, "device": self.device, "engine": self.engine, "output": self.output,
                 "errors": [{"input": i, "error": e} for i, e in self.errors[:100]]}
-
-
-def input_rows(inputs: Any, extensions: tuple[str, ...] = AUDIO_EXTENSIONS,
-               storage_options: dict[str, Any] | None = None) -> list[dict[str, Any]]:
-    """Files from paths, folders (recursive), manifests and URLs, with a unique ``id`` each (the file
-    stem; a short hash of the path is added where stems repeat)."""
-    items = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs)
-    rows: list[dict[str, Any]] = []
-    for item in items:
-        listed, _ = list_rows(item, extensions, storage_options)
-        rows.extend(listed)
-    stems: dict[str, int] = {}
-    for row in rows:
-        stem = Path(row["path"]).stem
-        stems[stem] = stems.get(stem, 0) + 1
-    for row in rows:
-        stem = Path(row["path"]).stem
-        if "id" not in row:
-            row["id"] = stem if stems[stem] == 1 else f"{stem}-{hashlib.sha1(row['path'].encode()).hexdigest()[:8]}"
-    return rows
-
-
-def process_file(row: dict[str, Any], stages: Sequence[Stage], output_dir: str | None,
-                 storage_options: dict[str, Any] | None = None, chunk_duration: float | None = None
-                 ) -> dict[str, Any]:
-    """Decode one input, run the stages, write its result JSON atomically; returns the manifest entry.
-
-    An input longer than ``chunk_duration`` seconds is streamed in chunks of that length (memory bounded
-    by a chunk): each chunk runs through the stages, and each stage merges its chunks' results (times in
-    the input's clock); stages that need the whole input first (the loudness target) see every chunk in
-    a measuring pass."""
-    from ..io import info, load
-    from ..io.decoders import check_range
-
-    started = time.perf_counter()
-    timings: dict[str, float] = {}
-    entry: dict[str, Any] = {"input": row["path"], "id": row["id"]}
-    try:
-        whole = "offset" not in row and "duration" not in row and chunk_duration
-        described = info(row["path"], storage_options=storage_options) if whole else None
-        if described is not None and described.duration > chunk_duration:
-            annotations, audio_info = _process_chunked(row, described, stages, output_dir, storage_options,
-                                                       chunk_duration, timings)
-        else:
-            samples, sr = load(row["path"], sr=None, mono=False, offset=float(row.get("offset", 0.0)),
-                               duration=row.get("duration"), storage_options=storage_options)
-            timings["decode"] = time.perf_counter() - started
-            if samples.shape[-1] == 0:
-                raise InvalidAudioError("no samples to process (zero length)", row["path"])
-            check_range(samples, row["path"])
-            audio = Audio(samples, sr, row["path"])
-            audio_info = audio.to_dict()
-            annotations = Annotations(row["path"], row["id"], output_dir)
-            for stage in stages:
-                t0 = time.perf_counter()
-                audio, annotations = stage(audio, annotations)
-                timings[stage.name] = time.perf_counter() - t0
-        document = {**annotations.to_dict(), "audio": audio_info, "steps": [s.describe() for s in stages]}
-        if output_dir is not None:
-            write_json_atomic(os.path.join(output_dir, "results", f"{row['id']}.json"), document)
-            entry["result"] = os.path.join("results", f"{row['id']}.json")
-        entry.update(status="ok", audio_seconds=audio_info["duration"])
-    except Exception as e:  # one file's failure is recorded, never the run's
-        message = str(e) if isinstance(e, AudioflowError) else f"{type(e).__name__}: {e}"
-        entry.update(status="failed", error=message, audio_seconds=0.0)
-    entry["seconds"] = round(time.perf_counter() - started, 4)
-    entry["stage_seconds"] = {k: round(v, 4) for k, v in timings.items()}
-    return entry
-
-
-def _process_chunked(row: dict[str, Any], described: Any, stages: Sequence[Stage], output_dir: str | None,
-                     storage_options: dict[str, Any] | None, chunk_duration: float,
-                     timings: dict[str, float]) -> tuple[Annotations, dict[str, Any]]:
-    from ..audio import Segment
-    from ..io import stream
-
-    path = row["path"]
-    sr = described.sample_rate
-
-    def chunks():
-        for samples in stream(path, chunk_duration, mono=False, storage_options=storage_options):
-            yield Audio(samples, sr, path)
-
-    for stage in stages:
-        if stage.needs_whole_input:
-            t0 = time.perf_counter()
-            stage.measure(chunks())
-            timings[f"{stage.name}:measure"] = time.perf_counter() - t0
-    per_stage: dict[str, list[tuple[float, Any]]] = {s.name: [] for s in stages}
-    merged = Annotations(path, row["id"], output_dir)
-    offset, frames, channels = 0.0, 0, described.channels
-    for number, audio in enumerate(chunks()):
-        chunk_frames = audio.frames
-        annotations = Annotations(path, row["id"], output_dir, chunk=number, offset=offset)
-        for stage in stages:
-            t0 = time.perf_counter()
-            audio, annotations = stage(audio, annotations)
-            timings[stage.name] = timings.get(stage.name, 0.0) + time.perf_counter() - t0
-            if stage.name in annotations.results:
-                per_stage[stage.name].append((offset, annotations.results[stage.name]))
-        merged.segments += [Segment(round(s.start + offset, 4), round(s.end + offset, 4), s.label, s.score, s.extra)
-                            for s in annotations.segments]
-        for stage_name, files in annotations.files.items():
-            merged.files.setdefault(stage_name, []).extend(files)
-        frames += chunk_frames
-        offset += chunk_frames / sr
-    for stage in stages:
-        if per_stage[stage.name]:
-            result = stage.merge(per_stage[stage.name])
-            merged.results[stage.name] = result
-            if isinstance(result, dict) and "file" in result:
-                merged.files[stage.name] = [result["file"]]
-    audio_info = {"schema_version": 1, "source": path, "sample_rate": sr, "channels": channels, "frames": frames,
-                  "duration": frames / sr, "chunks": number + 1, "chunk_duration": chunk_duration}
-    return merged, audio_info
-
-
-def write_json_atomic(path: str, document: Any) -> None:
-    write_text_atomic(path, json.dumps(document, indent=1, default=_json_default))
-
-
-def _json_default(value: Any) -> Any:
-    import numpy as np
-
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
 def read_manifest(output_dir: str) -> dict[str, dict[str, Any]]:
@@ -373,7 +243,7 @@ def _consume(entries: Any, out: str, summary: RunSummary, progress: Any, total: 
     try:
         with open(os.path.join(out, "manifest.jsonl"), "a") as manifest:
             for entry in entries:
-                manifest.write(json.dumps(entry, default=_json_default) + "\n")
+                manifest.write(json.dumps(entry, default=json_default) + "\n")
                 manifest.flush()
                 os.fsync(manifest.fileno())  # a killed run keeps every line written before
                 if entry["status"] == "ok":

@@ -11,7 +11,7 @@ import os
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 from ..audio import Audio, Segment
 from ..errors import ParameterError
@@ -19,6 +19,30 @@ from ..models import ModelManager
 from .registry import STAGES, register_stage  # noqa: F401  (register_stage: its home before the registry)
 
 SCHEMA_VERSION = 1
+T = TypeVar("T")
+
+
+@dataclass
+class RunContext:
+    """One input's run, shared by its chunks: its id, where its outputs go, and each stage's state from one
+    chunk to the next (``state[stage.name]``, the stage's own; stages keep none on ``self``, which serves
+    every input of a worker)."""
+
+    id: str
+    output_dir: str | None = None
+    state: dict[str, Any] = field(default_factory=dict)
+
+    def output_path(self, kind: str, name: str) -> str | None:
+        """``OUT/kind/name`` (folders made), or None when nothing is written."""
+        if self.output_dir is None:
+            return None
+        folder = os.path.join(self.output_dir, kind)
+        os.makedirs(folder, exist_ok=True)
+        return os.path.join(folder, name)
+
+    def state_of(self, stage: str) -> dict[str, Any]:
+        """The state ``stage`` keeps across this input's chunks (empty at the first)."""
+        return self.state.setdefault(stage, {})
 
 
 @dataclass
@@ -34,20 +58,31 @@ class Annotations:
     files: dict[str, list[str]] = field(default_factory=dict)
     chunk: int | None = None  # which chunk of a long input this is (None: the whole input)
     offset: float = 0.0  # where the chunk starts in the input, seconds
+    context: RunContext | None = None  # shared by the chunks of one input (made here for a whole input)
+
+    def __post_init__(self) -> None:
+        if self.context is None:
+            self.context = RunContext(self.id, self.output_dir)
 
     def output_path(self, kind: str, name: str) -> str | None:
         """``OUT/kind/name`` (folders made), or None when nothing is written."""
-        if self.output_dir is None:
-            return None
-        folder = os.path.join(self.output_dir, kind)
-        os.makedirs(folder, exist_ok=True)
-        return os.path.join(folder, name)
+        return self.context.output_path(kind, name)  # type: ignore[union-attr]
 
     def add_file(self, stage: str, path: str) -> None:
         self.files.setdefault(stage, []).append(path)
 
+    def result(self, stage: str, kind: type[T]) -> T | None:
+        """What ``stage`` found for this input as a ``kind`` (a typed result: ``VadResult``,
+        ``DiarizeResult``...), whether the stage stored one or a plain dict; None when it did not run."""
+        found = self.results.get(stage)
+        if found is None or isinstance(found, kind):
+            return found
+        return kind.from_dict(found)  # type: ignore[attr-defined]
+
     def to_dict(self) -> dict[str, Any]:
-        return {"schema_version": SCHEMA_VERSION, "source": self.source, "id": self.id, "results": self.results,
+        results = {name: result.to_dict() if hasattr(result, "to_dict") else result
+                   for name, result in self.results.items()}
+        return {"schema_version": SCHEMA_VERSION, "source": self.source, "id": self.id, "results": results,
                 "segments": [s.to_dict() for s in self.segments], "files": self.files}
 
     @classmethod
@@ -206,17 +241,19 @@ class Stage:
     def __call__(self, audio: Audio, annotations: Annotations) -> tuple[Audio, Annotations]:
         raise NotImplementedError
 
-    def measure(self, chunks: Iterable[Audio]) -> None:
-        """Called before a long input is processed in chunks, with every chunk, when
-        ``needs_whole_input`` is true (e.g. the loudness of the whole input, for one gain)."""
+    def measure(self, chunks: Iterable[Audio], context: RunContext) -> None:
+        """Called before a long input is processed in chunks, with every chunk, when ``needs_whole_input``
+        is true (e.g. the loudness of the whole input, for one gain); what it finds goes in
+        ``context.state_of(self.name)``."""
 
     @property
     def needs_whole_input(self) -> bool:
         return False
 
-    def merge(self, parts: list[tuple[float, Any]]) -> Any:
-        """One result from the results of a long input's chunks ``[(offset seconds, result)]``. The
-        default keeps them as a list; stages whose results have times shift them by the offset."""
+    def merge(self, parts: list[tuple[float, Any]], context: RunContext) -> Any:
+        """One result from the results of a long input's chunks ``[(offset seconds, result)]`` (``context``:
+        the input's, with the state the stage kept across chunks). The default keeps them as a list;
+        stages whose results have times shift them by the offset."""
         return {"chunks": [{"offset": offset, "result": result} for offset, result in parts]}
 
     def describe(self) -> str:

@@ -20,6 +20,7 @@ import numpy as np
 from ..audio import Audio
 from ..errors import AudioflowError
 from ..models import ModelManager
+from ..pipeline.results import as_dict
 from .inputs import Problem, problem_for
 
 _MODELS: ModelManager | None = None
@@ -198,7 +199,7 @@ def run_job(job: Job, limits: Limits) -> Any:
         data = encode_audio(audio, job.audio_format)
         _check_answer(len(data), limits, job.name)
         return data
-    results = {name: annotations.results[name] for name in job.results}
+    results = {name: as_dict(annotations.results[name]) for name in job.results}
     return {"results": results, "duration": audio.duration}
 
 
@@ -278,7 +279,7 @@ def clip(samples: np.ndarray, sr: int, steps: list[tuple[str, dict[str, Any]]], 
     """Stages over audio the parent already holds (a stream's utterance), as one speech segment."""
     audio = Audio(np.asarray(samples, np.float32), sr, "stream")
     _, annotations = run_stages(audio, steps, {"vad": {"segments": [{"start": 0.0, "end": audio.duration}]}})
-    return annotations.results[result]
+    return as_dict(annotations.results[result])
 
 
 # ---- streams ----------------------------------------------------------------------------------------

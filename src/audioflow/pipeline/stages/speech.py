@@ -1,5 +1,5 @@
-"""Speech stages: denoise, diarize, transcribe (the vad stage lives with the others in ``stages``). Thin
-shells over ``audioflow.speech``; models load once per worker through the model manager."""
+"""Speech stages: ``vad``, ``denoise``, ``diarize``, ``transcribe``. Thin shells over ``audioflow.speech``;
+models load once per worker through the model manager."""
 
 from __future__ import annotations
 
@@ -8,17 +8,64 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from ..audio import Segment
-from .stage import Option, Stage, write_text_atomic
-from .stages import joined_audio_outputs, shifted, write_audio_output
+from ...audio import Segment
+from ...errors import ParameterError
+from ..results import DiarizeResult, TranscribeResult, VadResult
+from ..stage import Annotations, Option, Stage, write_text_atomic
+from .outputs import joined_audio_outputs, write_audio_output
 
 
 def vad_speech(annotations: Any) -> list[Segment] | None:
     """Speech segments a vad step already found (in this audio's clock), or None."""
-    vad = annotations.results.get("vad")
-    if not vad or vad.get("silence_dropped"):
+    vad = annotations.result("vad", VadResult)
+    if vad is None or vad.silence_dropped:
         return None
-    return [Segment(s["start"], s["end"], "speech", s.get("probability")) for s in vad["segments"]]
+    return vad.segments
+
+
+class VAD(Stage):
+    """Speech segments (start, end, probability) from Silero VAD; optionally pass on only the speech."""
+
+    name = "vad"
+    memory_fixed, memory_factor, work_rate, work_mono = 16 << 20, 3.0, 16000, True
+    options: ClassVar[dict[str, Option]] = {
+        "threshold": Option("float", 0.5, "speech probability that starts speech", gt=0, lt=1),
+        "min_speech": Option("float", 0.25, "shortest speech kept, seconds", ge=0, le=10),
+        "min_silence": Option("float", 0.1, "silence that ends speech, seconds", ge=0, le=10),
+        "pad": Option("float", 0.03, "seconds added on both sides of each segment", ge=0, le=5),
+        "drop_silence": Option("bool", False, "pass on the speech only (segments joined) to the next steps"),
+        "model": Option("str", None, "silero_vad.onnx path (default: $AUDIOFLOW_SILERO_VAD, then silero-vad's)",
+                        remote=False),
+    }
+
+    def setup(self, models) -> None:
+        from ...speech import SileroVAD
+
+        c = self.config
+        self.models = models
+        self.vad = models.get(f"vad:{c['model']}:{c['threshold']}:{c['min_speech']}:{c['min_silence']}:{c['pad']}",
+                              lambda device: SileroVAD(c["model"], c["threshold"], None, c["min_speech"],
+                                                       c["min_silence"], c["pad"]))
+
+    def __call__(self, audio, annotations):
+        self.ensure_setup()
+        segments = self.vad.segments(audio.samples, audio.sample_rate)
+        speech = sum(s.duration for s in segments)
+        result = VadResult(segments, round(speech, 3), round(speech / audio.duration, 4) if audio.duration else 0.0)
+        annotations.results[self.name] = result
+        annotations.segments = segments
+        if self.config["drop_silence"] and segments:
+            result.silence_dropped = True  # later steps see a shorter clock
+            pieces = [audio.slice(s.start, s.end).samples for s in segments]
+            audio = dataclasses.replace(audio, samples=np.concatenate(pieces, axis=-1))
+        return audio, annotations
+
+    def merge(self, parts, context):
+        results = [(offset, VadResult.from_dict(r) if isinstance(r, dict) else r) for offset, r in parts]
+        segments = [dataclasses.replace(s, start=round(s.start + offset, 4), end=round(s.end + offset, 4))
+                    for offset, result in results for s in result.segments]
+        speech = sum(result.speech_seconds for _, result in results)
+        return VadResult(segments, round(speech, 3), chunks=len(parts))
 
 
 class Denoise(Stage):
@@ -36,7 +83,7 @@ class Denoise(Stage):
     }
 
     def setup(self, models) -> None:
-        from ..speech.denoise import load_denoiser
+        from ...speech.denoise import load_denoiser
 
         c = self.config
         self.models = models
@@ -49,7 +96,7 @@ class Denoise(Stage):
         write_audio_output(self, out, annotations, "denoised", {"method": self.config["method"]})
         return out, annotations
 
-    def merge(self, parts):
+    def merge(self, parts, context):
         return {"method": self.config["method"], "chunks": len(parts)} | joined_audio_outputs(
             [r for _, r in parts], self.config["format"])
 
@@ -75,7 +122,7 @@ class Diarize(Stage):
     uses_gpu = True
 
     def validate(self) -> None:
-        from ..speech.diarize import DiarizeOptions
+        from ...speech.diarize import DiarizeOptions
 
         c = self.config
         self.diarize_options = DiarizeOptions(c["num_speakers"], c["min_speakers"], c["max_speakers"],
@@ -83,7 +130,7 @@ class Diarize(Stage):
         self.diarize_options.check()
 
     def setup(self, models) -> None:
-        from ..speech.diarize import Diarizer
+        from ...speech.diarize import Diarizer
 
         self.models = models
         self.diarizer = models.get("diarizer", lambda device: Diarizer(device=device))
@@ -94,55 +141,52 @@ class Diarize(Stage):
         turns, centroids = self.diarizer.turns_and_centroids(audio.samples, audio.sample_rate, self.diarize_options,
                                                               vad_speech(annotations))
         if annotations.chunk is not None:
-            turns = self._global_names(turns, centroids, first=annotations.chunk == 0)
-        result: dict[str, Any] = {"speakers": sorted({t.label for t in turns}),
-                                  "turns": [{"start": t.start, "end": t.end, "speaker": t.label} for t in turns]}
+            turns = self._global_names(turns, centroids, annotations.context.state_of(self.name))
+        result = DiarizeResult(turns, sorted({t.label for t in turns}))
         if self.config["write"] and annotations.chunk is None:
-            result.update(self._write_rttm(turns, annotations.id, annotations.output_path("rttm", annotations.id)))
-        self._target = (annotations.id, annotations.output_path("rttm", annotations.id))
+            result.file = self._write_rttm(turns, annotations.id, annotations.output_path("rttm", annotations.id))
         annotations.results[self.name] = result
-        if annotations.chunk is None and result.get("file"):
-            annotations.add_file(self.name, result["file"])
+        if annotations.chunk is None and result.file:
+            annotations.add_file(self.name, result.file)
         return audio, annotations
 
-    def _global_names(self, turns: list[Segment], centroids: dict[str, np.ndarray], first: bool) -> list[Segment]:
+    @staticmethod
+    def _global_names(turns: list[Segment], centroids: dict[str, np.ndarray], state: dict[str, Any]) -> list[Segment]:
         """A long input's chunks are diarized one by one: each chunk's speakers are matched to the speakers
-        of earlier chunks by centroid similarity (a new speaker when none is similar), so labels hold
-        across the whole input."""
-        if first:
-            self._speakers = []
+        of earlier chunks (kept in the input's ``state``) by centroid similarity (a new speaker when none is
+        similar), so labels hold across the whole input."""
+        speakers = state.setdefault("speakers", [])
         names = {}
         for label, centroid in centroids.items():
-            similar = [float(centroid @ known) for known in self._speakers]
+            similar = [float(centroid @ known) for known in speakers]
             if similar and max(similar) >= 0.75:
                 index = int(np.argmax(similar))
             else:
-                self._speakers.append(centroid)
-                index = len(self._speakers) - 1
+                speakers.append(centroid)
+                index = len(speakers) - 1
             names[label] = f"SPEAKER_{index:02d}"
         return [dataclasses.replace(t, label=names[t.label]) for t in turns]
 
     @staticmethod
-    def _write_rttm(turns: list[Segment], file_id: str, target: str | None) -> dict[str, Any]:
+    def _write_rttm(turns: list[Segment], file_id: str, target: str | None) -> str | None:
         if target is None:
-            return {}
+            return None
         import io
 
-        from ..speech.diarize import write_rttm
+        from ...speech.diarize import write_rttm
 
         text = io.StringIO()
         write_rttm(turns, file_id, text)
         write_text_atomic(f"{target}.rttm", text.getvalue())
-        return {"file": f"{target}.rttm"}
+        return f"{target}.rttm"
 
-    def merge(self, parts):
-        turns = [shifted(t, offset) for offset, result in parts for t in result["turns"]]
-        merged: dict[str, Any] = {"speakers": sorted({t["speaker"] for t in turns}), "turns": turns,
-                                  "chunks": len(parts)}
+    def merge(self, parts, context):
+        results = [(offset, DiarizeResult.from_dict(r) if isinstance(r, dict) else r) for offset, r in parts]
+        turns = [dataclasses.replace(t, start=round(t.start + offset, 4), end=round(t.end + offset, 4))
+                 for offset, result in results for t in result.turns]
+        merged = DiarizeResult(turns, sorted({t.label for t in turns}), chunks=len(parts))
         if self.config["write"]:
-            file_id, target = self._target
-            segments = [Segment(t["start"], t["end"], t["speaker"]) for t in turns]
-            merged.update(self._write_rttm(segments, file_id, target))
+            merged.file = self._write_rttm(turns, context.id, context.output_path("rttm", context.id))
         return merged
 
 
@@ -169,8 +213,7 @@ class Transcribe(Stage):
     uses_gpu = True
 
     def validate(self) -> None:
-        from ..errors import ParameterError
-        from ..speech.transcribe import TRANSCRIPT_FORMATS
+        from ...speech.transcribe import TRANSCRIPT_FORMATS
 
         self.formats = [f for f in (self.config["formats"] or "").split("+") if f]
         bad = [f for f in self.formats if f not in TRANSCRIPT_FORMATS]
@@ -183,7 +226,7 @@ class Transcribe(Stage):
     def setup(self, models) -> None:
         import torch
 
-        from ..speech.transcribe import PocketSphinxTranscriber, Transcriber
+        from ...speech.transcribe import PocketSphinxTranscriber, Transcriber
 
         model, engine = self.config["model"], self.config["engine"]
         self.models = models
@@ -196,7 +239,7 @@ class Transcribe(Stage):
         models.get(self.model_key, self.load)
 
     def __call__(self, audio, annotations):
-        from ..speech.transcribe import Transcript
+        from ...speech.transcribe import Transcript
 
         self.ensure_setup()
         c = self.config
@@ -205,16 +248,14 @@ class Transcribe(Stage):
             word_timestamps=c["word_timestamps"], beam_size=c["beam_size"], speech=vad_speech(annotations),
             initial_prompt=c["prompt"], **({} if c["temperature"] is None else {"temperature": c["temperature"]})))
         assert isinstance(transcript, Transcript)
-        diarized = annotations.results.get("diarize")
-        if diarized and c["word_timestamps"]:
-            transcript = transcript.with_speakers([Segment(t["start"], t["end"], t["speaker"])
-                                                   for t in diarized["turns"]])
-        result = transcript.to_dict()
-        self._target = (annotations.output_dir, annotations.id)
+        diarized = annotations.result("diarize", DiarizeResult)
+        if diarized is not None and c["word_timestamps"]:
+            transcript = transcript.with_speakers(diarized.turns)
+        result = TranscribeResult(transcript)
         if annotations.chunk is None:
             for path in self._write(transcript, annotations):
                 annotations.add_file(self.name, path)
-            result["files"] = annotations.files.get(self.name, [])
+            result.files = annotations.files.get(self.name, [])
         annotations.results[self.name] = result
         return audio, annotations
 
@@ -228,16 +269,16 @@ class Transcribe(Stage):
             paths.append(target)
         return paths
 
-    def merge(self, parts):
-        from ..pipeline.stage import Annotations
-        from ..speech.transcribe import Transcript
+    def merge(self, parts, context):
+        from ...speech.transcribe import Transcript
 
-        segments = [{**shifted(s, offset), "words": [shifted(w, offset) for w in s["words"]]}
-                    for offset, result in parts for s in result["segments"]]
-        first = parts[0][1]
-        duration = parts[-1][0] + parts[-1][1]["duration"]
-        transcript = Transcript.from_dict({**first, "segments": segments, "duration": duration})
-        merged = transcript.to_dict() | {"chunks": len(parts)}
-        output_dir, file_id = self._target
-        merged["files"] = self._write(transcript, Annotations("", file_id, output_dir))
-        return merged
+        results = [(offset, TranscribeResult.from_dict(r) if isinstance(r, dict) else r) for offset, r in parts]
+        segments = [dataclasses.replace(s, start=round(s.start + offset, 4), end=round(s.end + offset, 4),
+                                        words=[dataclasses.replace(w, start=round(w.start + offset, 4),
+                                                                   end=round(w.end + offset, 4)) for w in s.words])
+                    for offset, result in results for s in result.transcript.segments]
+        first = results[0][1].transcript
+        duration = results[-1][0] + results[-1][1].transcript.duration
+        transcript = Transcript(segments, first.language, first.language_probability, duration)
+        files = self._write(transcript, Annotations("", context.id, context.output_dir))
+        return TranscribeResult(transcript, files, chunks=len(parts))
