@@ -19,6 +19,13 @@ command -v fluidsynth >/dev/null 2>&1 || need_apt+=(fluidsynth)
 command -v fpcalc >/dev/null 2>&1 || need_apt+=(libchromaprint-tools)
 command -v flite >/dev/null 2>&1 || need_apt+=(flite)
 [ -d /usr/share/asterisk/sounds/en_US_f_Allison ] || need_apt+=(asterisk-core-sounds-en-wav)
+# more real speakers, for conversations with known turns (benchmarks/realspeech.py): June (fr-CA), Carlo (it),
+# the Russian voice, Armelle (fr) and the Colombian Spanish voice
+[ -d /usr/share/asterisk/sounds/fr_CA_f_June ] || need_apt+=(asterisk-core-sounds-fr-wav)
+[ -d /usr/share/asterisk/sounds/it_IT_m_Carlo ] || need_apt+=(asterisk-core-sounds-it-wav)
+[ -d /usr/share/asterisk/sounds/ru_RU_f_IvrvoiceRU ] || need_apt+=(asterisk-core-sounds-ru-wav)
+[ -f /var/lib/dpkg/info/asterisk-prompt-fr-armelle.list ] || need_apt+=(asterisk-prompt-fr-armelle)
+[ -f /var/lib/dpkg/info/asterisk-prompt-es-co.list ] || need_apt+=(asterisk-prompt-es-co)
 command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)  # the web page's test drives it with Playwright
 "$PYTHON" -c "import ensurepip, venv" >/dev/null 2>&1 || need_apt+=(python3-venv)
 if [ ${#need_apt[@]} -gt 0 ]; then

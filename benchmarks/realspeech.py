@@ -1,0 +1,156 @@
+"""Conversations of real people with known turns, made from recordings Debian packages ship: Asterisk's voice
+prompts, each language recorded by a different professional speaker (Allison en/es, June fr-CA, Carlo it,
+the Russian voice, Armelle fr, the Colombian Spanish voice). ``scripts/setup.sh`` installs them as root.
+
+A conversation takes turns between 2-4 speakers (a few prompts per turn), with pauses and, where asked,
+0.5-2 s overlaps; the truth is each prompt's speech extent (its leading and trailing silence trimmed). The
+conditions a user's recordings come in: clean 16 kHz, telephone (8 kHz G.711 mu-law round trip), noise at
+10 dB SNR. ``truth`` turns are ``(start, end, speaker)`` in seconds.
+
+    from realspeech import speakers, conversation
+    y, sr, truth = conversation(speakers()[:3], turns=12, seed=0, overlap=0.2, condition="telephone")
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+SOUNDS = "/usr/share/asterisk/sounds"
+SR = 16000
+# folder (or glob) per real speaker; en_US and es_MX are both Allison Smith: one speaker, English prompts only
+VOICES = {
+    "allison": f"{SOUNDS}/en_US_f_Allison/*.wav",
+    "june": f"{SOUNDS}/fr_CA_f_June/*.wav",
+    "carlo": f"{SOUNDS}/it_IT_m_Carlo/*.wav",
+    "irina": f"{SOUNDS}/ru_RU_f_IvrvoiceRU/*.wav",
+    "armelle": "fr-armelle",  # raw GSM prompts of asterisk-prompt-fr-armelle
+    "colombia": "es-co",  # raw GSM prompts of asterisk-prompt-es-co
+}
+
+
+@dataclass
+class Voice:
+    name: str
+    prompts: list[str]
+
+
+def _package_files(package: str, suffix: str = ".gsm") -> list[str]:
+    listing = f"/var/lib/dpkg/info/asterisk-prompt-{package}.list"
+    if not os.path.exists(listing):
+        return []
+    with open(listing) as f:
+        return sorted(line.strip() for line in f if line.strip().endswith(suffix))
+
+
+def speakers(minimum_prompts: int = 40) -> list[Voice]:
+    """The real speakers installed here (those with at least ``minimum_prompts`` prompts)."""
+    found = []
+    for name, where in VOICES.items():
+        files = sorted(glob.glob(where)) if where.startswith("/") else _package_files(where)
+        files = [f for f in files if os.path.getsize(f) > (1650 if f.endswith(".gsm") else 16000)]  # >= ~1 s
+        if len(files) >= minimum_prompts:
+            found.append(Voice(name, files))
+    return found
+
+
+def read_prompt(path: str) -> np.ndarray:
+    """A prompt at 16 kHz mono, its leading and trailing silence cut (so the truth is its speech)."""
+    if path.endswith(".gsm"):
+        import av
+
+        with av.open(path, format="gsm") as container:
+            frames = [f.to_ndarray().astype(np.float32).reshape(-1) for f in container.decode(audio=0)]
+        y = np.concatenate(frames) / 32768.0 if frames and frames[0].dtype.kind == "i" else np.concatenate(frames)
+        rate = 8000
+    else:
+        import soundfile as sf
+
+        y, rate = sf.read(path, dtype="float32", always_2d=True)
+        y = y.mean(axis=1)
+    from audioflow.io import resample
+
+    y = resample(np.asarray(y, np.float32), rate, SR) if rate != SR else np.asarray(y, np.float32)
+    return _trim(y)
+
+
+def _trim(y: np.ndarray, frame: int = 160, floor_db: float = -40.0) -> np.ndarray:
+    frames = len(y) // frame
+    if frames == 0:
+        return y
+    power = (y[: frames * frame].reshape(frames, frame) ** 2).mean(axis=1)
+    level = 10 * np.log10(power / max(power.max(), 1e-12) + 1e-12)
+    loud = np.nonzero(level > floor_db)[0]
+    if len(loud) == 0:
+        return y[:0]
+    return y[loud[0] * frame:(loud[-1] + 1) * frame]
+
+
+def conversation(voices: list[Voice], turns: int = 12, seed: int = 0, overlap: float = 0.0,
+                 condition: str = "clean", prompts_per_turn: tuple[int, int] = (1, 3)
+                 ) -> tuple[np.ndarray, int, list[tuple[float, float, str]]]:
+    """Turns between ``voices`` (each turn a different speaker from the last), pauses of 0.2-1.0 s, and with
+    probability ``overlap`` a turn that starts 0.5-2 s before the previous one ends. ``condition``: 'clean',
+    'telephone' (8 kHz, mu-law round trip) or 'noise' (pink-ish noise at 10 dB SNR). Returns the audio, its
+    rate and the true turns (seconds, speaker name) in order of start."""
+    rng = np.random.default_rng(seed)
+    pieces: list[tuple[int, np.ndarray, str]] = []
+    cursor, last = 0, None
+    for _ in range(turns):
+        choices = [v for v in voices if v.name != last] or voices
+        voice = choices[int(rng.integers(len(choices)))]
+        count = int(rng.integers(prompts_per_turn[0], prompts_per_turn[1] + 1))
+        speech = [read_prompt(voice.prompts[int(rng.integers(len(voice.prompts)))]) for _ in range(count)]
+        gap = np.zeros(int(rng.uniform(0.15, 0.35) * SR), np.float32)
+        turn = np.concatenate([part for s in speech for part in (s, gap)][:-1])
+        if last is not None and rng.random() < overlap:
+            start = max(0, cursor - int(rng.uniform(0.5, 2.0) * SR))
+        else:
+            start = cursor + int(rng.uniform(0.2, 1.0) * SR)
+        # the truth: each prompt's extent inside the turn
+        offset = start
+        for s in speech:
+            pieces.append((offset, s, voice.name))
+            offset += len(s) + len(gap)
+        cursor = max(cursor, start + len(turn))
+        last = voice.name
+    total = cursor + SR // 2
+    y = np.zeros(total, np.float32)
+    for start, s, _ in pieces:
+        y[start:start + len(s)] += s * np.float32(rng.uniform(0.6, 1.0) / max(np.abs(s).max(), 1e-6) * 0.5)
+    truth = sorted((start / SR, (start + len(s)) / SR, name) for start, s, name in pieces)
+    return _condition(y, condition, rng), SR if condition != "telephone" else 8000, truth
+
+
+def _condition(y: np.ndarray, condition: str, rng: np.random.Generator) -> np.ndarray:
+    if condition == "clean":
+        return y
+    if condition == "noise":
+        noise = np.cumsum(rng.standard_normal(len(y)).astype(np.float32)) * 0.02
+        noise -= np.convolve(noise, np.ones(400) / 400, mode="same")  # pink-ish, no drift
+        speech_power = np.mean(y[np.abs(y) > 1e-4] ** 2)
+        noise *= np.sqrt(speech_power / 10 ** (10 / 10) / max(np.mean(noise ** 2), 1e-12))
+        return (y + noise).astype(np.float32)
+    if condition == "telephone":
+        from audioflow.io import resample
+
+        narrow = resample(y, SR, 8000)
+        mu = 255.0
+        coded = np.sign(narrow) * np.log1p(mu * np.minimum(np.abs(narrow), 1.0)) / np.log1p(mu)
+        quantised = np.round(coded * 127) / 127  # 8-bit G.711 mu-law, encoded and decoded
+        return (np.sign(quantised) * np.expm1(np.abs(quantised) * np.log1p(mu)) / mu).astype(np.float32)
+    raise ValueError(condition)
+
+
+def merge_turns(truth: list[tuple[float, float, str]], gap: float = 0.5) -> list[tuple[float, float, str]]:
+    """Consecutive prompts of one speaker less than ``gap`` s apart as one turn (for display and counting)."""
+    merged: list[list] = []
+    for start, end, name in truth:
+        if merged and merged[-1][2] == name and start - merged[-1][1] < gap:
+            merged[-1][1] = max(merged[-1][1], end)
+        else:
+            merged.append([start, end, name])
+    return [tuple(t) for t in merged]
