@@ -29,6 +29,7 @@ from torch import nn
 
 from .._deprecation import renamed
 from ..errors import AudioflowError, ParameterError
+from ..features.registry import build_feature
 from ..io.listing import AUDIO_EXTENSIONS
 from ..runtime import ProcessPool, ThreadPool, resolve_device, usable_cores
 from . import tuning
@@ -37,7 +38,7 @@ from .cache import DecodedCache
 from .feeder import Feeder
 from .sampler import AudioSampler, distributed_rank_world
 from .sources import AudioSource, open_audio_source, resolve_labels
-from .transforms import BatchTransform, build_feature, plan
+from .transforms import BatchTransform, plan
 
 log = logging.getLogger("audioflow.data")
 

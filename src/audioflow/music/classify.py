@@ -87,7 +87,7 @@ class Classifier:
     def __init__(self, folder: str, device: str = "cpu") -> None:
         import torch
 
-        from ..data.transforms import build_feature
+        from ..features.registry import build_feature
 
         self.device, self.huggingface = device, None
         if is_huggingface(folder):

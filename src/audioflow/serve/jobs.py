@@ -236,7 +236,7 @@ def _check_answer(size: int, limits: Limits, name: str, limit: int | None = None
 def _feature(audio: Audio, name: str, kwargs: dict[str, Any], output: str, limits: Limits) -> Any:
     import torch
 
-    from ..data.transforms import build_feature
+    from ..features.registry import build_feature
 
     module = build_feature(name, audio.sample_rate, **kwargs)
     with torch.no_grad():

@@ -106,7 +106,7 @@ class Features(Stage):
     }
 
     def validate(self) -> None:
-        from ...data.transforms import build_feature
+        from ...features.registry import build_feature
 
         self.feature = build_feature(self.config["name"], self.config["sr"], **self.extra)
 
