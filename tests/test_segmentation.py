@@ -50,3 +50,18 @@ def test_two_real_speakers_their_speech_and_their_overlaps():
     assert overlap.sum() > 50 and np.mean(found[overlap] >= 2) > 0.8  # measured 0.99
     assert np.mean(found[~overlap] >= 2) < 0.03  # measured 0.006
     assert int((activity.max(axis=0) > 0).sum()) == 2  # two of the three local speakers
+
+
+def test_chunks_of_any_length_up_to_ten_seconds_and_a_clear_error_beyond():
+    from audioflow.errors import ParameterError
+    from audioflow.speech.segmentation import Segmenter
+
+    segmenter = Segmenter()
+    rng = np.random.default_rng(0)
+    for length in (0, 1, 4001, 159999, 160000):
+        activity = segmenter(rng.standard_normal((2, length)).astype(np.float32) * 0.01)
+        assert activity.shape == (2, 589, 3) and set(np.unique(activity)) <= {0.0, 1.0}
+    assert segmenter(np.zeros((0, 100), np.float32)).shape == (0, 589, 3)
+    for bad in (np.zeros(16000, np.float32), np.zeros((1, 160001), np.float32)):
+        with pytest.raises(ParameterError, match="chunks, samples"):
+            segmenter(bad)

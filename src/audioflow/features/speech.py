@@ -108,6 +108,9 @@ class Fbank(FeatureModule):
         if x.ndim == 1:
             x = x[None]
         frames = self.frames(x)
+        if frames.shape[-2] == 0:  # shorter than one frame: nothing to transform (an empty FFT errors)
+            bins = self.banks.shape[0] + int(self.use_energy)
+            return self.finish(x.new_zeros(*x.shape[:-1], bins, 0), lengths)
         if self.dither:
             frames = frames + self.dither * torch.randn_like(frames)
         if self.remove_dc:

