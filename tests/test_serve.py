@@ -273,7 +273,7 @@ def test_stream_gives_events_and_final_transcripts_within_a_second(speech):
 
     x = np.concatenate([speech["samples"], np.zeros(SR, np.float32)])
     with LiveServer(ServeSettings(workers=2)) as server:
-        events, _, _ = _stream_in_real_time(server.url, x, ["vad", "transcribe"])
+        events, _, _ = _stream_in_real_time(server.url, x, ["vad", "transcribe", "speakers"])
     kinds = [e["type"] for e in events]
     assert kinds.count("speech_start") == 2 and kinds.count("final") == 2 and kinds[-1] == "done", kinds
     finals = [e for e in events if e["type"] == "final"]
@@ -283,6 +283,7 @@ def test_stream_gives_events_and_final_transcripts_within_a_second(speech):
         latency = final["arrived"] - end  # arrival (stream clock) after the utterance's last audible sample
         assert latency <= 1.0, (latency, final)
     assert any(e["type"] == "partial" for e in events)  # the 4-5 s utterances get partials on the way
+    assert all(e.get("speaker", "").startswith("SPEAKER_") for e in finals)  # online labels (CAM++)
 
 
 def test_stream_enhance_returns_audio_and_bad_streams_are_refused(client, speech):

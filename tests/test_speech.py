@@ -134,6 +134,63 @@ def test_transcript_formats_and_speaker_attribution():
     assert json.loads(attributed.render("json"))["segments"][1]["words"][0]["speaker"] == "SPEAKER_01"
 
 
+def test_speaker_attribution_reads_like_a_human_transcript():
+    """Overlapped speech keeps the voice Whisper was following, a one-word flip between two runs of one
+    speaker is a diarization boundary error, and no cue is zero-length."""
+    from audioflow.audio import Segment
+    from audioflow.speech import Transcript, Utterance, Word
+
+    words = [Word(0.0, 0.3, " I", 0.9), Word(0.35, 0.6, " need", 0.9), Word(0.65, 0.9, " the", 0.9),
+             Word(0.95, 1.4, " design.", 0.9), Word(1.45, 1.45, " Now", 0.9),  # zero-length word
+             Word(3.0, 3.4, " Sure,", 0.9), Word(3.5, 3.9, " tomorrow.", 0.9)]
+    t = Transcript([Utterance(0.0, 3.9, "I need the design. Now Sure, tomorrow.", words)], "en", 1.0, 4.0)
+    turns = [Segment(0.0, 0.5, "A"), Segment(0.5, 0.62, "B"),  # a 0.12 s flip inside A's speech
+             Segment(0.62, 1.5, "A"), Segment(1.2, 1.5, "B"),  # B talks over A's last word
+             Segment(2.9, 4.0, "B")]
+    attributed = t.with_speakers(turns)
+    assert [(s.speaker, s.text) for s in attributed.segments] == [("A", "I need the design. Now"),
+                                                                   ("B", "Sure, tomorrow.")]
+    cue = Transcript([Utterance(2.0, 2.0, "Hm.", [Word(2.0, 2.0, " Hm.", 0.5)], speaker="A")], "en", 1.0, 3.0)
+    assert "00:00:02,000 --> 00:00:02,200" in cue.to_srt() and "00:00:02.000 --> 00:00:02.200" in cue.to_vtt()
+
+
+def test_clustering_finds_the_count_and_keeps_the_bounds():
+    """Spectral clustering with the eigengap on well-separated groups of unit vectors; one tight group is one
+    speaker; num/min/max_speakers bound the answer; thousands of windows are pooled, not squared."""
+    from audioflow.speech.diarize import DiarizeOptions, cluster
+
+    rng = np.random.default_rng(0)
+    axes = np.linalg.qr(rng.standard_normal((192, 192)))[0][:4]
+
+    def speakers(sizes):
+        x = np.concatenate([axes[i] + 0.45 * rng.standard_normal((n, 192)) / np.sqrt(192)
+                            for i, n in enumerate(sizes)])
+        return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+    for sizes in ([40, 30], [30, 25, 20], [20, 30, 25, 15]):
+        labels = cluster(speakers(sizes), DiarizeOptions())
+        truth = np.repeat(np.arange(len(sizes)), sizes)
+        assert len(set(labels)) == len(sizes)
+        assert all(len(set(labels[truth == k])) == 1 for k in range(len(sizes)))
+    assert set(cluster(speakers([50]), DiarizeOptions())) == {0}
+    assert len(set(cluster(speakers([20, 30, 25, 15]), DiarizeOptions(max_speakers=2)))) == 2
+    assert len(set(cluster(speakers([40, 30]), DiarizeOptions(num_speakers=3)))) == 3
+    assert len(set(cluster(speakers([50]), DiarizeOptions(min_speakers=2)))) == 2
+    assert len(cluster(speakers([1]), DiarizeOptions())) == 1 and len(cluster(speakers([1, 1]), DiarizeOptions())) == 2
+    many = cluster(speakers([2500, 2000]), DiarizeOptions())  # pooled to 2,000 rows before the eigensolver
+    assert len(set(many)) == 2 and np.mean(many[:2500] == many[0]) > 0.99
+
+
+def test_the_diarize_stage_admits_long_inputs_on_bounded_memory():
+    from audioflow.pipeline.stages.speech import Diarize
+    from audioflow.speech.diarize import MAX_CLUSTERED
+
+    assert Diarize.clustered_windows == MAX_CLUSTERED
+    stage = Diarize()
+    # a second hour adds its audio (~345 MB at 16 kHz float32 x 1.5), not a squared term
+    assert stage.work_bytes(7200, 16000, 1) - stage.work_bytes(3600, 16000, 1) < 400 << 20
+
+
 def test_windows_cut_in_silences_and_overlap_inside_long_speech():
     from audioflow.audio import Segment
     from audioflow.speech import plan_windows

@@ -8,7 +8,10 @@ ends with ``{"type": "end"}`` or by closing. The server answers JSON events: ``r
 ``speech_end`` (streaming Silero VAD, the class the ``vad`` step uses); ``partial`` transcripts while an
 utterance goes on (about once a second, when a worker is free) and a ``final`` one per utterance (the
 ``transcribe`` step on that utterance); ``error``; ``done``. With ``enhance``, denoised audio comes back as
-binary frames in the client's encoding and rate (DeepFilterNet3, streamed).
+binary frames in the client's encoding and rate (DeepFilterNet3, streamed). With ``speakers``, each
+``speech_end`` and ``final`` carries a ``speaker`` label ('SPEAKER_00', ...): online clustering of each
+utterance's CAM++ embedding against the speakers heard so far (:class:`~audioflow.speech.diarize.OnlineSpeakers`;
+a label once given stays).
 
 The models and their state live in one worker process (:class:`StreamState`); the handler here only moves
 messages, so a stream never holds up the event loop. Close codes: 1000 done, 1008 a protocol violation,
@@ -32,7 +35,7 @@ from .inputs import Problem
 from .settings import ServeSettings, key_accepted
 from .work import Metrics, StageRunner, step
 
-STREAM_TASKS = ("vad", "transcribe", "enhance")
+STREAM_TASKS = ("vad", "transcribe", "enhance", "speakers")
 ENCODINGS = {"pcm_s16le": ("<i2", 32768.0), "float32": ("<f4", 1.0)}
 PARTIAL_EVERY_S = 1.0
 
@@ -93,6 +96,12 @@ class StreamState:
         self.open_since: float | None = None
         self.used = time.monotonic()
         self.denoise = None
+        self.speakers = None
+        if "speakers" in self.tasks:
+            from ..speech.diarize import OnlineSpeakers, load_encoder
+            from .jobs import models
+
+            self.speakers = OnlineSpeakers(models().get("campplus", lambda device: load_encoder("campplus", device)))
         if "enhance" in self.tasks:
             from ..speech.denoise import DeepFilterNet, DenoiseStream
 
@@ -110,7 +119,8 @@ class StreamState:
 
     def feed(self, x: np.ndarray, last: bool, want_partial: bool) -> dict[str, Any]:
         """Events decided so far, denoised audio (bytes in the client's encoding), the finished utterances
-        ``[(start s, 16 kHz samples)]`` and, when asked and speech is open, the open one so far."""
+        ``[(start s, 16 kHz samples, speaker or None)]`` and, when asked and speech is open, the open one so
+        far."""
         answer: dict[str, Any] = {"events": [], "audio": b"", "finals": [], "partial": None}
         if self.denoise is not None:
             cleaned = self.denoise.flush() if last and not len(x) else self.denoise.accept(x, last=last)
@@ -123,11 +133,16 @@ class StreamState:
         for event in events:
             if event.type == "speech_start":
                 self.open_since = event.time
-            answer["events"].append(event.to_dict())
+            described = event.to_dict()
+            answer["events"].append(described)
             if event.type == "speech_end":
                 self.open_since = None
                 if event.segment is not None:
-                    answer["finals"].append((event.segment.start, self._clip(event.segment.start, event.segment.end)))
+                    utterance = self._clip(event.segment.start, event.segment.end)
+                    speaker = self.speakers.label(utterance) if self.speakers is not None else None
+                    if speaker is not None:
+                        described["speaker"] = speaker
+                    answer["finals"].append((event.segment.start, utterance, speaker))
         if self.open_since is None:
             keep = 2 * self.vad_rate  # nothing open: only the last 2 s can still belong to an utterance
             if len(self.heard) > keep:
@@ -311,15 +326,15 @@ class _Session:
                 await self.websocket.send_json(event)
         self.open_since = answer["open_since"]
         if transcribing:
-            for start, clip in answer["finals"]:
-                self.transcripts.append(asyncio.create_task(self.transcribe(clip, start, "final")))
+            for start, clip, speaker in answer["finals"]:
+                self.transcripts.append(asyncio.create_task(self.transcribe(clip, start, "final", speaker)))
             if answer["partial"] is not None:
                 start, clip = answer["partial"]
                 self.partial_running, self.last_partial = True, answer["now"]
                 self.transcripts.append(asyncio.create_task(self.transcribe(clip, start, "partial")))
         self.transcripts = [t for t in self.transcripts if not t.done()]
 
-    async def transcribe(self, clip: np.ndarray, start: float, kind: str) -> None:
+    async def transcribe(self, clip: np.ndarray, start: float, kind: str, speaker: str | None = None) -> None:
         steps = [step("transcribe", formats="json", beam_size=self.config["beam_size"] if kind == "final" else 1,
                       language=self.config["language"], model=self.settings.whisper_model)]
         duration = len(clip) / 16000
@@ -336,6 +351,8 @@ class _Session:
             return  # the utterance has ended meanwhile: its final says it better
         event: dict[str, Any] = {"type": kind, "start": round(start, 3), "end": round(start + duration, 3),
                                  "text": result["text"]}
+        if speaker is not None:
+            event["speaker"] = speaker
         if kind == "final":
             event["words"] = [{**w, "start": round(w["start"] + start, 3), "end": round(w["end"] + start, 3)}
                               for s in result["segments"] for w in s["words"]]

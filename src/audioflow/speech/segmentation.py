@@ -146,3 +146,25 @@ class Segmenter:
         padded[:, :chunks.shape[1]] = chunks
         x = torch.from_numpy(padded).to(self.device)[:, None]
         return powerset_to_speakers(self.net(x)).cpu().numpy()
+
+    def speaker_count(self, y: np.ndarray, step: float = 5.0, batch: int = 16) -> np.ndarray:
+        """How many speakers talk in each :data:`FRAME_STEP` frame of a whole 16 kHz recording ``y``: the model
+        on 10 s chunks every ``step`` seconds (the last one flush with the end), each frame's count the rounded
+        mean over the chunks that cover it. ``[ceil(len(y) / (FRAME_STEP x 16000))]`` int."""
+        y = np.asarray(y, np.float32)
+        size, hop = round(CHUNK_SECONDS * SR), max(1, round(step * SR))
+        starts = list(range(0, max(1, len(y) - size + 1), hop))
+        if len(y) > size and starts[-1] != len(y) - size:
+            starts.append(len(y) - size)
+        frame_samples = FRAME_STEP * SR
+        frames = int(np.ceil(len(y) / frame_samples))
+        total, cover = np.zeros(frames), np.zeros(frames)
+        for first in range(0, len(starts), batch):
+            chosen = starts[first:first + batch]
+            counts = self(np.stack([y[s:s + size] for s in chosen]) if len(y) >= size else y[None]).sum(axis=-1)
+            for start, count in zip(chosen, counts, strict=True):
+                a = round(start / frame_samples)
+                n = min(len(count), frames - a)
+                total[a:a + n] += count[:n]
+                cover[a:a + n] += 1
+        return np.rint(total / np.maximum(cover, 1)).astype(int)

@@ -96,13 +96,14 @@ class Transcript:
         return "\n".join(lines) + ("\n" if lines else "")
 
     def to_srt(self) -> str:
-        blocks = [f"{i}\n{_clock(s.start, ',')} --> {_clock(s.end, ',')}\n" + (f"[{s.speaker}] " if s.speaker else "")
-                  + s.text + "\n" for i, s in enumerate((s for s in self.segments if s.text), 1)]
+        blocks = [f"{i}\n{_clock(s.start, ',')} --> {_clock(_cue_end(s), ',')}\n"
+                  + (f"[{s.speaker}] " if s.speaker else "") + s.text + "\n"
+                  for i, s in enumerate((s for s in self.segments if s.text), 1)]
         return "\n".join(blocks)
 
     def to_vtt(self) -> str:
-        blocks = [f"{_clock(s.start, '.')} --> {_clock(s.end, '.')}\n" + (f"<v {s.speaker}>" if s.speaker else "")
-                  + s.text + "\n" for s in self.segments if s.text]
+        blocks = [f"{_clock(s.start, '.')} --> {_clock(_cue_end(s), '.')}\n"
+                  + (f"<v {s.speaker}>" if s.speaker else "") + s.text + "\n" for s in self.segments if s.text]
         return "WEBVTT\n\n" + "\n".join(blocks)
 
     def render(self, fmt: str) -> str:
@@ -115,17 +116,27 @@ class Transcript:
             raise ParameterError(f"transcript format must be one of {', '.join(TRANSCRIPT_FORMATS)}, got {fmt!r}")
         return getattr(self, f"to_{fmt}")()
 
-    def with_speakers(self, turns: list[Segment]) -> Transcript:
-        """Words assigned to the speaker turn they overlap most (the nearest turn when none), and the text
-        regrouped into one utterance per speaker run."""
+    def with_speakers(self, turns: list[Segment], max_pause: float = 2.0) -> Transcript:
+        """Words assigned to speakers by their times, and the text regrouped into one utterance per speaker
+        turn (a new one after a pause longer than ``max_pause`` seconds).
+
+        A word goes to the turn it overlaps most; inside overlapped speech (two turns cover it about equally)
+        it stays with the speaker of the word before, since Whisper transcribes the voice it was following.
+        A lone word or two (under 0.6 s) between two runs of one other speaker joins them: a one-word
+        turn there is a boundary error of the diarization, not a reply."""
         if not turns:
             return self
-        words = [Word(w.start, w.end, w.word, w.probability, _speaker_of(w, turns)) for w in self.words]
+        ordered = sorted(turns, key=lambda t: t.start)
+        speakers: list[str] = []
+        for w in self.words:
+            speakers.append(_speaker_of(w, ordered, speakers[-1] if speakers else None))
+        speakers = _without_flips(self.words, speakers)
+        words = [Word(w.start, w.end, w.word, w.probability, who) for w, who in zip(self.words, speakers, strict=True)]
         segments: list[Utterance] = []
         for w in words:
-            if segments and segments[-1].speaker == w.speaker and w.start - segments[-1].end < 2.0:
+            if segments and segments[-1].speaker == w.speaker and w.start - segments[-1].end < max_pause:
                 segments[-1].words.append(w)
-                segments[-1].end = w.end
+                segments[-1].end = max(segments[-1].end, w.end)
             else:
                 segments.append(Utterance(w.start, w.end, "", [w], speaker=w.speaker))
         for s in segments:
@@ -134,18 +145,45 @@ class Transcript:
         return Transcript(segments, self.language, self.language_probability, self.duration)
 
 
+def _without_flips(words: list[Word], speakers: list[str], max_words: int = 2, max_seconds: float = 0.6) -> list[str]:
+    """Runs of at most ``max_words`` words spanning under ``max_seconds`` between two runs of one other speaker
+    relabelled to that speaker."""
+    runs: list[list[int]] = []  # [first, last + 1] word index of each run of one speaker
+    for i, who in enumerate(speakers):
+        if runs and speakers[runs[-1][0]] == who:
+            runs[-1][1] = i + 1
+        else:
+            runs.append([i, i + 1])
+    fixed = list(speakers)
+    for before, run, after in zip(runs, runs[1:], runs[2:], strict=False):
+        first, end = run
+        short = end - first <= max_words and words[end - 1].end - words[first].start < max_seconds
+        if short and fixed[before[0]] == fixed[after[0]] != fixed[first]:
+            fixed[first:end] = [fixed[before[0]]] * (end - first)
+    return fixed
+
+
+def _cue_end(utterance: Utterance, shortest: float = 0.2) -> float:
+    """A subtitle cue's end: never before its start plus ``shortest`` seconds (a cue of zero length is
+    skipped or flashed by players)."""
+    return max(utterance.end, utterance.start + shortest)
+
+
 def _clock(seconds: float, separator: str) -> str:
     ms = max(0, round(seconds * 1000))
     return f"{ms // 3600000:02d}:{ms // 60000 % 60:02d}:{ms // 1000 % 60:02d}{separator}{ms % 1000:03d}"
 
 
-def _speaker_of(word: Word, turns: list[Segment]) -> str | None:
-    overlaps = [(min(word.end, t.end) - max(word.start, t.start), t) for t in turns]
-    best, turn = max(overlaps, key=lambda o: o[0])
+def _speaker_of(word: Word, turns: list[Segment], previous: str | None = None) -> str:
+    """The speaker of the turn ``word`` overlaps most; among turns that overlap it nearly as much (overlapped
+    speech) the ``previous`` word's speaker; the nearest turn when none overlaps."""
+    overlaps = [(min(word.end, t.end) - max(word.start, t.start), t.label) for t in turns]
+    best = max(o for o, _ in overlaps)
     if best <= 0:
         middle = (word.start + word.end) / 2
-        turn = min(turns, key=lambda t: min(abs(t.start - middle), abs(t.end - middle)))
-    return turn.label
+        return min(turns, key=lambda t: min(abs(t.start - middle), abs(t.end - middle))).label
+    close = [label for o, label in overlaps if o >= 0.8 * best]
+    return previous if previous in close else max(overlaps, key=lambda o: o[0])[1]
 
 
 def plan_windows(speech: list[Segment], duration: float, max_window: float = 28.0,

@@ -102,21 +102,26 @@ class Denoise(Stage):
 
 
 class Diarize(Stage):
-    """Speaker turns (VAD, GE2E embeddings, clustering, resegmentation); writes RTTM."""
+    """Speaker turns (VAD, CAM++ embeddings, spectral clustering, resegmentation, overlaps); writes RTTM."""
 
     name = "diarize"
     memory_fixed, memory_factor, work_rate, work_mono = 256 << 20, 1.5, 16000, True
-    # clustering compares every embedding window with every other: memory grows with the square of the
-    # length (measured 328, 658 and 1219 MB at 10, 30 and 50 min): ~90 bytes per second squared
-    memory_per_second_squared = 96.0
+    # spectral clustering holds a few windows x windows float64 matrices (affinities, Laplacian, eigenvectors,
+    # sorting indices: ~40 bytes per pair), windows every 0.75 s up to MAX_CLUSTERED (then pooled): <= 160 MB
+    memory_per_window_pair = 40.0
+    clustered_windows = 2000  # speech.diarize.MAX_CLUSTERED (not imported: admission runs without torch)
 
     def work_bytes(self, duration: float, rate: int, channels: int) -> float:
-        return super().work_bytes(duration, rate, channels) + self.memory_per_second_squared * duration ** 2
+        windows = min(duration / 0.75, self.clustered_windows)
+        return super().work_bytes(duration, rate, channels) + self.memory_per_window_pair * windows ** 2
     options: ClassVar[dict[str, Option]] = {
         "num_speakers": Option("int", None, "the speaker count, when known", ge=1, le=32),
         "min_speakers": Option("int", 1, "fewest speakers the automatic count considers", ge=1, le=32),
         "max_speakers": Option("int", 8, "most speakers the automatic count considers", ge=1, le=32),
         "min_turn": Option("float", 0.3, "shortest turn kept, seconds", ge=0, le=10),
+        "min_gap": Option("float", 0.5, "pauses shorter than this inside one speaker's speech stay in the turn, "
+                          "seconds", ge=0, le=10),
+        "overlap": Option("bool", True, "give overlapped speech to both speakers (pyannote's segmentation-3.0)"),
         "write": Option("bool", True, "write an RTTM file", remote=False),
     }
     uses_gpu = True
@@ -126,7 +131,7 @@ class Diarize(Stage):
 
         c = self.config
         self.diarize_options = DiarizeOptions(c["num_speakers"], c["min_speakers"], c["max_speakers"],
-                                              min_turn=c["min_turn"])
+                                              min_turn=c["min_turn"], min_gap=c["min_gap"], overlap=c["overlap"])
         self.diarize_options.check()
 
     def setup(self, models) -> None:
@@ -141,7 +146,8 @@ class Diarize(Stage):
         turns, centroids = self.diarizer.turns_and_centroids(audio.samples, audio.sample_rate, self.diarize_options,
                                                               vad_speech(annotations))
         if annotations.chunk is not None:
-            turns = self._global_names(turns, centroids, annotations.context.state_of(self.name))
+            turns = self._global_names(turns, centroids, annotations.context.state_of(self.name),
+                                       self.diarizer.merge_similarity)
         result = DiarizeResult(turns, sorted({t.label for t in turns}))
         if self.config["write"] and annotations.chunk is None:
             result.file = self._write_rttm(turns, annotations.id, annotations.output_path("rttm", annotations.id))
@@ -151,15 +157,16 @@ class Diarize(Stage):
         return audio, annotations
 
     @staticmethod
-    def _global_names(turns: list[Segment], centroids: dict[str, np.ndarray], state: dict[str, Any]) -> list[Segment]:
+    def _global_names(turns: list[Segment], centroids: dict[str, np.ndarray], state: dict[str, Any],
+                      same_speaker: float) -> list[Segment]:
         """A long input's chunks are diarized one by one: each chunk's speakers are matched to the speakers
         of earlier chunks (kept in the input's ``state``) by centroid similarity (a new speaker when none is
-        similar), so labels hold across the whole input."""
+        at least ``same_speaker`` similar), so labels hold across the whole input."""
         speakers = state.setdefault("speakers", [])
         names = {}
         for label, centroid in centroids.items():
             similar = [float(centroid @ known) for known in speakers]
-            if similar and max(similar) >= 0.75:
+            if similar and max(similar) >= same_speaker:
                 index = int(np.argmax(similar))
             else:
                 speakers.append(centroid)
