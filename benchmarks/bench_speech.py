@@ -134,7 +134,7 @@ def stage_speeds(corpus: list[dict]) -> dict[str, float]:
         "vad (WebRTC)": (WebRTCVAD(), lambda m, x: m.segments(x, SR)),
         "denoise (DeepFilterNet3)": (load_denoiser("deepfilternet"), lambda m, x: m(x, SR)),
         "denoise (RNNoise)": (load_denoiser("rnnoise"), lambda m, x: m(x, SR)),
-        "diarize (VAD + GE2E + clustering)": (Diarizer(), lambda m, x: m(x, SR)),
+        "diarize (VAD + CAM++ + spectral clustering + overlaps)": (Diarizer(), lambda m, x: m(x, SR)),
         "transcribe (Whisper tiny.en int8, beam 5)": (Transcriber(), lambda m, x: m(x, SR)),
     }
     speeds = {}

@@ -154,3 +154,42 @@ def merge_turns(truth: list[tuple[float, float, str]], gap: float = 0.5) -> list
         else:
             merged.append([start, end, name])
     return [tuple(t) for t in merged]
+
+
+TRANSCRIPTS = "/usr/share/doc/asterisk-core-sounds-en/core-sounds-en.txt.gz"
+
+
+def english_prompts(minimum_words: int = 3) -> list[tuple[str, str]]:
+    """``(path, text)`` of Allison's English prompts whose exact text Asterisk ships (``asterisk-core-sounds-en``
+    installs core-sounds-en.txt; ``scripts/setup.sh`` installs it as root): real speech with a known transcript.
+    Prompts of at least ``minimum_words`` words, in file order."""
+    import gzip
+
+    if not os.path.exists(TRANSCRIPTS):
+        return []
+    folder = os.path.dirname(VOICES["allison"])
+    found = []
+    with gzip.open(TRANSCRIPTS, "rt", encoding="utf-8", errors="replace") as f:
+        for line in f:
+            name, colon, text = line.partition(":")
+            if not colon or line.startswith(";"):
+                continue
+            path = os.path.join(folder, name.strip() + ".wav")
+            text = " ".join(text.replace("[", " ").replace("]", " ").split())
+            if os.path.exists(path) and len(text.split()) >= minimum_words and "<" not in text:
+                found.append((path, text))
+    return found
+
+
+def monologue(prompts: list[tuple[str, str]], count: int = 20, seed: int = 0, condition: str = "clean",
+              pauses: tuple[float, float] = (0.3, 1.5)) -> tuple[np.ndarray, int, str]:
+    """``count`` prompts drawn at random, one after another with pauses of ``pauses`` seconds, in a
+    ``condition`` (see :func:`conversation`). Returns the audio, its rate and the text said."""
+    rng = np.random.default_rng(seed)
+    chosen = [prompts[int(i)] for i in rng.choice(len(prompts), count, replace=False)]
+    parts, said = [np.zeros(SR // 2, np.float32)], []
+    for path, text in chosen:
+        parts += [read_prompt(path), np.zeros(int(rng.uniform(*pauses) * SR), np.float32)]
+        said.append(text)
+    y = np.concatenate(parts)
+    return _condition(y, condition, rng), SR if condition != "telephone" else 8000, " ".join(said)

@@ -19,6 +19,8 @@ command -v fluidsynth >/dev/null 2>&1 || need_apt+=(fluidsynth)
 command -v fpcalc >/dev/null 2>&1 || need_apt+=(libchromaprint-tools)
 command -v flite >/dev/null 2>&1 || need_apt+=(flite)
 [ -d /usr/share/asterisk/sounds/en_US_f_Allison ] || need_apt+=(asterisk-core-sounds-en-wav)
+# the exact text of each English prompt (core-sounds-en.txt): real speech with known words, for WER
+[ -f /usr/share/doc/asterisk-core-sounds-en/core-sounds-en.txt.gz ] || need_apt+=(asterisk-core-sounds-en)
 # more real speakers, for conversations with known turns (benchmarks/realspeech.py): June (fr-CA), Carlo (it),
 # the Russian voice, Armelle (fr) and the Colombian Spanish voice
 [ -d /usr/share/asterisk/sounds/fr_CA_f_June ] || need_apt+=(asterisk-core-sounds-fr-wav)
