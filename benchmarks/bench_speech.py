@@ -6,6 +6,7 @@ loaded again for each file, one file after another). Quality of both: WER (jiwer
 collar 0.25 s). Writes the "speech" section of docs/benchmarks.md.
 
     .venv/bin/python benchmarks/bench_speech.py [--minutes 10] [--file-seconds 60]
+    .venv/bin/python benchmarks/bench_speech.py real    # WER on a real person against faster-whisper's pipelines
 """
 
 from __future__ import annotations
@@ -147,11 +148,73 @@ def stage_speeds(corpus: list[dict]) -> dict[str, float]:
     return speeds
 
 
+def real_speech(seeds: int = 3, prompts: int = 20) -> None:
+    """WER on a real person's speech with its exact text (Asterisk's English prompts, realspeech.monologue), our
+    Transcriber against faster-whisper's own pipelines on the same tiny.en model, beam 5: ``transcribe(...,
+    vad_filter=True)`` and ``BatchedInferencePipeline`` (batch 8). Writes the "speech-real" section."""
+    from faster_whisper import BatchedInferencePipeline
+    from jiwer import wer
+
+    from audioflow.io import resample
+    from audioflow.speech import Transcriber
+    from realspeech import english_prompts, monologue, normalise
+
+    available = english_prompts()
+    if not available:
+        raise SystemExit("needs asterisk-core-sounds-en (its prompts' text): run scripts/setup.sh as root")
+    ours = Transcriber()
+    batched = BatchedInferencePipeline(ours.model)
+    systems = {
+        "audioflow Transcriber": lambda y, sr: ours(y, sr, language="en").text,
+        "faster-whisper, vad_filter=True": lambda y, sr: " ".join(
+            s.text for s in ours.model.transcribe(resample(y, sr, SR) if sr != SR else y, language="en",
+                                                  beam_size=5, vad_filter=True)[0]),
+        "faster-whisper BatchedInferencePipeline": lambda y, sr: " ".join(
+            s.text for s in batched.transcribe(resample(y, sr, SR) if sr != SR else y, language="en",
+                                               beam_size=5, batch_size=8)[0]),
+    }
+    conditions = ("clean", "telephone", "noise")
+    errors: dict[tuple[str, str], list[float]] = {}
+    seconds: dict[str, float] = {}
+    audio_seconds = 0.0
+    for condition in conditions:
+        for seed in range(seeds):
+            y, sr, said = monologue(available, prompts, seed=seed, condition=condition)
+            audio_seconds += len(y) / sr
+            for name, run in systems.items():
+                started = time.perf_counter()
+                heard = run(y, sr)
+                seconds[name] = seconds.get(name, 0.0) + time.perf_counter() - started
+                errors.setdefault((name, condition), []).append(wer(normalise(said), normalise(heard)))
+            print(condition, seed, {n: round(errors[(n, condition)][-1], 3) for n in systems}, flush=True)
+    lines = ["## Transcription of a real person", "",
+             f"`benchmarks/bench_speech.py real` on {machine()}. {len(conditions) * seeds} recordings of {prompts} "
+             f"of Allison's English voice prompts (real speech whose exact text Asterisk ships) with 0.3-1.5 s "
+             f"pauses, {audio_seconds / 60:.1f} min in all, clean / telephone (8 kHz G.711) / 10 dB noise; Whisper "
+             "tiny.en int8, beam 5, the same model object for all; WER after lower-casing, numbers as words and "
+             "punctuation dropped.", "",
+             "| system | " + " | ".join(f"WER {c}" for c in conditions) + " | WER all | x real time |",
+             "|---|" + "---|" * (len(conditions) + 2)]
+    for name in systems:
+        every = [e for c in conditions for e in errors[(name, c)]]
+        lines.append(f"| {name} | " + " | ".join(f"{np.mean(errors[(name, c)]):.3f}" for c in conditions)
+                     + f" | {np.mean(every):.3f} | {audio_seconds / seconds[name]:.1f} |")
+    lines += ["", "Target (issue 15): WER at most faster-whisper's own `vad_filter=True` on every file, speed at least "
+              "its batched pipeline's."]
+    write_section("speech-real", "\n".join(lines))
+    print("\n".join(lines))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
+    parser.add_argument("part", nargs="?", choices=("flite", "real"), default="flite",
+                        help="flite: the three-voice chain and each stage (default); real: WER on real speech")
     parser.add_argument("--minutes", type=float, default=10.0)
     parser.add_argument("--file-seconds", type=float, default=60.0)
     args = parser.parse_args()
+    if args.part == "real":
+        real_speech()
+        return
     from jiwer import wer
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-speech-"))

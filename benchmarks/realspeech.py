@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import glob
 import os
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -175,7 +176,8 @@ def english_prompts(minimum_words: int = 3) -> list[tuple[str, str]]:
             if not colon or line.startswith(";"):
                 continue
             path = os.path.join(folder, name.strip() + ".wav")
-            text = " ".join(text.replace("[", " ").replace("]", " ").split())
+            # [what a tone or symbol is] and (n seconds of silence) describe the file; they are not said
+            text = " ".join(re.sub(r"\[[^\]]*\]|\([^)]*\)", " ", text).split())
             if os.path.exists(path) and len(text.split()) >= minimum_words and "<" not in text:
                 found.append((path, text))
     return found
@@ -193,3 +195,28 @@ def monologue(prompts: list[tuple[str, str]], count: int = 20, seed: int = 0, co
         said.append(text)
     y = np.concatenate(parts)
     return _condition(y, condition, rng), SR if condition != "telephone" else 8000, " ".join(said)
+
+
+_ONES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven", "twelve",
+         "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen", "nineteen"]
+_TENS = ["twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety"]
+
+
+def _spoken(number: int) -> str:
+    if number < 20:
+        return _ONES[number]
+    if number < 100:
+        return _TENS[number // 10 - 2] + ("" if number % 10 == 0 else " " + _ONES[number % 10])
+    if number < 1000:
+        rest = number % 100
+        return _ONES[number // 100] + " hundred" + (" " + _spoken(rest) if rest else "")
+    rest = number % 1000
+    return _spoken(number // 1000) + " thousand" + (" " + _spoken(rest) if rest else "")
+
+
+def normalise(text: str) -> str:
+    """English text for WER: lower case, numbers as words (Whisper writes '4' where the reference says 'four',
+    or the other way), hyphens as spaces, punctuation but apostrophes dropped."""
+    text = re.sub(r"\d+", lambda m: f" {_spoken(int(m.group()))} " if len(m.group()) < 7 else m.group(),
+                  text.lower().replace("-", " "))
+    return " ".join(re.sub(r"[^a-z0-9' ]", " ", text).split())
