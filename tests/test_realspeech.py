@@ -99,3 +99,22 @@ def test_the_stream_labels_real_speakers_online():
         true = max(cover, key=cover.get)
         agree += mapping.setdefault(e["speaker"], true) == true
     assert agree / len(ends) >= 0.9, (agree, len(ends))
+
+
+@pytest.mark.slow
+def test_online_labels_and_the_overlap_count_take_any_length():
+    """The new entry points into the models with 0, 1 and odd lengths (around the 0.1 s CAM++ minimum, the 10 s
+    chunk and its multiples): a label or None, a count per frame, never an exception."""
+    from audioflow.speech.diarize import Diarizer, OnlineSpeakers
+    from audioflow.speech.segmentation import FRAME_STEP
+
+    diarizer = Diarizer()
+    online = OnlineSpeakers(diarizer.encoder)
+    speech, _, _ = conversation(VOICES[:1], turns=2, seed=7)
+    for length in (0, 1, 1599, 1600, 1601, 23999, 24001, 37_777):
+        label = online.label(speech[:length])
+        assert (label is None) == (length < 1600) and (label is None or label.startswith("SPEAKER_"))
+    for length in (0, 1, 4001, 159_999, 160_000, 160_001, 250_007):
+        count = diarizer.segmenter.speaker_count(speech[:length] if length <= len(speech)
+                                                 else np.resize(speech, length))
+        assert len(count) == int(np.ceil(length / (FRAME_STEP * 16000))) and set(np.unique(count)) <= {0, 1, 2, 3}

@@ -98,10 +98,12 @@ class StreamState:
         self.denoise = None
         self.speakers = None
         if "speakers" in self.tasks:
-            from ..speech.diarize import OnlineSpeakers, load_encoder
+            from ..speech.diarize import Diarizer, OnlineSpeakers
             from .jobs import models
 
-            self.speakers = OnlineSpeakers(models().get("campplus", lambda device: load_encoder("campplus", device)))
+            # the diarize stage's model, under its key: one CAM++ per worker process, not one per use
+            diarizer = models().get("diarizer", lambda device: Diarizer(device=device))
+            self.speakers = OnlineSpeakers(diarizer.encoder)
         if "enhance" in self.tasks:
             from ..speech.denoise import DeepFilterNet, DenoiseStream
 

@@ -241,7 +241,7 @@ def resegment(speech: list[Segment], spans: list[tuple[float, float]], embedding
     owner = np.where(is_speech, np.argmax(total, axis=1), -1)
     turns = _fill_gaps(_absorb_short(_runs(owner), round(options.min_turn / FRAME_S)),
                        round(options.min_gap / FRAME_S))
-    segments = [(a, b, s) for a, b, s in turns]
+    segments = list(turns)
     if overlapped is not None and len(centroids) > 1:
         main = np.full(frames, -1)
         for a, b, s in turns:
