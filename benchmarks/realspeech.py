@@ -214,9 +214,18 @@ def _spoken(number: int) -> str:
     return _spoken(number // 1000) + " thousand" + (" " + _spoken(rest) if rest else "")
 
 
+# One spelling for words written both as one word and as two (as a NIST sclite GLM file does), and the keypad
+# symbols the prompts' text writes where the voice says the name: neither is a recognition error.
+_SAME = {"touch tone": "touchtone", "can not": "cannot", "file name": "filename", "voice mail": "voicemail",
+         "key pad": "keypad", "e mail": "email", "log in": "login", "*": " star ", "#": " pound "}
+
+
 def normalise(text: str) -> str:
     """English text for WER: lower case, numbers as words (Whisper writes '4' where the reference says 'four',
-    or the other way), hyphens as spaces, punctuation but apostrophes dropped."""
+    or the other way), hyphens as spaces, compounds and keypad symbols in one spelling (``_SAME``),
+    punctuation but apostrophes dropped."""
     text = re.sub(r"\d+", lambda m: f" {_spoken(int(m.group()))} " if len(m.group()) < 7 else m.group(),
                   text.lower().replace("-", " "))
+    for variant, spelling in _SAME.items():
+        text = re.sub(rf"\b{variant}\b" if variant[0].isalpha() else re.escape(variant), spelling, text)
     return " ".join(re.sub(r"[^a-z0-9' ]", " ", text).split())

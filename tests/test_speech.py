@@ -191,17 +191,65 @@ def test_the_diarize_stage_admits_long_inputs_on_bounded_memory():
     assert stage.work_bytes(7200, 16000, 1) - stage.work_bytes(3600, 16000, 1) < 400 << 20
 
 
-def test_windows_cut_in_silences_and_overlap_inside_long_speech():
+def test_windows_join_speech_without_its_silences_and_overlap_inside_long_speech():
     from audioflow.audio import Segment
     from audioflow.speech import plan_windows
 
-    speech = [Segment(1, 9), Segment(10, 20), Segment(21, 29), Segment(30, 95)]
-    windows = plan_windows(speech, 100.0, max_window=25.0, overlap=2.0)
-    assert windows[0][:2] == (1, 20) and windows[1][:2] == (21, 29)  # grouped while <= 25 s, cut in pauses
+    speech = [Segment(1, 9), Segment(10, 20), Segment(21, 29), Segment(29, 31), Segment(40, 105)]
+    windows = plan_windows(speech, 110.0, max_window=25.0, overlap=2.0, pad=0.0)
+    # speech joined while it adds up to <= 25 s; touching segments one span; silences left out
+    assert windows[0].spans == ((1, 9), (10, 20)) and windows[1].spans == ((21, 31),)
+    padded = plan_windows(speech, 110.0, max_window=25.0, overlap=2.0, pad=0.6)
+    # widened by 0.6 s, 1-9 and 10-20 touch (one span); 21-29 touches too but starts the next window: the
+    # boundary is halfway through the pad the two share
+    assert [w.spans for w in padded[:2]] == [((0.4, 20.5),), ((20.5, 31.6),)]
     long = windows[2:]
-    assert long[0][0] == 30 and long[-1][1] == 95 and all(b - a <= 25.0 + 1e-9 for a, b, _, _ in long)
-    for (_, end, _, keep_to), (start, _, keep_from, _) in itertools.pairwise(long):
-        assert start < end and keep_to == keep_from  # overlapping windows; each instant owned by one
+    assert long[0].start == 40 and long[-1].end == 105 and all(w.end - w.start <= 25.0 + 1e-9 for w in long)
+    for before, after in itertools.pairwise(long):
+        assert after.start < before.end and before.keep_to == after.keep_from  # each instant owned by one
+    # a window's own clock maps back to the recording's, across the silence it left out
+    assert windows[0].source_time(0.5) == 1.5 and windows[0].source_time(8.5) == 10.5
+    assert windows[0].source_time(99.0) == 20 and windows[0].source_time(-1.0) == 1
+    mono = np.arange(110 * 16000, dtype=np.float32)
+    assert len(windows[0].audio(mono)) == 18 * 16000 and windows[0].audio(mono)[8 * 16000] == 10 * 16000
+
+
+def test_speech_the_decoding_skipped_is_found_again():
+    """Whisper stopped 4 s before the end of a window's speech and jumped over 2 s in its middle: both come
+    back as windows keeping only their own stretch; pauses and word gaps under a second do not."""
+    from audioflow.audio import Segment
+    from audioflow.speech.transcribe import Window, Word, _skipped
+
+    speech = [Segment(0.0, 6.0), Segment(6.5, 12.0), Segment(13.0, 20.0)]
+    words = [Word(t, t + 0.4, " w", 0.9) for t in np.arange(0.2, 5.0, 0.5)]  # 0.2-5.0 s
+    words += [Word(t, t + 0.4, " w", 0.9) for t in np.arange(8.0, 16.0, 0.5)]  # 8.0-15.9 s
+    whole = Window(((0.0, 12.0), (13.0, 20.0)))
+    gaps = _skipped(speech, words, whole, duration=20.0)
+    kept = [(round(g.keep_from, 2), round(g.keep_to, 2)) for g in gaps]
+    assert kept == [(6.5, 7.7), (16.2, 20.0)], gaps  # 5.0-6.0 is under a second once the margin is off
+    for g in gaps:
+        assert g.start == pytest.approx(g.keep_from - 0.3) and g.end == pytest.approx(min(20.0, g.keep_to + 0.3))
+    # a window keeps only its own range: speech outside it is another window's business
+    part = Window(whole.spans, 0.0, 17.5)
+    assert [(g.keep_from, g.keep_to) for g in _skipped(speech, words, part, 20.0)] == [(6.5, 7.7), (16.2, 17.5)]
+    assert next(g.spans for g in _skipped(speech, [], whole, 20.0)) == ((0.0, 6.3),)
+
+
+def test_a_batched_window_is_decoded_again_when_whisper_s_checks_fail():
+    """faster-whisper's own fallback rules, applied to a window decoded in a batch."""
+    from types import SimpleNamespace
+
+    from audioflow.speech.transcribe import _quality
+
+    def piece(text, logprob=-0.2, no_speech=0.01):
+        return SimpleNamespace(text=text, avg_logprob=logprob, no_speech_prob=no_speech)
+
+    assert _quality([piece(" Press five to repeat the current message.")]) == "ok"
+    assert _quality([]) == "ok"
+    assert _quality([piece(" the the the the" * 30)]) == "retry"  # repetition loop: gzip ratio > 2.4
+    assert _quality([piece(" Mumbled words.", logprob=-1.4)]) == "retry"
+    assert _quality([piece(" Thank you.", logprob=-1.4, no_speech=0.9)]) == "silent"
+    assert _quality([piece(" Thank you.", logprob=-0.3, no_speech=0.9)]) == "ok"  # sure of its text
 
 
 @pytest.fixture(scope="module")

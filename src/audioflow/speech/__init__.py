@@ -9,7 +9,7 @@ from .denoise import DENOISE_METHODS, DeepFilterNet, RNNoise, denoise, load_deno
 from .diarize import DiarizeOptions, Diarizer, diarize, write_rttm
 from .embed import SpeakerEncoder
 from .synthesize import synthesize, voices
-from .transcribe import Transcriber, Transcript, Utterance, Word, plan_windows, transcribe
+from .transcribe import Transcriber, Transcript, Utterance, Window, Word, plan_windows, transcribe
 from .vad import SileroVAD, VADEvent, WebRTCVAD
 
 __all__ = [
@@ -25,6 +25,7 @@ __all__ = [
     "Utterance",
     "VADEvent",
     "WebRTCVAD",
+    "Window",
     "Word",
     "denoise",
     "diarize",

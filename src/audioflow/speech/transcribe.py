@@ -186,38 +186,86 @@ def _speaker_of(word: Word, turns: list[Segment], previous: str | None = None) -
     return previous if previous in close else max(overlaps, key=lambda o: o[0])[1]
 
 
-def plan_windows(speech: list[Segment], duration: float, max_window: float = 28.0,
-                 overlap: float = 2.0) -> list[tuple[float, float, float, float]]:
-    """Windows ``(start, end, keep_from, keep_to)`` in seconds: speech segments grouped while the group
-    spans at most ``max_window`` s (cuts fall in the silences between segments); a segment longer than
-    that is cut into windows overlapping by ``overlap`` s, each keeping the words whose midpoint falls
-    between ``keep_from`` and ``keep_to``."""
-    windows: list[tuple[float, float, float, float]] = []
-    group: list[Segment] = []
+@dataclass(frozen=True)
+class Window:
+    """What Whisper hears at once: stretches of the recording (``spans``, seconds) joined end to end, the
+    silences between them left out; it keeps the words whose midpoint, in the recording's clock, lies in
+    ``[keep_from, keep_to)``."""
 
-    def close() -> None:
-        if group:
-            windows.append((group[0].start, group[-1].end, -math.inf, math.inf))
-            group.clear()
+    spans: tuple[tuple[float, float], ...]
+    keep_from: float = -math.inf
+    keep_to: float = math.inf
+
+    @property
+    def start(self) -> float:
+        return self.spans[0][0]
+
+    @property
+    def end(self) -> float:
+        return self.spans[-1][1]
+
+    def audio(self, mono: np.ndarray, sr: int = ASR_SR) -> np.ndarray:
+        """The spans' samples of ``mono`` joined."""
+        parts = [mono[round(a * sr):round(b * sr)] for a, b in self.spans]
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+    def source_time(self, t: float) -> float:
+        """Seconds into the window's audio as seconds into the recording."""
+        for a, b in self.spans:
+            if t <= b - a:
+                return a + max(t, 0.0)
+            t -= b - a
+        return self.end
+
+
+def plan_windows(speech: list[Segment], duration: float, max_window: float = 30.0, overlap: float = 2.0,
+                 pad: float = 0.2) -> list[Window]:
+    """Windows of speech for Whisper: VAD ``speech`` segments, widened by ``pad`` s each side, joined while
+    their speech adds up to at most ``max_window`` s (the silences between them left out, as faster-whisper's
+    own batched pipeline does: fewer windows, more words per window); a segment longer than that is cut into
+    windows overlapping by ``overlap`` s, each keeping the words whose midpoint falls between ``keep_from``
+    and ``keep_to``. Widened segments that touch share one span in a window, or are cut halfway between
+    their edges when they fall in two windows."""
+    windows: list[Window] = []
+    group: list[tuple[float, float]] = []
+    speech_in_group = 0.0
 
     for seg in speech:
-        if seg.duration > max_window:
-            close()
-            step = max_window - overlap
-            count = math.ceil((seg.duration - overlap) / step)
-            starts = [seg.start + i * seg.duration / count - (overlap / 2 if i else 0) for i in range(count)]
-            for i, start in enumerate(starts):
-                end = min(seg.end, start + max_window if i < count - 1 else seg.end)
-                keep_from = -math.inf if i == 0 else start + overlap / 2
-                keep_to = math.inf if i == count - 1 else starts[i + 1] + overlap / 2
-                windows.append((start, end, keep_from, keep_to))
-        elif group and seg.end - group[0].start > max_window:
-            close()
-            group.append(seg)
+        start, end = max(0.0, seg.start - pad), min(duration, seg.end + pad)
+        if end <= start:
+            continue
+        if group and speech_in_group + end - start > max_window:  # the group is full: close it
+            if start < group[-1][1]:  # cut halfway through the pad the two share
+                middle = (start + group[-1][1]) / 2
+                group[-1], start = (group[-1][0], middle), middle
+            windows.append(Window(tuple(group)))
+            group, speech_in_group = [], 0.0
+        if end - start > max_window:
+            windows += _overlapping(start, end, max_window, overlap)
+            continue
+        if group and start <= group[-1][1]:
+            group[-1] = (group[-1][0], max(group[-1][1], end))
         else:
-            group.append(seg)
-    close()
-    return [(max(0.0, a), min(duration, b), kf, kt) for a, b, kf, kt in windows]
+            group.append((start, end))
+        speech_in_group += end - start
+    if group:
+        windows.append(Window(tuple(group)))
+    return windows
+
+
+def _overlapping(start: float, end: float, max_window: float, overlap: float) -> list[Window]:
+    """Windows of at most ``max_window`` s overlapping by ``overlap`` s across ``start``-``end`` (seconds), each
+    owning the instants from the middle of its overlap with the previous window to the middle of the next."""
+    step = max_window - overlap
+    count = math.ceil((end - start - overlap) / step)
+    starts = [start + i * (end - start) / count - (overlap / 2 if i else 0) for i in range(count)]
+    windows = []
+    for i, first in enumerate(starts):
+        last = min(end, first + max_window if i < count - 1 else end)
+        keep_from = -math.inf if i == 0 else first + overlap / 2
+        keep_to = math.inf if i == count - 1 else starts[i + 1] + overlap / 2
+        windows.append(Window(((first, last),), keep_from, keep_to))
+    return windows
 
 
 def resolve_whisper_model(model: str | os.PathLike[str] | None) -> str:
@@ -249,13 +297,13 @@ class Transcriber:
             resolved by :func:`resolve_whisper_model`.
         device: 'cpu' or 'cuda'. compute_type: CTranslate2 type ('int8' on CPU, 'float16' on CUDA by default).
         threads: CPU threads for the model (0: CTranslate2's default).
-        vad: a :class:`SileroVAD` used to find the windows (default: Silero with a 0.5 s min silence).
+        vad: a :class:`SileroVAD` used to find the windows (default: its defaults, those of the ``vad`` step).
     """
 
     def __init__(self, model: str | None = None, device: str = "cpu", compute_type: str | None = None,
                  threads: int = 0, vad: Any = None) -> None:
         try:
-            from faster_whisper import WhisperModel
+            from faster_whisper import BatchedInferencePipeline, WhisperModel
         except ImportError as e:
             raise MissingDependencyError("transcription needs faster-whisper: pip install 'audioflow[models]'") from e
         from .vad import SileroVAD
@@ -269,12 +317,13 @@ class Transcriber:
             raise MissingDependencyError(f"Whisper model {self.model_path!r} could not be loaded ({e}); offline, "
                                          "install 'audioflow[models]' or give a local model directory") from e
         self.device = device
-        self.vad = vad or SileroVAD(min_silence=0.5, speech_pad=0.2)
+        self.vad = vad or SileroVAD()
+        self.batched = BatchedInferencePipeline(self.model)
 
     def __call__(self, y: np.ndarray, sr: int, language: str | None = None, task: str = "transcribe",
                  word_timestamps: bool = True, beam_size: int = 5, initial_prompt: str | None = None,
                  temperature: float | tuple[float, ...] = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0),
-                 speech: list[Segment] | None = None, max_window: float = 28.0) -> Transcript:
+                 speech: list[Segment] | None = None, max_window: float = 30.0, batch_size: int = 8) -> Transcript:
         """Transcript of ``y`` at ``sr`` Hz.
 
         Args:
@@ -286,31 +335,137 @@ class Transcriber:
             temperature: sampling temperature, or the fallback ladder tried when decoding fails.
             speech: VAD segments already found (seconds); None runs the VAD.
             max_window: longest window given to the model, seconds (at most 30).
+            batch_size: windows encoded and decoded together (1: one at a time). Windows whose batched
+                decoding fails Whisper's checks (repetitive text, low log-probability) are decoded again one
+                at a time up the ``temperature`` ladder, so batching costs no accuracy.
         """
         if task not in ("transcribe", "translate"):
             raise ParameterError(f"task must be 'transcribe' or 'translate', got {task!r}")
         if not 1.0 <= max_window <= 30.0:
             raise ParameterError(f"max_window must be within 1-30 seconds, got {max_window}")
+        if batch_size < 1:
+            raise ParameterError(f"batch_size must be >= 1, got {batch_size}")
         from .vad import mono_at
 
         mono = mono_at(y, sr, ASR_SR)
         duration = len(mono) / ASR_SR
         speech = self.vad.segments(mono, ASR_SR) if speech is None else speech
-        segments: list[Utterance] = []
+        windows = [w for w in plan_windows(speech, duration, max_window)
+                   if sum(round(b * ASR_SR) - round(a * ASR_SR) for a, b in w.spans) >= ASR_SR // 10]
+        ladder = tuple(temperature) if isinstance(temperature, (tuple, list)) else (float(temperature),)
+        options = {"task": task, "beam_size": beam_size, "word_timestamps": word_timestamps,
+                   "initial_prompt": initial_prompt}
         detected: tuple[str | None, float | None] = (language, None)
-        for start, end, keep_from, keep_to in plan_windows(speech, duration, max_window):
-            clip = mono[round(start * ASR_SR):round(end * ASR_SR)]
-            if len(clip) < ASR_SR // 10:
+        segments: list[Utterance] = []
+        for attempt in range(2):  # the windows, then the speech their decoding skipped
+            decoded, detected = self._decode(mono, windows, batch_size, ladder, detected, options)
+            kept = [_kept(pieces, w, word_timestamps) for w, pieces in zip(windows, decoded, strict=True)]
+            segments += [u for window in kept for u in window]
+            if attempt or not word_timestamps:
+                break
+            windows = [gap for w, found in zip(windows, kept, strict=True)
+                       for gap in _skipped(speech, [x for u in found for x in u.words], w, duration)]
+        segments.sort(key=lambda u: u.start)
+        return Transcript(segments, detected[0], detected[1], duration)
+
+    def _decode(self, mono: np.ndarray, windows: list[Window], batch_size: int, ladder: tuple[float, ...],
+                detected: tuple[str | None, float | None], options: dict[str, Any],
+                ) -> tuple[list[list[Any]], tuple[str | None, float | None]]:
+        """faster-whisper's segments of each window, times in the window's own audio: in batches at the
+        ladder's first temperature, then one at a time up the whole ladder for the windows whose batched
+        decoding failed Whisper's checks. Also the language found and its probability."""
+        decoded: dict[int, list[Any]] = {}
+        if batch_size > 1 and len(windows) > 1:
+            decoded, detected = self._decode_batched(mono, windows, batch_size, ladder[0], detected, options)
+        for i, window in enumerate(windows):
+            if i in decoded:
                 continue
-            pieces, info = self.model.transcribe(
-                clip, language=detected[0], task=task, beam_size=beam_size, word_timestamps=word_timestamps,
-                condition_on_previous_text=False, vad_filter=False, initial_prompt=initial_prompt,
-                temperature=temperature)
-            pieces = list(pieces)
+            found, info = self.model.transcribe(window.audio(mono), language=detected[0], temperature=ladder,
+                                                condition_on_previous_text=False, vad_filter=False, **options)
+            decoded[i] = list(found)
             if detected[1] is None:
                 detected = (info.language, round(float(info.language_probability), 4))
-            segments += _kept(pieces, start, keep_from, keep_to, word_timestamps)
-        return Transcript(segments, detected[0], detected[1], duration)
+        return [decoded[i] for i in range(len(windows))], detected
+
+    def _decode_batched(self, mono: np.ndarray, windows: list[Window], batch_size: int, temperature: float,
+                        detected: tuple[str | None, float | None], options: dict[str, Any],
+                        ) -> tuple[dict[int, list[Any]], tuple[str | None, float | None]]:
+        """The faster-whisper segments of each window decoded in batches at one ``temperature``, times in
+        the window's own audio, by window index; windows whose output fails Whisper's fallback checks are
+        left out (to be decoded again up the temperature ladder), windows Whisper finds silent map to no
+        segments. Also the language and its probability."""
+        decoded: dict[int, list[Any]] = {}
+        for first in range(0, len(windows), batch_size):
+            batch = range(first, min(first + batch_size, len(windows)))
+            # the batch's windows end to end, each a clip of that audio (they may overlap in the recording)
+            audios = [windows[i].audio(mono) for i in batch]
+            offsets = np.cumsum([0] + [len(a) for a in audios]) / ASR_SR
+            clips = [{"start": offsets[k], "end": offsets[k + 1]} for k in range(len(audios))]
+            found, info = self.batched.transcribe(np.concatenate(audios), language=detected[0],
+                                                  clip_timestamps=clips, batch_size=len(audios),
+                                                  temperature=temperature, without_timestamps=True, **options)
+            by_window: dict[int, list[Any]] = {i: [] for i in batch}
+            # a piece's seek is its clip's start in 10 ms frames (its own start is rounded, not a key)
+            seeks = offsets[:-1] * self.model.frames_per_second
+            for piece in found:
+                k = int(np.argmin(np.abs(seeks - piece.seek)))
+                by_window[batch[k]].append(_shifted(piece, -offsets[k]))
+            if detected[1] is None:
+                detected = (info.language, round(float(info.language_probability), 4))
+            for i, pieces in by_window.items():
+                verdict = _quality(pieces)
+                if verdict != "retry":
+                    decoded[i] = pieces if verdict == "ok" else []
+        return decoded, detected
+
+
+def _skipped(speech: list[Segment], words: list[Word], window: Window, duration: float, shortest: float = 1.0,
+             margin: float = 0.3) -> list[Window]:
+    """Windows for the speech of ``window`` that its decoding skipped: stretches of VAD ``speech`` at least
+    ``shortest`` s long, more than ``margin`` s from every decoded word (seconds in the recording's clock).
+    Whisper sometimes stops before the end of a window or jumps over a sentence; each stretch is decoded
+    again on its own (with ``margin`` of context each side) and keeps only the words inside it."""
+    low, high = max(window.start, window.keep_from), min(window.end, window.keep_to)
+    covered = sorted((w.start - margin, w.end + margin) for w in words)
+    gaps = []
+    for seg in speech:
+        cursor, stop = max(seg.start, low), min(seg.end, high)
+        for a, b in [*covered, (stop, stop)]:
+            if b <= cursor:
+                continue
+            if min(a, stop) - cursor >= shortest:
+                gaps.append((cursor, min(a, stop)))
+            cursor = max(cursor, b)
+            if cursor >= stop:
+                break
+    return [Window(((max(0.0, a - margin), min(duration, b + margin)),), a, b) for a, b in gaps]
+
+
+def _shifted(piece: Any, offset: float) -> Any:
+    """A faster-whisper segment (and its words) moved by ``offset`` seconds."""
+    import dataclasses
+
+    words = [dataclasses.replace(w, start=w.start + offset, end=w.end + offset) for w in piece.words or []]
+    return dataclasses.replace(piece, start=piece.start + offset, end=piece.end + offset,
+                               words=words if piece.words is not None else None)
+
+
+def _quality(pieces: list[Any], compression_ratio: float = 2.4, log_prob: float = -1.0,
+             no_speech: float = 0.6) -> str:
+    """faster-whisper's own checks on one window's decoding: 'silent' when the model says there is no speech
+    and is unsure of its text, 'retry' when the text repeats itself (gzip ratio above ``compression_ratio``)
+    or is improbable (mean token log-probability below ``log_prob``), else 'ok'."""
+    if not pieces:
+        return "ok"
+    worst = min(p.avg_logprob for p in pieces)
+    if max(p.no_speech_prob for p in pieces) > no_speech and worst < log_prob:
+        return "silent"
+    text = "".join(p.text for p in pieces)
+    from faster_whisper.transcribe import get_compression_ratio
+
+    if get_compression_ratio(text) > compression_ratio or worst < log_prob:
+        return "retry"
+    return "ok"
 
 
 class PocketSphinxTranscriber:
@@ -363,22 +518,23 @@ class PocketSphinxTranscriber:
         return Transcript(segments, "en", None, duration)
 
 
-def _kept(pieces: list[Any], offset: float, keep_from: float, keep_to: float, with_words: bool) -> list[Utterance]:
-    """faster-whisper segments moved to the recording's clock, keeping the words (or segments, without
-    word times) whose midpoint lies in ``[keep_from, keep_to)``."""
+def _kept(pieces: list[Any], window: Window, with_words: bool) -> list[Utterance]:
+    """faster-whisper segments of ``window``'s audio in the recording's clock, keeping the words (or segments,
+    without word times) whose midpoint lies in the window's ``[keep_from, keep_to)``."""
+    at = window.source_time
     out = []
     for p in pieces:
-        start, end = round(p.start + offset, 3), round(p.end + offset, 3)
-        words = [Word(round(w.start + offset, 3), round(w.end + offset, 3), w.word, round(float(w.probability), 4))
+        start, end = round(at(p.start), 3), round(at(p.end), 3)
+        words = [Word(round(at(w.start), 3), round(at(w.end), 3), w.word, round(float(w.probability), 4))
                  for w in (p.words or [])]
         if with_words:
-            words = [w for w in words if keep_from <= (w.start + w.end) / 2 < keep_to]
+            words = [w for w in words if window.keep_from <= (w.start + w.end) / 2 < window.keep_to]
             if not words:
                 continue
             text = "".join(w.word for w in words).strip()
             start, end = words[0].start, words[-1].end
         else:
-            if not keep_from <= (start + end) / 2 < keep_to:
+            if not window.keep_from <= (start + end) / 2 < window.keep_to:
                 continue
             text = p.text.strip()
         out.append(Utterance(start, end, text, words, round(math.exp(p.avg_logprob), 4),

@@ -210,6 +210,7 @@ class Transcribe(Stage):
         "language": Option("str", None, "language code (e.g. en); none: detect", max_length=8, pattern="[A-Za-z]+"),
         "task": Option("str", "transcribe", "transcribe, or translate to English", ("transcribe", "translate")),
         "beam_size": Option("int", 5, "beam search width (1: greedy, fastest)", ge=1, le=10),
+        "batch_size": Option("int", 8, "windows of up to 30 s decoded together (1: one at a time)", ge=1, le=64),
         "word_timestamps": Option("bool", True, "times for every word"),
         "formats": Option("str", "json+txt+srt+vtt", "files to write, joined by '+' (json, txt, srt, vtt)",
                           remote=False),
@@ -252,7 +253,8 @@ class Transcribe(Stage):
         c = self.config
         transcript = self.models.run(self.model_key, self.load, lambda model: model(
             audio.samples, audio.sample_rate, language=c["language"], task=c["task"],
-            word_timestamps=c["word_timestamps"], beam_size=c["beam_size"], speech=vad_speech(annotations),
+            word_timestamps=c["word_timestamps"], beam_size=c["beam_size"], batch_size=c["batch_size"],
+            speech=vad_speech(annotations),
             initial_prompt=c["prompt"], **({} if c["temperature"] is None else {"temperature": c["temperature"]})))
         assert isinstance(transcript, Transcript)
         diarized = annotations.result("diarize", DiarizeResult)
