@@ -191,9 +191,8 @@ def real_speech(seeds: int = 3, prompts: int = 20) -> None:
              f"`benchmarks/bench_speech.py real` on {machine()}. {len(conditions) * seeds} recordings of {prompts} "
              f"of Allison's English voice prompts (real speech whose exact text Asterisk ships) with 0.3-1.5 s "
              f"pauses, {audio_seconds / 60:.1f} min in all, clean / telephone (8 kHz G.711) / 10 dB noise; Whisper "
-             "tiny.en int8, beam 5, word times (our default), the same model object for all; WER after lower-casing, "
-             "numbers as words and punctuation dropped, compounds and keypad symbols in one spelling "
-             "(`realspeech.normalise`).", "",
+             "tiny.en int8, beam 5, word times (our default), the same model object for all; WER after OpenAI's "
+             "Whisper text normaliser, compounds and keypad symbols in one spelling (`realspeech.normalise`).", "",
              "| system | " + " | ".join(f"WER {c}" for c in conditions) + " | WER all | x real time |",
              "|---|" + "---|" * (len(conditions) + 2)]
     for name in systems:

@@ -13,6 +13,7 @@ conditions a user's recordings come in: clean 16 kHz, telephone (8 kHz G.711 mu-
 
 from __future__ import annotations
 
+import functools
 import glob
 import os
 import re
@@ -197,35 +198,28 @@ def monologue(prompts: list[tuple[str, str]], count: int = 20, seed: int = 0, co
     return _condition(y, condition, rng), SR if condition != "telephone" else 8000, " ".join(said)
 
 
-_ONES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven", "twelve",
-         "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen", "nineteen"]
-_TENS = ["twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety"]
-
-
-def _spoken(number: int) -> str:
-    if number < 20:
-        return _ONES[number]
-    if number < 100:
-        return _TENS[number // 10 - 2] + ("" if number % 10 == 0 else " " + _ONES[number % 10])
-    if number < 1000:
-        rest = number % 100
-        return _ONES[number // 100] + " hundred" + (" " + _spoken(rest) if rest else "")
-    rest = number % 1000
-    return _spoken(number // 1000) + " thousand" + (" " + _spoken(rest) if rest else "")
-
-
 # One spelling for words written both as one word and as two (as a NIST sclite GLM file does), and the keypad
 # symbols the prompts' text writes where the voice says the name: neither is a recognition error.
 _SAME = {"touch tone": "touchtone", "can not": "cannot", "file name": "filename", "voice mail": "voicemail",
-         "key pad": "keypad", "e mail": "email", "log in": "login", "*": " star ", "#": " pound "}
+         "voice over": "voiceover", "key pad": "keypad", "e mail": "email", "log in": "login", "*": " star ",
+         "#": " pound "}
 
 
 def normalise(text: str) -> str:
-    """English text for WER: lower case, numbers as words (Whisper writes '4' where the reference says 'four',
-    or the other way), hyphens as spaces, compounds and keypad symbols in one spelling (``_SAME``),
-    punctuation but apostrophes dropped."""
-    text = re.sub(r"\d+", lambda m: f" {_spoken(int(m.group()))} " if len(m.group()) < 7 else m.group(),
-                  text.lower().replace("-", " "))
+    """English text for WER the way Whisper's papers score it: OpenAI's ``EnglishTextNormalizer`` (lower case,
+    punctuation dropped, numbers as digits whether said 'one two three four' or written 1234, contractions
+    and British spellings standardised; ``openai-whisper`` is installed by ``scripts/setup.sh dev``), after
+    compounds and keypad symbols in one spelling (``_SAME``)."""
+    text = text.lower().replace("-", " ")
     for variant, spelling in _SAME.items():
         text = re.sub(rf"\b{variant}\b" if variant[0].isalpha() else re.escape(variant), spelling, text)
-    return " ".join(re.sub(r"[^a-z0-9' ]", " ", text).split())
+    return _whisper_normaliser()(text)
+
+
+@functools.cache
+def _whisper_normaliser():
+    try:
+        from whisper.normalizers import EnglishTextNormalizer
+    except ImportError as e:
+        raise SystemExit("WER needs openai-whisper's text normaliser: scripts/setup.sh dev") from e
+    return EnglishTextNormalizer()

@@ -142,3 +142,26 @@ def test_batched_transcription_of_a_real_voice_loses_no_words(condition):
     assert errors[0] <= 0.03 and errors[0] <= errors[1] + 0.02, errors  # measured 0.006 and 0.006 both ways
     starts = [w.start for w in batched.words]
     assert starts == sorted(starts) and all(0 <= s <= len(y) / sr for s in starts)
+
+
+@pytest.mark.slow
+def test_transcription_of_awkward_real_inputs():
+    """Nothing, one sample, silence, noise: empty transcripts, no error; six channels or 44.1 kHz: the words of
+    the mono 16 kHz recording."""
+    pytest.importorskip("faster_whisper")
+    from audioflow.speech import Transcriber
+    from realspeech import english_prompts, monologue
+
+    prompts = english_prompts()
+    if not prompts:
+        pytest.skip("needs asterisk-core-sounds-en (scripts/setup.sh as root)")
+    transcriber = Transcriber()
+    for nothing in (np.zeros(0, np.float32), np.zeros(1, np.float32), np.zeros(16000 * 40, np.float32),
+                    np.random.default_rng(0).normal(0, 0.1, 16000 * 35).astype(np.float32)):
+        assert transcriber(nothing, 16000, language="en").words == []
+    y, sr, _ = monologue(prompts, 6, seed=21)
+    mono = transcriber(y, sr, language="en").text
+    assert len(mono.split()) > 20
+    assert transcriber(np.tile(y, (6, 1)), sr, language="en").text == mono
+    at_44k = np.interp(np.arange(0, len(y), sr / 44100), np.arange(len(y)), y).astype(np.float32)
+    assert abs(len(transcriber(at_44k, 44100, language="en").words) - len(mono.split())) <= 2
