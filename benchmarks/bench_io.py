@@ -10,6 +10,7 @@ pedalboard is GPL: it is a benchmark-only dependency (the `bench` extra), never 
 from __future__ import annotations
 
 import argparse
+import functools
 import statistics
 import subprocess
 import sys
@@ -21,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 import audioflow
-from report import best_of, fmt, machine, write_section
+from report import best_of, fmt, machine, race, write_section
 
 FORMATS = ("wav", "flac", "mp3", "ogg", "opus", "m4a", "aiff")
 CLIPS = {"16k_mono": (16000, 1), "44k_stereo": (44100, 2)}
@@ -167,10 +168,89 @@ def render(results: dict, cold: dict[str, float], passes: int) -> str:
     return "\n".join(lines)
 
 
+WINDOW_FORMATS = ("wav", "flac", "mp3", "ogg", "opus", "m4a")
+
+
+def window_readers() -> dict[str, Callable[[str, float, float], np.ndarray]]:
+    """Each library's way to read ``duration`` seconds from ``offset`` seconds in, native rate: a seek and a
+    read where it has one (None for a library that is not installed)."""
+    import importlib.util
+
+    import av
+    import soundfile as sf
+
+    def af(path, offset, duration):
+        return audioflow.load(path, sr=None, mono=False, offset=offset, duration=duration)[0]
+
+    def sfr(path, offset, duration):
+        with sf.SoundFile(path) as f:
+            f.seek(round(offset * f.samplerate))
+            return f.read(round(duration * f.samplerate), dtype="float32")
+
+    def pb(path, offset, duration):
+        import pedalboard.io
+
+        with pedalboard.io.AudioFile(path) as f:
+            f.seek(round(offset * f.samplerate))
+            return f.read(round(duration * f.samplerate))
+
+    def pyav(path, offset, duration):
+        with av.open(path) as c:
+            stream = c.streams.audio[0]
+            c.seek(int(offset / stream.time_base), stream=stream)
+            chunks, end = [], offset + duration
+            for frame in c.decode(stream):
+                chunks.append(frame.to_ndarray())
+                if frame.time is not None and frame.time + frame.samples / frame.sample_rate >= end:
+                    break
+            return np.concatenate(chunks, axis=1)
+
+    return {"audioflow": af, "soundfile": sfr, "pedalboard": pb if importlib.util.find_spec("pedalboard") else None,
+            "pyav": pyav}
+
+
+def window_reads(passes: int, minutes: float = 10.0, offset: float = 300.0, duration: float = 2.0) -> str:
+    """Ratios of a 2 s window read at 5 min into a 10 min file (44.1 kHz stereo), every format, our ``load``
+    beside each peer's seek + read, interleaved. Returns the "io-windows" section."""
+    readers = window_readers()
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        sr = 44100
+        t = np.arange(int(minutes * 60 * sr)) / sr
+        y = np.stack([0.2 * np.sin(2 * np.pi * 440 * t + 3 * np.sin(2 * np.pi * 3 * t))] * 2).astype(np.float32)
+        for ext in WINDOW_FORMATS:
+            path = str(Path(tmp) / f"long.{ext}")
+            audioflow.save(path, y, sr)
+            calls = {name: read and functools.partial(read, path, offset, duration) for name, read in readers.items()}
+            times = race(calls, passes, burst=1)
+            rows.append((ext, times))
+            print("window", ext, {k: fmt(v) for k, v in times.items()}, flush=True)
+    peers = [name for name in readers if name != "audioflow"]
+    lines = ["## Window reads", "",
+             f"`benchmarks/bench_io.py` on {machine()}. `load(path, offset={offset:g}, duration={duration:g})` of a "
+             f"{minutes:g} min 44.1 kHz stereo file against each library's seek + read of the same window (pyav: "
+             f"container seek, decode to the window's end); best of {passes}, ms, and the fastest peer's time over "
+             "ours (> 1: ours faster).", "",
+             "| format | audioflow | " + " | ".join(peers) + " | fastest peer / audioflow |",
+             "|---|" + "---|" * (len(peers) + 2)]
+    for ext, times in rows:
+        available = [times[p] for p in peers if times[p] is not None]
+        ratio = min(available) / times["audioflow"] if available and times["audioflow"] else None
+        lines.append(f"| {ext} | {fmt(times['audioflow'])} | " + " | ".join(fmt(times[p]) for p in peers)
+                     + f" | {fmt(ratio)} |")
+    lines += ["", "Target (issue 17): every window read at most 1.2x the time of soundfile's seek + read (ratio >= "
+              "0.83 against soundfile), the lead on whole-file decodes kept."]
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--passes", type=int, default=15)
+    parser.add_argument("--windows-only", action="store_true", help="only the window-read section")
     args = parser.parse_args()
+    write_section("io-windows", window_reads(args.passes))
+    if args.windows_only:
+        return
     results: dict[str, dict] = {}
     with tempfile.TemporaryDirectory() as tmp:
         files = make_clips(Path(tmp))

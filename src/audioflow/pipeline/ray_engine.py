@@ -43,9 +43,6 @@ class ProcessActor:
     def __init__(self, stages: Sequence[Stage], output_dir: str, storage_options: dict[str, Any] | None,
                  device: str, chunk_duration: float | None = None) -> None:
         from ..models import ModelManager
-        from .runner import private_numba_cache
-
-        private_numba_cache()  # actors compile librosa's jitted code at once: not into one shared cache
         self.stages, self.output_dir, self.storage_options = list(stages), output_dir, storage_options
         self.chunk_duration = chunk_duration
         models = ModelManager(device)

@@ -25,7 +25,7 @@ from .stage import Stage, build_steps
 
 log = logging.getLogger("audioflow.pipeline")
 
-_WORKER_BASE_BYTES = 400 << 20  # a worker with torch, librosa and the stages imported (measured ~350 MB)
+_WORKER_BASE_BYTES = 400 << 20  # a worker with torch and the stages imported (measured ~350 MB)
 _WORK_FACTOR = 12  # working copies of a decoded file while stages run (STFTs, filters, resamples)
 
 
@@ -108,23 +108,8 @@ _STAGES: list[Stage] = []
 _MODELS: ModelManager | None = None
 
 
-def private_numba_cache() -> None:
-    """Give this worker process its own numba cache folder. librosa's jitted functions cache to their
-    package folder; several workers compiling them at once write the same cache files, and a torn pair
-    (index of one write, data of another) segfaults every later process that loads it (found when a CI
-    run's fresh venv crashed in ``beat_track`` after a parallel run)."""
-    import sys
-    import tempfile
-
-    folder = tempfile.mkdtemp(prefix=f"audioflow-numba-{os.getpid()}-")
-    os.environ["NUMBA_CACHE_DIR"] = folder
-    if "numba" in sys.modules:  # already imported (inherited through fork): set it where numba reads it
-        sys.modules["numba"].config.CACHE_DIR = folder
-
-
 def _init_worker(stages: Sequence[Stage], device: str) -> None:
     global _MODELS
-    private_numba_cache()
     _MODELS = ModelManager(device)
     _STAGES[:] = list(stages)
     for stage in _STAGES:
@@ -135,17 +120,6 @@ def _setup_worker(stages: Sequence[Stage], device: str) -> Callable[[], None]:
     return functools.partial(_init_worker, list(stages), device)  # a partial pickles, for spawned workers
 
 
-# Native libraries whose thread pools a forked child inherits broken: a worker forked from a parent that
-# has run them hangs at its first call (CTranslate2's OpenMP pool, found when a test transcribed in the
-# parent and then ran a pipeline). When the parent has loaded one, workers are spawned instead.
-FORK_UNSAFE_MODULES = ("ctranslate2",)
-
-
-def worker_start_method() -> str | None:
-    """'spawn' when this process has loaded a library that breaks forked children, else None (fork)."""
-    import sys
-
-    return "spawn" if any(name in sys.modules for name in FORK_UNSAFE_MODULES) else None
 
 
 def _work(task: tuple[dict[str, Any], str | None, dict[str, Any] | None, float | None]) -> dict[str, Any]:
@@ -268,7 +242,7 @@ def _run_local(rows: list[dict[str, Any]], stages: list[Stage], out: str, worker
                timeout: float | None, storage_options: dict[str, Any] | None, chunk_duration: float | None):
     """Manifest entries as inputs finish, from a pool of ``workers`` forked processes (one input each at a
     time); a crashed or hung worker is replaced and its input marked failed."""
-    from ..runtime import ProcessPool
+    from ..runtime import ProcessPool, worker_start_method
 
     for stage in stages:
         stage.prepare_parent()

@@ -3,6 +3,7 @@ isolated, growable, fork-safe), usable cores and memory, and device resolution. 
 pipeline and the server all use these; none of them imports another's."""
 
 from .machine import resolve_device, total_memory_bytes, usable_cores
-from .pool import ProcessPool, ThreadPool, describe_exit
+from .pool import ProcessPool, ThreadPool, describe_exit, spawn_guard_hint, worker_start_method
 
-__all__ = ["ProcessPool", "ThreadPool", "describe_exit", "resolve_device", "total_memory_bytes", "usable_cores"]
+__all__ = ["ProcessPool", "ThreadPool", "describe_exit", "resolve_device", "spawn_guard_hint", "total_memory_bytes",
+           "usable_cores", "worker_start_method"]

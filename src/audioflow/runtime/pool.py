@@ -26,6 +26,36 @@ log = logging.getLogger("audioflow.runtime")
 _POLL_S = 0.2
 _READY = "__worker_ready__"
 
+# Native libraries whose thread pools a forked child inherits broken: a worker forked from a parent that
+# has run them hangs at its first call (CTranslate2's OpenMP pool, found when a test transcribed in the
+# parent and then ran a pipeline). When the parent has loaded one, workers are spawned instead.
+FORK_UNSAFE_MODULES = ("ctranslate2",)
+
+
+def worker_start_method() -> str:
+    """How to start worker processes: 'fork' (nothing pickled, and scripts without an ``if __name__ ==
+    "__main__":`` guard work, as with torch's DataLoader), or 'spawn' where fork is missing or this process
+    has loaded a library that breaks forked children. Forked workers use one torch thread each, so torch's
+    OpenMP pool is never entered in a child."""
+    import multiprocessing
+    import sys
+
+    if "fork" not in multiprocessing.get_all_start_methods():
+        return "spawn"
+    return "spawn" if any(name in sys.modules for name in FORK_UNSAFE_MODULES) else "fork"
+
+
+def spawn_guard_hint() -> str:
+    """What to say when spawned workers could not start: they re-import the main script, which must keep
+    its work under ``if __name__ == "__main__":``."""
+    import sys
+
+    main = getattr(sys.modules.get("__main__"), "__file__", None)
+    if main is None:
+        return ""
+    return (f"; worker processes are spawned here and re-import {main}: put its work under "
+            "'if __name__ == \"__main__\":' (or use workers=1)")
+
 
 def _worker_loop(task_fn: Callable[[Any], Any], tasks: Any, results: Any, worker_id: int, threads: int,
                  parent: int, init: Callable[[], None] | None) -> None:

@@ -26,7 +26,12 @@ _FIELDS: dict[str, Field] = {}
 
 
 def _init_worker(fields: dict[str, Field]) -> None:
-    # torch is imported only by the fields that need it (mel), which then use one thread each
+    # torch is imported only by the fields that need it (mel): one thread each, so that a forked worker never
+    # enters the OpenMP pool its parent may have started
+    import sys
+
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(1)
     _FIELDS.clear()
     _FIELDS.update(fields)
 
@@ -203,14 +208,18 @@ def _encoded(rows: Any, fields: dict[str, Field], workers: int, first: int = 0,
     import multiprocessing
     from concurrent.futures.process import BrokenProcessPool
 
-    context = multiprocessing.get_context("spawn")  # fork after torch/OpenMP start is unsafe
+    from ..runtime import spawn_guard_hint, worker_start_method
+
+    method = worker_start_method()  # fork (one torch thread per worker), as the loader and the pipeline
+    context = multiprocessing.get_context(method)
     try:
         with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=(fields,)) as pool:
             for result, cpu in pool.map(_encode_chunk, chunks):
                 stats["encode_cpu_seconds"] += cpu
                 yield from result
     except BrokenProcessPool as e:
-        raise StoreError(f"an encoding worker process died ({e}); nothing was written") from None
+        hint = spawn_guard_hint() if method == "spawn" else ""
+        raise StoreError(f"an encoding worker process died ({e}); nothing was written{hint}") from None
 
 
 def _chunks(rows: Any, first: int = 0) -> Iterable[list[tuple[int, Mapping[str, Any]]]]:

@@ -23,7 +23,7 @@ class Analyze(Stage):
     }
 
     def setup(self, models) -> None:
-        if self.config["music"]:  # librosa's beat tracker compiles with numba on first use (~4 s per process):
+        if self.config["music"]:  # the first analysis in a process imports and sizes what it uses (~0.5 s):
             from ...music import analyze_music  # pay it here, not inside the first file's timeout
 
             noise = np.random.default_rng(0).standard_normal(22050 * 2).astype(np.float32) * 0.1
@@ -35,14 +35,6 @@ class Analyze(Stage):
 
         music = 20.0 * duration * ANALYSIS_SR * 4 if self.config["music"] else 0.0
         return super().work_bytes(duration, rate, channels) + music
-
-    def prepare_parent(self) -> None:
-        import sys
-
-        # librosa already imported here: its jitted functions cache into its package folder, and forked
-        # workers compiling them at once would write those files together; compiled here, they inherit it
-        if self.config["music"] and "librosa" in sys.modules:
-            self.setup(None)
 
     def __call__(self, audio, annotations):
         from ...enhance import signal_metrics
