@@ -74,11 +74,49 @@ def _nnaudio_layers() -> dict[str, torch.nn.Module]:
     return layers
 
 
+SWEEP_N_FFT = (256, 400, 512, 1024, 2048)
+
+
+def n_fft_sweep(batch: np.ndarray, passes: int) -> str:
+    """MFCC(40) and log-mel against librosa at every n_fft from 256 to 2048 (400: Whisper's and most speech
+    models' framing), hop 160, one clip and a batch; the "features-nfft" section."""
+    import librosa
+
+    one, t_one, t_many = batch[0], torch.from_numpy(batch[0]), torch.from_numpy(batch)
+    lines = ["## Features at every FFT size", "",
+             f"`benchmarks/bench_features.py` on {machine()}. As above (10 s at 16 kHz, hop {HOP}, {N_MELS} mels, "
+             f"{N_MFCC} MFCCs), for each n_fft; ms per clip, and librosa / audioflow.", "",
+             "| n_fft | feature | clips | audioflow | librosa | ratio |", "|---|---|---|---|---|---|"]
+    for n_fft in SWEEP_N_FFT:
+        kwargs = {"n_fft": n_fft, "hop_length": HOP, "n_mels": N_MELS}
+        ours = {"mfcc": F.MFCC(SR, N_MFCC, melkwargs={**kwargs, "pad_mode": "constant"}),
+                "logmel": F.LogMel(SR, n_fft, hop_length=HOP, n_mels=N_MELS, pad_mode="constant")}
+        theirs = {"mfcc": lambda y, kw=kwargs: librosa.feature.mfcc(y=y, sr=SR, n_mfcc=N_MFCC, **kw),
+                  "logmel": lambda y, kw=kwargs: librosa.power_to_db(librosa.feature.melspectrogram(y=y, sr=SR, **kw))}
+        for name in ("mfcc", "logmel"):
+            for label, divisor in (("1", 1), (str(BATCH), BATCH)):
+                if divisor == 1:
+                    fns = {"audioflow": lambda m=ours[name]: m(t_one), "librosa": lambda f=theirs[name]: f(one)}
+                else:
+                    fns = {"audioflow": lambda m=ours[name]: m(t_many),
+                           "librosa": lambda f=theirs[name]: [f(y) for y in batch]}
+                times = race(fns, passes if divisor == 1 else max(3, passes // 3))
+                a, b = times["audioflow"] / divisor, times["librosa"] / divisor
+                lines.append(f"| {n_fft} | {name} | {label} | {fmt(a)} | {fmt(b)} | {fmt(b / a)} |")
+                print(n_fft, name, label, fmt(a), fmt(b), fmt(b / a), flush=True)
+    lines += ["", "Target (issue 17): at least 3x librosa at every n_fft from 256 to 2048, one clip and batched."]
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--passes", type=int, default=7)
+    parser.add_argument("--sweep-only", action="store_true", help="only the n_fft sweep")
     args = parser.parse_args()
     torch.set_num_threads(os.cpu_count() or 1)
+    write_section("features-nfft", n_fft_sweep(clips(), args.passes))
+    if args.sweep_only:
+        return
     table = cases(clips())
     libs = ("audioflow", "librosa", "nnAudio", "torchaudio")
     lines = [

@@ -221,3 +221,24 @@ def test_fbank_of_audio_shorter_than_one_frame_has_no_frames(length):
     for module, bins in ((F.Fbank(num_mel_bins=80), 80), (F.Fbank(num_mel_bins=23, use_energy=True), 24)):
         assert tuple(module(torch.zeros(2, length)).shape) == (2, bins, 0)
     assert tuple(F.Fbank(num_mel_bins=80)(torch.zeros(2, 400)).shape) == (2, 80, 1)
+
+
+@pytest.mark.parametrize("n_fft", [256, 400, 2048])
+def test_fused_log_equals_the_log_of_the_mel(n_fft):
+    """LogMel and MFCC take the log chunk by chunk inside the STFT loop: the same numbers as the mel power
+    then ``from_mel``, with and without lengths (padding masked before the top_db floor), batch large
+    enough to be chunked."""
+    rng = np.random.default_rng(3)
+    x = torch.from_numpy((rng.standard_normal((40, 64000)) * 0.1).astype(np.float32))  # chunked: 4 s each
+    x[:, 48000:] *= 1e-4  # a quiet tail, so the floor matters
+    lengths = torch.tensor([64000 - 997 * i for i in range(40)])
+    logmel = F.LogMel(16000, n_fft, hop_length=160, n_mels=64)
+    mfcc = F.MFCC(16000, 40, melkwargs={"n_fft": n_fft, "hop_length": 160, "n_mels": 64})
+    for module, mel_of in ((logmel, logmel.mel), (mfcc, mfcc.melspec.mel)):
+        for given in (None, lengths):
+            mel = mel_of(x)
+            frames = None if given is None else module.output_lengths(given, mel.shape[-1])
+            expected = module.finish(module.from_mel(mel, frames), given)
+            got = module(x, given)
+            got, expected = (got[0], expected[0]) if isinstance(got, tuple) else (got, expected)
+            torch.testing.assert_close(got, expected, atol=2e-4, rtol=1e-5)

@@ -52,11 +52,12 @@ class Spectrogram(FeatureModule):
 
     def spectrum(self, x: torch.Tensor, then: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
         """``|STFT|^power`` of ``x [..., time]`` as ``[..., freq, frames]``; with ``then``, the frames-major
-        power ``[..., frames, freq]`` goes through ``then`` (e.g. the mel projection) and its result is
-        returned transposed, ``[..., features, frames]``.
+        power ``[..., frames, freq]`` goes through ``then`` (e.g. the mel projection), which returns
+        ``[..., features, frames]``.
 
         On the CPU a large batch is done a few rows at a time, so a chunk's complex STFT stays in
-        cache instead of streaming tens of MB through memory three times; on a GPU it is one pass.
+        cache instead of streaming tens of MB through memory three times; each chunk's result is
+        written into its place of the output (no concatenation); on a GPU it is one pass.
         """
         if self.pad:
             x = torch.nn.functional.pad(x, (self.pad, self.pad))
@@ -67,7 +68,11 @@ class Spectrogram(FeatureModule):
         rows = max(1, _CHUNK_BYTES // max(1, (self.n_fft // 2 + 1) * frames * 8))
         if rows >= flat.shape[0]:
             return self._spectrum(x, then)
-        out = torch.cat([self._spectrum(flat[i:i + rows], then) for i in range(0, flat.shape[0], rows)])
+        first = self._spectrum(flat[:rows], then)
+        out = first.new_empty(flat.shape[0], *first.shape[1:])
+        out[:rows] = first
+        for i in range(rows, flat.shape[0], rows):
+            out[i:i + rows] = self._spectrum(flat[i:i + rows], then)
         return out.reshape(*x.shape[:-1], *out.shape[-2:])
 
     def _spectrum(self, x: torch.Tensor, then: Callable[[torch.Tensor], torch.Tensor] | None) -> torch.Tensor:
@@ -79,8 +84,9 @@ class Spectrogram(FeatureModule):
         if self.normalized:
             spec = spec / self.window.pow(2).sum().sqrt()
         if self.power is not None:
-            spec = spec.abs().pow(self.power) if self.power != 2.0 else spec.real.square() + spec.imag.square()
-        return (spec if then is None else then(spec)).transpose(-1, -2)
+            spec = spec.abs().pow(self.power) if self.power != 2.0 else torch.addcmul(spec.real.square(), spec.imag,
+                                                                                      spec.imag)
+        return spec.transpose(-1, -2) if then is None else then(spec)
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None):
         return self.finish(self.spectrum(x), lengths)
@@ -114,9 +120,14 @@ class MelSpectrogram(Spectrogram):
         kwargs = {"norm": "slaney", "mel_scale": "slaney", "pad_mode": "constant", **kwargs}
         return cls(sample_rate, n_fft, hop_length=hop_length, n_mels=n_mels, **kwargs)
 
-    def mel(self, x: torch.Tensor) -> torch.Tensor:
-        fb_t = self.fb.T
-        return self.spectrum(x, lambda power: torch.matmul(power, fb_t.to(power.dtype)))
+    def mel(self, x: torch.Tensor, then: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
+        """Mel power ``[..., n_mels, frames]``; ``then`` (an elementwise function, e.g. the log) is applied to
+        each chunk of frames while it is still in cache."""
+        def project(power: torch.Tensor) -> torch.Tensor:  # [..., frames, freq] -> [..., n_mels, frames]
+            mel = torch.matmul(self.fb.to(power.dtype), power.transpose(-1, -2))  # written band-major: no copy
+            return mel if then is None else then(mel)
+
+        return self.spectrum(x, project)
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None):
         return self.finish(self.mel(x), lengths)
@@ -157,9 +168,32 @@ class LogMel(MelSpectrogram):
         return torch.log(mel + self.offset)
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None):
+        if self.log == "db":  # the log taken chunk by chunk while in cache, the top_db floor after
+            return self.finish(_floored(_masked_db(self, self.mel(x, _decibels), lengths), self.top_db), lengths)
         mel = self.mel(x)
         frames = None if lengths is None else self.output_lengths(lengths.to(mel.device), mel.shape[-1])
         return self.finish(self.from_mel(mel, frames), lengths)
+
+
+def _masked_db(module: FeatureModule, db: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
+    """Frames past each item's length at the dB of silence (as :meth:`LogMel.from_mel` masks the power
+    first), so that padding never sets the peak the ``top_db`` floor hangs from."""
+    if lengths is None:
+        return db
+    return mask_frames(db, module.output_lengths(lengths.to(db.device), db.shape[-1]), -100.0)  # 10 log10(1e-10)
+
+
+def _decibels(power: torch.Tensor, amin: float = 1e-10) -> torch.Tensor:
+    """``10 log10(max(power, amin))`` in place (the power is a fresh tensor)."""
+    return power.clamp_(min=amin).log10_().mul_(10.0)
+
+
+def _floored(db: torch.Tensor, top_db: float | None) -> torch.Tensor:
+    """dB floored ``top_db`` below each sample's peak (:func:`power_to_db`'s floor), in place."""
+    if top_db is None:
+        return db
+    dims = tuple(range(1 if db.ndim > 2 else 0, db.ndim))
+    return db.clamp_(min=db.amax(dim=dims, keepdim=True) - top_db)
 
 
 class MFCC(FeatureModule):
@@ -202,10 +236,16 @@ class MFCC(FeatureModule):
             mel = torch.log(mel + 1e-6)
         else:
             mel = power_to_db(mel, self.top_db, batch_dims=1 if mel.ndim > 2 else 0)
-        mfcc = torch.matmul(mel.transpose(-1, -2), self.dct_mat.to(mel.dtype)).transpose(-1, -2)
-        return mfcc * self.lift.to(mfcc.dtype) if self.lifter > 0 else mfcc
+        return self._cepstra(mel)
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None):
+        if not self.log_mels:  # the log taken chunk by chunk while in cache, the top_db floor after
+            db = _masked_db(self, self.melspec.mel(x, _decibels), lengths)
+            return self.finish(self._cepstra(_floored(db, self.top_db)), lengths)
         mel = self.melspec.mel(x)
         frames = None if lengths is None else self.output_lengths(lengths.to(mel.device), mel.shape[-1])
         return self.finish(self.from_mel(mel, frames), lengths)
+
+    def _cepstra(self, log_mel: torch.Tensor) -> torch.Tensor:
+        mfcc = torch.matmul(log_mel.transpose(-1, -2), self.dct_mat.to(log_mel.dtype)).transpose(-1, -2)
+        return mfcc * self.lift.to(mfcc.dtype) if self.lifter > 0 else mfcc
