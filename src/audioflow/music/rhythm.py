@@ -75,25 +75,25 @@ def beat_track(envelope: np.ndarray, bpm: float, frame_rate: float, tightness: f
 
 def _dynamic_program(local: np.ndarray, period: float, tightness: float) -> tuple[np.ndarray, np.ndarray]:
     """Each frame's best predecessor (-1: none) and cumulative score. Predecessors lie between half and two
-    periods back; among equal scores the nearest wins."""
+    periods back; among equal scores the nearest wins. Frames are scored a block of half a period at a
+    time: no frame of a block can be another's predecessor, so each block is one vectorised step."""
     nearest, farthest = int(np.round(period / 2)), int(2 * period)
     lags = np.arange(nearest, farthest + 1)  # nearest first, so argmax prefers it on ties
     penalty = tightness * (np.log(lags) - np.log(period)) ** 2
-    threshold = 0.01 * local.max()
-    backlink = np.full(len(local), -1)
+    n = len(local)
+    backlink = np.full(n, -1)
     cumulative = local.astype(np.float64)
-    started = False
-    for i in range(len(local)):
-        usable = min(len(lags), i - nearest + 1)  # predecessors at frame 0 or later
-        if usable > 0:
-            scores = cumulative[i - lags[:usable]] - penalty[:usable]
-            best = int(np.argmax(scores))
-            cumulative[i] = local[i] + scores[best]
-            link = i - int(lags[best])
-        else:
-            link = -1
-        if started or local[i] >= threshold:
-            backlink[i], started = link, True
+    step = max(1, nearest)
+    for first in range(nearest, n, step):
+        frames = np.arange(first, min(first + step, n))
+        sources = frames[:, None] - lags[None, :]  # [block, lags]
+        scores = np.where(sources >= 0, cumulative[np.maximum(sources, 0)] - penalty, -np.inf)
+        best = np.argmax(scores, axis=1)
+        found = np.isfinite(scores[np.arange(len(frames)), best])
+        cumulative[frames] = local[frames] + np.where(found, scores[np.arange(len(frames)), best], 0.0)
+        backlink[frames] = np.where(found, frames - lags[best], -1)
+    above = np.flatnonzero(local >= 0.01 * local.max())  # no beat before the first frame this strong
+    backlink[: above[0] if len(above) else n] = -1
     return backlink, cumulative
 
 
