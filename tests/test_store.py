@@ -64,6 +64,10 @@ def test_get_batch_pads_and_reports_lengths(packed):
     assert (batch["audio"][1, lengths[1]:] == 0).all()
     assert batch["mel"].shape[:2] == (3, 40) and batch["mel_lengths"].tolist() == [ds[i]["mel"].shape[1]
                                                                                   for i in (6, 0, 4)]
+    for slot, i in enumerate((6, 0, 4)):  # the gathered mel (float16 converted by torch) equals the row's own
+        frames = batch["mel_lengths"][slot]
+        np.testing.assert_array_equal(batch["mel"][slot, :, :frames], ds[i]["mel"])
+        assert (batch["mel"][slot, :, frames:] == 0).all()
     assert len(ds[-1]["audio"]) == len(ds[6]["audio"])
     with pytest.raises(IndexError):
         ds.get_batch([7])

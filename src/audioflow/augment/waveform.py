@@ -25,7 +25,9 @@ class Gain(Transform):
     def apply(self, x, lengths):
         gain_db = self.uniform(x.shape[0], self.min_gain_db, self.max_gain_db, x.device)
         self.last_gain_db = gain_db
-        return x * per_item(10.0 ** (gain_db / 20.0), x), lengths
+        if x.shape[0] == 1:  # one item: a Python scalar, not a broadcast tensor (this is most of the cost)
+            return x * 10.0 ** (float(gain_db) / 20.0), lengths
+        return x * per_item(torch.pow(10.0, gain_db / 20.0), x), lengths
 
 
 class PolarityInversion(Transform):

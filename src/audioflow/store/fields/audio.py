@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+import warnings
 from typing import Any
 
 import numpy as np
@@ -185,9 +187,22 @@ class MelSpectrogramField(Field):
         return table.primitive(f"{self.name}.frames")[rows]
 
     def gather(self, table: ColumnViews, rows: np.ndarray, out: np.ndarray, slots: np.ndarray) -> None:
-        """Write rows into ``out[slots, :, :frames]`` (``out`` is ``[batch, n_mels, frames]`` float32)."""
+        """Write rows into ``out[slots, :, :frames]`` (``out`` is ``[batch, n_mels, frames]`` float32).
+
+        float16 rows are converted by torch (F16C instructions: ~30x NumPy's scalar float16 conversion,
+        which was most of a mel batch's read time)."""
         offsets, values = table.binary(self.name)
         dtype = self.store_dtype.newbyteorder("<")
+        if dtype == np.dtype("<f2") and sys.byteorder == "little":
+            import torch
+
+            with warnings.catch_warnings():  # the shard is memory-mapped read-only; torch only reads it
+                warnings.simplefilter("ignore", UserWarning)
+                source = torch.from_numpy(values)
+            for slot, r in zip(slots.tolist(), rows.tolist(), strict=True):
+                mel = source[offsets[r]:offsets[r + 1]].view(torch.float16).reshape(-1, self.n_mels)
+                torch.from_numpy(out[slot, :, : mel.shape[0]]).copy_(mel.T)
+            return
         for slot, r in zip(slots.tolist(), rows.tolist(), strict=True):
             mel = values[offsets[r]:offsets[r + 1]].view(dtype).reshape(-1, self.n_mels)
             out[slot, :, : mel.shape[0]] = mel.T
