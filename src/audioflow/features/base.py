@@ -33,11 +33,22 @@ def power_to_db(x: torch.Tensor, top_db: float | None = 80.0, amin: float = 1e-1
                 multiplier: float = 10.0, batch_dims: int = 1) -> torch.Tensor:
     """``multiplier * log10(max(amin, x) / ref)``, floored at ``top_db`` below each sample's maximum
     (the maximum is taken per item of the first ``batch_dims`` axes, as librosa does per array)."""
-    db = torch.log10(x.clamp(min=amin)).mul_(multiplier)  # a fresh tensor: in place is safe
+    db = torch.log10(x.clamp(min=amin)).mul_(multiplier)  # a fresh tensor: in place is safe (decibels_ on a copy)
     if ref != 1.0:
         db = db - multiplier * math.log10(max(amin, ref))
-    if top_db is not None:
-        dims = tuple(range(batch_dims, db.ndim))
-        peak = db.amax(dim=dims, keepdim=True) if dims else db.max()
-        db = db.clamp_(min=peak - top_db)
-    return db
+    return floor_db_(db, top_db, batch_dims)
+
+
+def decibels_(power: torch.Tensor, amin: float = 1e-10, multiplier: float = 10.0) -> torch.Tensor:
+    """``multiplier * log10(max(amin, power))``, in place (for a fresh tensor, e.g. one chunk of a mel
+    spectrogram while it is in cache)."""
+    return power.clamp_(min=amin).log10_().mul_(multiplier)
+
+
+def floor_db_(db: torch.Tensor, top_db: float | None, batch_dims: int = 1) -> torch.Tensor:
+    """Decibels floored ``top_db`` below the maximum of each item of the first ``batch_dims`` axes, in place."""
+    if top_db is None:
+        return db
+    dims = tuple(range(batch_dims, db.ndim))
+    peak = db.amax(dim=dims, keepdim=True) if dims else db.max()
+    return db.clamp_(min=peak - top_db)

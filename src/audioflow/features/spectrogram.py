@@ -3,6 +3,7 @@ librosa's numbers (``.librosa(...)`` presets)."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -11,7 +12,7 @@ import torch
 from ..dsp import create_dct, get_window, mel_filterbank, stft_frames
 from ..dsp.lengths import mask_frames
 from ..errors import ParameterError
-from .base import FeatureModule, power_to_db
+from .base import FeatureModule, decibels_, floor_db_, power_to_db
 
 _CHUNK_BYTES = 4 << 20  # complex STFT bytes per CPU chunk: about an L2 cache
 
@@ -169,31 +170,23 @@ class LogMel(MelSpectrogram):
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None):
         if self.log == "db":  # the log taken chunk by chunk while in cache, the top_db floor after
-            return self.finish(_floored(_masked_db(self, self.mel(x, _decibels), lengths), self.top_db), lengths)
+            return self.finish(_floored(_masked_db(self, self.mel(x, decibels_), lengths), self.top_db), lengths)
         mel = self.mel(x)
         frames = None if lengths is None else self.output_lengths(lengths.to(mel.device), mel.shape[-1])
         return self.finish(self.from_mel(mel, frames), lengths)
 
 
-def _masked_db(module: FeatureModule, db: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
-    """Frames past each item's length at the dB of silence (as :meth:`LogMel.from_mel` masks the power
-    first), so that padding never sets the peak the ``top_db`` floor hangs from."""
+def _masked_db(module: FeatureModule, db: torch.Tensor, lengths: torch.Tensor | None,
+               amin: float = 1e-10) -> torch.Tensor:
+    """Frames past each item's length at the dB of silence (``amin``; as :meth:`LogMel.from_mel` masks the
+    power first), so that padding never sets the peak the ``top_db`` floor hangs from."""
     if lengths is None:
         return db
-    return mask_frames(db, module.output_lengths(lengths.to(db.device), db.shape[-1]), -100.0)  # 10 log10(1e-10)
-
-
-def _decibels(power: torch.Tensor, amin: float = 1e-10) -> torch.Tensor:
-    """``10 log10(max(power, amin))`` in place (the power is a fresh tensor)."""
-    return power.clamp_(min=amin).log10_().mul_(10.0)
+    return mask_frames(db, module.output_lengths(lengths.to(db.device), db.shape[-1]), 10.0 * math.log10(amin))
 
 
 def _floored(db: torch.Tensor, top_db: float | None) -> torch.Tensor:
-    """dB floored ``top_db`` below each sample's peak (:func:`power_to_db`'s floor), in place."""
-    if top_db is None:
-        return db
-    dims = tuple(range(1 if db.ndim > 2 else 0, db.ndim))
-    return db.clamp_(min=db.amax(dim=dims, keepdim=True) - top_db)
+    return floor_db_(db, top_db, batch_dims=1 if db.ndim > 2 else 0)
 
 
 class MFCC(FeatureModule):
@@ -240,7 +233,7 @@ class MFCC(FeatureModule):
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None):
         if not self.log_mels:  # the log taken chunk by chunk while in cache, the top_db floor after
-            db = _masked_db(self, self.melspec.mel(x, _decibels), lengths)
+            db = _masked_db(self, self.melspec.mel(x, decibels_), lengths)
             return self.finish(self._cepstra(_floored(db, self.top_db)), lengths)
         mel = self.melspec.mel(x)
         frames = None if lengths is None else self.output_lengths(lengths.to(mel.device), mel.shape[-1])

@@ -133,8 +133,8 @@ def peak_frames(envelope: np.ndarray, frame_rate: float, delta: float = 0.07) ->
     pre_max, post_max = int(0.03 * frame_rate), 1
     pre_avg, post_avg = int(0.10 * frame_rate), int(0.10 * frame_rate) + 1
     wait = int(0.03 * frame_rate)
-    local_max = _running(x, pre_max, post_max, np.max)
-    local_mean = _running(x, pre_avg, post_avg, np.mean)
+    local_max = _running(x, pre_max, post_max, np.nanmax)
+    local_mean = _running(x, pre_avg, post_avg, np.nanmean)
     candidates = np.flatnonzero((x == local_max) & (x >= local_mean + delta))
     onsets, last = [], -np.inf
     for n in candidates:
@@ -145,10 +145,11 @@ def peak_frames(envelope: np.ndarray, frame_rate: float, delta: float = 0.07) ->
 
 
 def _running(x: np.ndarray, before: int, after: int, reduce) -> np.ndarray:
-    """``reduce`` of ``x[n - before : n + after]`` for every n (the window cut at the edges)."""
+    """``reduce`` (a NaN-ignoring reduction) of ``x[n - before : n + after]`` for every n: the window is cut
+    at the edges by padding with NaN."""
     padded = np.pad(x, (before, after), mode="constant", constant_values=np.nan)
     windows = np.lib.stride_tricks.sliding_window_view(padded, before + after)[: len(x)]
-    return (np.nanmax if reduce is np.max else np.nanmean)(windows, axis=-1)
+    return reduce(windows, axis=-1)
 
 
 def harmonic_ratio(power: np.ndarray, kernel: int = 31) -> float | None:
