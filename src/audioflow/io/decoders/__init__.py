@@ -6,8 +6,9 @@ Each kind of stream goes to the decoder that measured fastest for it (docs/bench
 
 - PCM WAV/RF64/AIFF: NumPy straight from the file (:class:`PcmDecoder`).
 - FLAC: dr_flac (:class:`FlacDecoder`); libsndfile for remote windows and for ``stream``.
-- MP3, Ogg Vorbis, compressed WAV/AIFF and the rest libsndfile knows: :class:`SndfileDecoder`.
-- Opus, M4A/AAC, Matroska/WebM, AMR, WMA: FFmpeg through PyAV (:class:`FFmpegDecoder`).
+- MP3, compressed WAV/AIFF and the rest libsndfile knows: :class:`SndfileDecoder`.
+- Ogg Vorbis, Opus, M4A/AAC, Matroska/WebM, AMR, WMA: FFmpeg through PyAV (:class:`FFmpegDecoder`);
+  FFmpeg's Vorbis decoder is 1.2-2x libvorbis's (libsndfile then serves a stream FFmpeg refuses).
 - Containers known only by their magic: libsndfile, then FFmpeg.
 """
 
@@ -46,6 +47,8 @@ def decoders_for(src: Source, header: Header) -> list[Decoder]:
         return [FLAC]
     if header.format in ("opus", "m4a", "aac"):  # libsndfile's Opus is ~2x slower; it has no AAC
         return [FFMPEG]
+    if header.codec == "vorbis":
+        return [FFMPEG, SNDFILE]
     if header.format == "other":
         if src.head.startswith(_FFMPEG_ONLY):
             return [FFMPEG]

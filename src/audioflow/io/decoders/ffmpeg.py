@@ -120,10 +120,11 @@ class FFmpegDecoder:
 
 def stream_frames(stream: Any, header: Header, sr: int) -> int | None:
     """The stream's exact length in frames where its container states one: MP4's (the edit list and the
-    media header, priming excluded) and Ogg Opus's (the last granule position less the pre-skip)."""
+    media header, priming excluded), Ogg Vorbis's (the last granule position, for a stream that starts
+    at granule 0) and Ogg Opus's (the last granule position less the pre-skip)."""
     if stream.duration is None or stream.time_base is None:
         return None
-    if header.format == "m4a":
+    if header.format == "m4a" or (header.codec == "vorbis" and not stream.start_time):
         return round(stream.duration * stream.time_base * sr)
     if header.format == "opus":
         head = bytes(stream.codec_context.extradata or b"")
@@ -159,18 +160,17 @@ class _opened:
 
 
 def _decoded(src: Source, header: Header, container: Any, stream: Any) -> Iterator[Any]:
-    """The stream's decoded frames; FFmpeg's errors as DecodeError naming the file."""
-    frames = container.decode(stream)
-    while True:
-        try:
-            frame = next(frames)
-        except StopIteration:
-            return
-        except AudioflowError:
-            raise
-        except Exception as e:
-            raise DecodeError(f"cannot decode {format_label(header)}: {e}", src.name) from None
-        yield frame
+    """The stream's decoded frames; FFmpeg's errors as DecodeError naming the file. Packets are demuxed
+    and decoded here rather than through ``container.decode`` (one generator layer less per packet: a
+    10 s Vorbis file at 16 kHz has ~300 of them)."""
+    codec = stream.codec_context
+    try:
+        for packet in container.demux(stream):
+            yield from codec.decode(packet)  # the last, empty packet flushes the decoder
+    except AudioflowError:
+        raise
+    except Exception as e:
+        raise DecodeError(f"cannot decode {format_label(header)}: {e}", src.name) from None
 
 
 def _container_name(container: Any) -> str:
