@@ -88,6 +88,14 @@ def cases(name: str):
                         except Exception:
                             continue  # a file libsndfile will not write is not an input
                         yield f"decode {fmt} n={n} sr={sr} channels={channels}", buffer.getvalue()
+    elif name == "iir":  # the batched IIR kernel: every shape, values and lane plan it can be handed
+        for rows in (1, 2, 7, 8, 9, 33):
+            for n in (0, 1, 2, 7, 479, 4097):
+                for order in (1, 2, 5, 32):
+                    yield f"iir rows={rows} n={n} order={order}", (rows, n, order, "noise")
+        for kind in VALUES:
+            yield f"iir values={kind}", (3, 4097, 4, kind)
+        yield "iir raw lanes", None
     elif name == "synthesize":
         texts = ["", " ", "\x00\x01", "a" * 3000, "Hello, world.", "\u202eevil", "🎉 party", "12:30 on 3/4/25",
                  "<speak>tag</speak>", "\n\n\t"]
@@ -141,6 +149,8 @@ def run(name: str, args) -> dict:
         z, _ = audioflow.load(args, sr=16000, mono=True)
         blocks = list(audioflow.stream(args, 0.01, sr=16000))
         return {"frames": int(y.shape[-1]), "streamed": int(sum(b.shape[-1] for b in blocks)), "mono": len(z)}
+    if name == "iir":
+        return run_iir(args)
     if name == "synthesize":
         text, voice, rate = args
         audio = speech.synthesize(text, voice, rate)
@@ -152,6 +162,45 @@ def run(name: str, args) -> dict:
         back, _ = audioflow.load(data, sr=None, mono=False)
         return {"bytes": len(data), "frames": int(back.shape[-1])}
     raise ValueError(name)
+
+
+def run_iir(args) -> dict:
+    """Filter through the public path; with no args, hand the kernel hostile plans directly: each must be
+    refused with ValueError before any sample is touched."""
+    import torch
+
+    from audioflow.dsp import iir
+
+    if args is None:
+        if iir._iir is None:
+            return {"native": False}
+        x, out = np.zeros((2, 100), np.float32), np.zeros((2, 100), np.float32)
+        sos = np.ascontiguousarray(iir.butterworth_sos([100.0, 200.0], 2, "lowpass", 1000), np.float32)
+        refused = 0
+        for lanes, rows, time in (([[2, 0, 10, 0]], 2, 100), ([[0, 0, 101, 0]], 2, 100), ([[0, 5, 10, 6]], 2, 100),
+                                  ([[0, -1, 10, 0]], 2, 100), ([[0, 10, 5, 0]], 2, 100), ([[0, 0, 10, 0]], 3, 100),
+                                  ([[0, 0, 10, 0]], 2, 101), ([[0, 0, 10, 0]], 0, 0), ([[-1, 0, 10, 0]], 2, 100)):
+            try:
+                iir._iir.sos_lanes(x, out, rows, time, sos, np.asarray(lanes, np.int64), False)
+            except ValueError:
+                refused += 1
+        for bad in (lambda: iir._iir.sos_lanes(x, x, 2, 100, sos, np.zeros((1, 4), np.int64), False),
+                    lambda: iir._iir.sos_lanes(x, out, 2, 100, sos[:, :, :5].copy(), np.zeros((1, 4), np.int64), 0),
+                    lambda: iir._iir.sos_lanes(x, out, 2, 100, sos, np.zeros((1, 3), np.int64), False),
+                    lambda: iir._iir.sos_lanes(x, out[:, ::2], 2, 50, sos, np.zeros((1, 4), np.int64), False)):
+            try:
+                bad()
+            except (ValueError, TypeError, BufferError):
+                refused += 1
+        assert refused == 13, refused
+        return {"refused": refused}
+    rows, n, order, kind = args
+    x = torch.from_numpy(np.stack([signal(n, 1, kind, seed=i) for i in range(rows)]).reshape(rows, n))
+    sos = iir.butterworth_sos(np.linspace(20.0, 7000.0, rows), order, "lowpass", 16000)
+    causal = iir.sosfilt(x, sos)
+    both = iir.sosfilt(x, sos, zero_phase=True)
+    assert causal.shape == both.shape == x.shape
+    return {"finite": bool(torch.isfinite(both).all())}
 
 
 def main() -> None:

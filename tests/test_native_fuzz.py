@@ -117,3 +117,10 @@ def test_synthesis_survives_odd_text():
     results = run_child("synthesize")
     assert all(r["ok"] or r["error"] == "ParameterError" for r in results)
     assert sum(r["ok"] for r in results) >= 50
+
+
+def test_iir_kernel_survives_every_shape_value_and_plan():
+    results = by_case(run_child("iir"))
+    assert all(r["ok"] for r in results.values()), [r for r in results.values() if not r["ok"]][:3]
+    assert results["iir rows=9 n=4097 order=5"]["finite"]
+    assert results["iir raw lanes"].get("refused", 13) == 13

@@ -6,10 +6,12 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import torch
 
 from ..dsp import butterworth_response, fft_convolve, fft_filter
 from ..dsp.filters import filter_length
+from ..dsp.iir import butterworth_sos, sosfilt
 from ..errors import ParameterError
 from .base import Transform, device_generator, mean_power, per_item, valid_mask
 
@@ -22,11 +24,19 @@ class Gain(Transform):
         super().__init__(p, seed)
         self.min_gain_db, self.max_gain_db = min_gain_db, max_gain_db
 
+    def forward(self, x, lengths=None):
+        if self.p >= 1.0 and (x.ndim == 1 or x.shape[0] == 1):
+            # one item, always applied: a Python scalar times the samples as given (the batch views, the
+            # draw of p and the broadcast tensor cost as much as the multiplication of 10 s of audio)
+            gain_db = self.uniform(1, self.min_gain_db, self.max_gain_db, x.device)
+            self.last_gain_db = gain_db
+            y = x * 10.0 ** (float(gain_db) / 20.0)
+            return y if lengths is None else (y, lengths)
+        return super().forward(x, lengths)
+
     def apply(self, x, lengths):
         gain_db = self.uniform(x.shape[0], self.min_gain_db, self.max_gain_db, x.device)
         self.last_gain_db = gain_db
-        if x.shape[0] == 1:  # one item: a Python scalar, not a broadcast tensor (this is most of the cost)
-            return x * 10.0 ** (float(gain_db) / 20.0), lengths
         return x * per_item(torch.pow(10.0, gain_db / 20.0), x), lengths
 
 
@@ -223,15 +233,35 @@ class _Filter(Transform):
 
 
 class LowPassFilter(_Filter):
-    """Butterworth low-pass (zero phase) with the -3 dB cutoff drawn from ``[min_cutoff_freq,
-    max_cutoff_freq]`` Hz and a roll-off from ``[min_rolloff, max_rolloff]`` dB per octave."""
+    """Zero-phase Butterworth low-pass: the -3 dB cutoff drawn from ``[min_cutoff_freq, max_cutoff_freq]``
+    Hz and the roll-off from ``[min_rolloff, max_rolloff]`` dB per octave, rounded to a multiple of 12
+    (a Butterworth of order ``rolloff / 12`` run forward and backward, its corner placed so the pair is
+    at -3 dB at the cutoff). Recursive on the CPU (:func:`audioflow.dsp.iir.sosfilt`), the same response
+    by FFT elsewhere."""
 
     def __init__(self, sample_rate: int, min_cutoff_freq: float = 150.0, max_cutoff_freq: float = 7500.0, **kw):
         super().__init__(sample_rate, **kw)
-        self.low, self.high = min_cutoff_freq, min(max_cutoff_freq, sample_rate / 2)
+        # corners strictly inside (0, Nyquist): a digital Butterworth has none at either end
+        self.low = max(min_cutoff_freq, 1e-3 * sample_rate)
+        self.high = min(max_cutoff_freq, 0.499 * sample_rate)
 
     def cutoffs(self, n, device):
         return self.uniform(n, self.low, self.high, device)
+
+    def apply(self, x, lengths):
+        n, channels, size = x.shape
+        cutoff = self.cutoffs(n, x.device).to(torch.float64)
+        order = (self.uniform(n, self.min_rolloff, self.max_rolloff, x.device) / 12.0).round().clamp(min=1)
+        self.last_cutoff, self.last_order = cutoff.to(x.dtype), (order * 2).to(x.dtype)
+        rows = x.reshape(n * channels, size)
+        out = torch.empty_like(rows)
+        for m in order.unique().tolist():  # one design and one kernel call per order drawn
+            items = (order == m).nonzero().flatten()
+            sos = butterworth_sos(cutoff[items].cpu().numpy(), int(m), self.kind, self.sample_rate,
+                                  squared_at_minus_3db=True)
+            picked = (items[:, None] * channels + torch.arange(channels, device=x.device)).flatten()
+            out[picked] = sosfilt(rows[picked], np.repeat(sos, channels, 0), zero_phase=True)
+        return out.reshape(n, channels, size) * valid_mask(x, lengths), lengths
 
 
 class HighPassFilter(LowPassFilter):
