@@ -8,12 +8,14 @@ them), the pair costs one round trip, not two.
 
 from __future__ import annotations
 
+import bisect
+import functools
 import math
 from collections.abc import Sequence
 
 import torch
 
-from ..dsp import get_window, istft, phase_vocoder, resample_batch, stft
+from ..dsp import get_window, istft_frames, phase_vocoder_frames, resample_batch, stft_frames
 from ..errors import ParameterError
 from .base import Transform, valid_mask
 
@@ -28,31 +30,48 @@ def stretch_and_shift(x: torch.Tensor, lengths: torch.Tensor, rate: torch.Tensor
     Returns the new batch (zero-padded to the longest item) and the new lengths
     (``round(lengths / rate)``).
     """
-    n, channels, size = x.shape
-    if x.device.type == "cpu" and n > _CPU_CHUNK:
-        # a few items at a time keep the STFT intermediates in cache (measured ~2x per item at 32)
-        parts = [stretch_and_shift(x[i:i + _CPU_CHUNK], lengths[i:i + _CPU_CHUNK], rate[i:i + _CPU_CHUNK],
-                                   semitones[i:i + _CPU_CHUNK], n_fft, hop_length) for i in range(0, n, _CPU_CHUNK)]
-        size_out = max(p[0].shape[-1] for p in parts)
-        y = torch.cat([torch.nn.functional.pad(p[0], (0, size_out - p[0].shape[-1])) for p in parts])
-        return y, torch.cat([p[1] for p in parts])
-    hop = hop_length or n_fft // 4
-    overlap = max(1, n_fft // hop)
+    n, channels = x.shape[:2]
     factor = torch.pow(2.0, semitones.double().cpu() / 12.0)
-    # the pitch change happens in the synthesis: each frame is inverse-transformed on
-    # n_syn = n_fft / factor points (its spectrum cut or zero-extended: a band-limited resample of the
-    # frame) and overlap-added at n_syn / overlap, so no separate resampling pass is needed;
-    # n_syn is a multiple of the overlap, which moves the pitch by under 0.2 % of a semitone step
-    n_syn = (torch.round(n_fft / factor / overlap) * overlap).long().clamp(min=2 * overlap)
-    scale = n_syn.double() / n_fft  # the resampling actually done
-    pv_rate = rate.double().cpu() * scale  # output length: frames * hop * scale = length / rate
-    window = get_window("hann", n_fft, device=x.device, dtype=x.dtype)
-    spec = stft(x.reshape(n * channels, size), n_fft, hop, window, center=True, pad_mode="constant")
-    stretched = phase_vocoder(spec, pv_rate.repeat_interleave(channels).float(), hop)
+    sizes = [frame_sizes(float(f), n_fft, hop_length) for f in factor.tolist()]
     new_lengths = torch.round(lengths.cpu().double() / rate.double().cpu()).long().clamp(min=1)
     size_out = int(new_lengths.max())
+    overlap = n_fft // (hop_length or n_fft // 4)
+    rate = rate.double().cpu()
+    # items that share an analysis size share one pass; on the CPU a few at a time keep the STFT
+    # intermediates in cache (measured ~2x per item at 32)
+    step = _CPU_CHUNK if x.device.type == "cpu" else n
+    passes = []
+    for n_ana in sorted({a for a, _ in sizes}):
+        items = [i for i, (a, _) in enumerate(sizes) if a == n_ana]
+        passes += [(n_ana, items[k:k + step]) for k in range(0, len(items), step)]
+    if len(passes) == 1:  # one pass holds every item, in order: its output is the batch
+        y = _stretch_and_shift(x, rate, passes[0][0], [s for _, s in sizes], overlap, size_out)
+    else:
+        y = x.new_zeros(n, channels, size_out)
+        for n_ana, idx in passes:
+            y[idx] = _stretch_and_shift(x[idx], rate[idx], n_ana, [sizes[i][1] for i in idx], overlap, size_out)
+    if bool((new_lengths < size_out).any()):  # shorter items end in zeros, not the vocoder's tail
+        y = y * valid_mask(y, new_lengths.to(x.device))
+    return y, new_lengths.to(x.device)
+
+
+def _stretch_and_shift(x: torch.Tensor, rate: torch.Tensor, n_ana: int, n_syn: list[int], overlap: int,
+                       size_out: int) -> torch.Tensor:
+    """The engine for items sharing an analysis frame of ``n_ana`` samples: frames-major throughout (the
+    vocoder's frame reads are row copies, the inverse transforms read rows in order).
+
+    The pitch change happens in the synthesis: each frame is inverse-transformed on ``n_syn`` points (its
+    spectrum cut or zero-extended: a band-limited resample of the frame) and overlap-added at
+    ``n_syn / overlap``, so no separate resampling pass is needed; the vocoder's rate absorbs the length
+    change the resampling makes."""
+    n, channels, size = x.shape
+    syn = torch.tensor(n_syn, dtype=torch.float64)
+    pv_rate = rate * syn / n_ana  # output length: frames * hop * n_syn / n_ana = length / rate
+    window = get_window("hann", n_ana, device=x.device, dtype=x.dtype)
+    spec = stft_frames(x.reshape(n * channels, size), n_ana, n_ana // overlap, window, center=True)
+    stretched = phase_vocoder_frames(spec, pv_rate.repeat_interleave(channels).float())
     y = x.new_zeros(n * channels, size_out)
-    rows_syn = n_syn.repeat_interleave(channels)
+    rows_syn = torch.tensor(n_syn).repeat_interleave(channels)
     # on CUDA one row per inverse transform: cuFFT plans every new input shape (~20 ms of host time) and
     # PyTorch caches the plans by shape, so row counts that change from batch to batch would plan anew
     # every time; one row at a time leaves one shape per synthesis size (see istft for the frames)
@@ -60,19 +79,66 @@ def stretch_and_shift(x: torch.Tensor, lengths: torch.Tensor, rate: torch.Tensor
     for size_syn in rows_syn.unique().tolist():
         rows = (rows_syn == size_syn).nonzero().squeeze(1)
         bins = size_syn // 2 + 1
-        # the frames come back n_fft / size_syn times too loud: the result is scaled back
         window = get_window("hann", size_syn, device=x.device, dtype=x.dtype)
-        covered = min(size_out, (stretched.shape[-1] - 1) * (size_syn // overlap))
+        covered = min(size_out, (stretched.shape[1] - 1) * (size_syn // overlap))
         groups = [slice(r, r + 1) for r in rows.tolist()] if one_row else [rows.to(x.device)]
         for group in groups:
-            part = stretched[group, :bins]
-            if part.shape[1] < bins:
-                part = torch.nn.functional.pad(part, (0, 0, 0, bins - part.shape[1]))
-            out = istft(part, size_syn, size_syn // overlap, window, length=covered)
-            y[group, :covered] = out.mul_(size_syn / n_fft)
-    y = y.reshape(n, channels, size_out)
-    new_lengths = new_lengths.to(x.device)
-    return y * valid_mask(y, new_lengths), new_lengths
+            part = stretched[group, :, :bins]
+            if part.shape[-1] < bins:
+                part = torch.nn.functional.pad(part, (0, bins - part.shape[-1]))
+            out = istft_frames(part, size_syn, size_syn // overlap, window, length=covered)
+            # the frames come back n_ana / size_syn times too loud: scaled back
+            y[group, :covered] = out.mul_(size_syn / n_ana)
+    return y.reshape(n, channels, size_out)
+
+
+# FFT sizes whose prime factors are all <= 13 transform 2-8x faster than sizes with a large prime factor
+# (pocketfft and MKL have short butterflies only up to there): measured on 2 cores for ~1600-2600 points
+_FAST_PRIMES = (2, 3, 5, 7, 11, 13)
+PITCH_TOLERANCE = 0.0013  # relative frequency error of the shift (~2 cents; a multiple-of-4 rounding's)
+
+
+def _is_fast(n: int) -> bool:
+    for p in _FAST_PRIMES:
+        while n % p == 0:
+            n //= p
+    return n == 1
+
+
+@functools.lru_cache(maxsize=16)
+def _fast_sizes(n_fft: int, overlap: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """Analysis sizes near ``n_fft`` (within 25 %) and synthesis sizes up to 4 ``n_fft`` (two octaves),
+    all multiples of ``overlap`` whose FFTs are fast, analysis sizes nearest ``n_fft`` first."""
+    analysis = sorted((a for a in range(overlap, int(1.25 * n_fft) + 1, overlap)
+                       if a >= 0.75 * n_fft and _is_fast(a)), key=lambda a: abs(a - n_fft))
+    synthesis = tuple(s for s in range(2 * overlap, 4 * n_fft + 1, overlap) if _is_fast(s))
+    return tuple(analysis), synthesis
+
+
+@functools.lru_cache(maxsize=4096)
+def frame_sizes(factor: float, n_fft: int = 2048, hop_length: int | None = None) -> tuple[int, int]:
+    """``(n_ana, n_syn)``: analysis and synthesis frame sizes whose ratio is the pitch ``factor``.
+
+    Both are sizes with fast FFTs, chosen within :data:`PITCH_TOLERANCE` of the asked factor (the
+    analysis size nearest ``n_fft`` that reaches it); rounding the synthesis size alone to a multiple of
+    the overlap, as before, hit sizes like 1636 = 4 x 409 whose transforms cost 4x a 2048-point one.
+    A given ``hop_length`` fixes the analysis size to ``n_fft``.
+    """
+    overlap = max(1, n_fft // (hop_length or n_fft // 4))
+    plain = (n_fft, max(2 * overlap, round(n_fft / factor / overlap) * overlap))
+    if hop_length is not None or factor == 1.0:
+        return plain
+    analysis, synthesis = _fast_sizes(n_fft, overlap)
+    best, best_error = plain, abs(plain[0] / plain[1] / factor - 1)
+    for a in analysis:
+        i = bisect.bisect_left(synthesis, a / factor)
+        for s in synthesis[max(0, i - 1): i + 1]:
+            error = abs(a / s / factor - 1)
+            if error <= PITCH_TOLERANCE:
+                return a, s
+            if error < best_error:
+                best, best_error = (a, s), error
+    return best
 
 
 class TimeStretch(Transform):

@@ -5,7 +5,16 @@ from .filters import butterworth_response, fft_convolve, fft_filter, filter_leng
 from .lengths import frame_lengths, mask_frames, time_mask
 from .mel import create_dct, hz_to_mel, kaldi_mel_banks, mel_filterbank, mel_frequencies, mel_to_hz
 from .resample import resample, resample_batch
-from .spectral import get_window, istft, phase_vocoder, stft, stft_frames, stretch_frames
+from .spectral import (
+                       get_window,
+                       istft,
+                       istft_frames,
+                       phase_vocoder,
+                       phase_vocoder_frames,
+                       stft,
+                       stft_frames,
+                       stretch_frames,
+)
 
 __all__ = [
     "butterworth_response",
@@ -17,12 +26,14 @@ __all__ = [
     "get_window",
     "hz_to_mel",
     "istft",
+    "istft_frames",
     "kaldi_mel_banks",
     "mask_frames",
     "mel_filterbank",
     "mel_frequencies",
     "mel_to_hz",
     "phase_vocoder",
+    "phase_vocoder_frames",
     "resample",
     "resample_batch",
     "stft",

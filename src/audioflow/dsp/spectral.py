@@ -82,13 +82,24 @@ def istft(spec: torch.Tensor, n_fft: int, hop_length: int, window: torch.Tensor,
     if n_fft % hop_length or window.shape[-1] != n_fft:
         y = torch.istft(flat, n_fft, hop_length, window.shape[-1], window, center=center, length=length)
         return y.reshape(*shape[:-2], y.shape[-1])
-    overlap, frames = n_fft // hop_length, flat.shape[-1]
-    chunks = _irfft_frames(flat, n_fft).mul_(window)  # [N, frames, n_fft]
-    blocks = chunks.reshape(flat.shape[0], frames, overlap, hop_length)
-    out = chunks.new_zeros(flat.shape[0], frames + overlap - 1, hop_length)
+    y = istft_frames(flat.transpose(-1, -2), n_fft, hop_length, window, length, center)
+    return y.reshape(*shape[:-2], y.shape[-1])
+
+
+def istft_frames(spec: torch.Tensor, n_fft: int, hop_length: int, window: torch.Tensor, length: int | None = None,
+                 center: bool = True) -> torch.Tensor:
+    """:func:`istft` of a frames-major STFT ``[N, frames, bins]`` (as :func:`stft_frames` lays it out; a
+    frame's spectrum contiguous, so the inverse transforms read memory in order) → ``[N, time]``.
+    Needs ``n_fft % hop_length == 0`` and a window of ``n_fft`` samples."""
+    if n_fft % hop_length or window.shape[-1] != n_fft:
+        raise ParameterError("istft_frames needs a hop that divides n_fft and a window of n_fft samples")
+    overlap, frames = n_fft // hop_length, spec.shape[1]
+    chunks = _irfft_frames(spec, n_fft).mul_(window)  # [N, frames, n_fft]
+    blocks = chunks.reshape(spec.shape[0], frames, overlap, hop_length)
+    out = chunks.new_zeros(spec.shape[0], frames + overlap - 1, hop_length)
     for k in range(overlap):
         out[:, k:k + frames] += blocks[:, :, k]
-    out = out.reshape(flat.shape[0], -1)
+    out = out.reshape(spec.shape[0], -1)
     envelope = _envelope(window, hop_length, frames)
     start = n_fft // 2 if center else 0
     if length is None:
@@ -98,19 +109,19 @@ def istft(spec: torch.Tensor, n_fft: int, hop_length: int, window: torch.Tensor,
     y = out[:, start:stop] / envelope[start:stop]
     if length is not None and y.shape[-1] < length:
         y = torch.nn.functional.pad(y, (0, length - y.shape[-1]))
-    return y.reshape(*shape[:-2], y.shape[-1])
+    return y
 
 
-def _irfft_frames(flat: torch.Tensor, n_fft: int) -> torch.Tensor:
-    """Every frame of ``[N, bins, frames]`` back to ``n_fft`` samples: ``[N, frames, n_fft]``.
+def _irfft_frames(spec: torch.Tensor, n_fft: int) -> torch.Tensor:
+    """Every frame of a frames-major ``[N, frames, bins]`` back to ``n_fft`` samples: ``[N, frames, n_fft]``.
 
     On CUDA the transform runs over a frame count rounded up to a multiple of 64 (zero frames, cut off
     after): cuFFT plans every new input shape (~20 ms of host time; PyTorch caches plans by shape), and
     frame counts that vary by a few from batch to batch would otherwise plan anew nearly every call."""
-    frames = flat.shape[-1]
-    if flat.device.type == "cuda" and frames % 64:
-        flat = torch.nn.functional.pad(flat, (0, -frames % 64))
-    return torch.fft.irfft(flat.transpose(-1, -2), n=n_fft, dim=-1)[:, :frames]
+    frames = spec.shape[1]
+    if spec.device.type == "cuda" and frames % 64:
+        spec = torch.nn.functional.pad(spec, (0, 0, 0, -frames % 64))
+    return torch.fft.irfft(spec, n=n_fft, dim=-1)[:, :frames]
 
 
 _ENVELOPES: dict[tuple, torch.Tensor] = {}
@@ -154,20 +165,37 @@ def phase_vocoder(spec: torch.Tensor, rate: torch.Tensor | float, hop_length: in
         frames, the rest zeros. This is librosa's ``phase_vocoder`` run for every sample at once:
         the magnitude is interpolated between neighbouring frames and the phase accumulated.
     """
-    batch, freq, frames = spec.shape
-    # magnitude and phase once per input frame, not per gathered column (CPU: atan2/hypot on
-    # contiguous real parts are ~4x faster than angle()/abs() on complex)
+    return phase_vocoder_frames(spec.transpose(-1, -2), rate, n_frames).transpose(-1, -2)
+
+
+def phase_vocoder_frames(spec: torch.Tensor, rate: torch.Tensor | float, n_frames: int | None = None) -> torch.Tensor:
+    """:func:`phase_vocoder` on a frames-major STFT ``[batch, frames, freq]`` → ``[batch, n_out, freq]``.
+
+    Frames-major, the vocoder's reads of neighbouring frames are whole-row copies (``index_select``)
+    rather than element gathers, and its output feeds :func:`istft_frames` without a transpose.
+    """
+    batch, frames, freq = spec.shape
+    # magnitude and phase once per input frame, not per read row (CPU: atan2/hypot on contiguous real
+    # parts are ~4x faster than angle()/abs() on complex)
     parts = torch.view_as_real(spec)
     re, im = parts[..., 0].contiguous(), parts[..., 1].contiguous()
-    mag, phase = torch.hypot(re, im), torch.atan2(im, re)
-    index0, index1, frac, last, in_range = _frame_steps(batch, freq, frames, rate, n_frames, spec.device)
-    mag1 = torch.gather(mag, 2, index1).masked_fill_(last, 0.0)
-    out_mag = torch.lerp(torch.gather(mag, 2, index0), mag1, frac.to(mag.dtype)) * in_range
+    # rows [batch * frames + 1, freq], the last a zero row (see _row_steps), written in place
+    mag_rows, phase_rows = (re.new_empty(batch * frames + 1, freq) for _ in range(2))
+    mag_rows[-1], phase_rows[-1] = 0.0, 0.0
+    torch.hypot(re.reshape(-1, freq), im.reshape(-1, freq), out=mag_rows[:-1])
+    torch.atan2(im.reshape(-1, freq), re.reshape(-1, freq), out=phase_rows[:-1])
+    phase = phase_rows[:-1].reshape(batch, frames, freq)
+    index0, index1, frac, in_range = _row_steps(batch, frames, rate, n_frames, spec.device)
+    n_out = frac.shape[1]
+    out_mag = torch.lerp(mag_rows.index_select(0, index0), mag_rows.index_select(0, index1),
+                         frac.reshape(-1, 1).to(mag_rows.dtype)).reshape(batch, n_out, freq)
     # librosa adds the bin's expected advance plus the wrapped deviation from it; modulo 2 pi that
     # sum is just the phase difference of the two frames, and only its cosine and sine are used
-    advance = torch.gather(phase, 2, index1).masked_fill_(last, 0.0) - torch.gather(phase, 2, index0)
+    advance = (phase_rows.index_select(0, index1) - phase_rows.index_select(0, index0)).reshape(batch, n_out, freq)
     # the phase of output frame t is the first frame's phase plus the advances of frames before t
-    acc = torch.cumsum(advance, dim=2).sub_(advance).add_(phase[:, :, :1])
+    acc = torch.cumsum(advance, dim=1).sub_(advance).add_(phase[:, :1])
+    if not bool(in_range.all()):  # frames past an item's end (the batch's slowest sets n_out)
+        out_mag.mul_(in_range.unsqueeze(-1).to(out_mag.dtype))
     out = torch.empty((*out_mag.shape, 2), dtype=out_mag.dtype, device=spec.device)
     torch.mul(out_mag, torch.cos(acc), out=out[..., 0])
     torch.mul(out_mag, torch.sin(acc), out=out[..., 1])
@@ -185,16 +213,17 @@ def _stretch_grid(batch: int, frames: int, rate: torch.Tensor | float, n_frames:
     return idx0, steps - idx0, steps < frames
 
 
-def _frame_steps(batch: int, freq: int, frames: int, rate: torch.Tensor | float, n_frames: int | None,
-                 device: torch.device) -> tuple[torch.Tensor, ...]:
-    """:func:`_stretch_grid` as gather indices ``[batch, freq, n_out]`` for both input frames, the fraction
-    ``[batch, 1, n_out]``, which reads fall on librosa's zero frame past the end, and the valid frames."""
-    idx0, frac, in_range = (t.to(device) for t in _stretch_grid(batch, frames, rate, n_frames))
-    n_out = idx0.shape[1]
-    index0 = idx0.unsqueeze(1).expand(batch, freq, n_out)
-    index1 = (idx0 + 1).clamp(max=frames - 1).unsqueeze(1).expand(batch, freq, n_out)
-    last = (idx0 + 1 >= frames).unsqueeze(1)
-    return index0, index1, frac.unsqueeze(1), last, in_range.unsqueeze(1)
+def _row_steps(batch: int, frames: int, rate: torch.Tensor | float, n_frames: int | None,
+               device: torch.device) -> tuple[torch.Tensor, ...]:
+    """:func:`_stretch_grid` as row indices into ``[batch * frames + 1, bins]`` (frames-major rows with one
+    zero row appended: reads past an item's end, librosa's zero frame, land on it): both input frames
+    ``[batch * n_out]`` each, the fraction and the valid output frames ``[batch, n_out]``."""
+    idx0, frac, in_range = _stretch_grid(batch, frames, rate, n_frames)
+    first = torch.arange(batch)[:, None] * frames
+    zero_row = batch * frames
+    index0 = torch.where(in_range, first + idx0, zero_row).reshape(-1)
+    index1 = torch.where(in_range & (idx0 + 1 < frames), first + idx0 + 1, zero_row).reshape(-1)
+    return index0.to(device), index1.to(device), frac.to(device), in_range.to(device)
 
 
 def stretch_frames(magnitude: torch.Tensor, rate: torch.Tensor | float, n_frames: int | None = None) -> torch.Tensor:
@@ -208,15 +237,9 @@ def stretch_frames(magnitude: torch.Tensor, rate: torch.Tensor | float, n_frames
     and its sines and cosines; frames-major rows make the interpolation two row gathers.
     """
     batch, frames, freq = magnitude.shape
-    idx0, frac, in_range = _stretch_grid(batch, frames, rate, n_frames)
-    n_out = idx0.shape[1]
-    frac = frac.reshape(-1, 1)
-    first = torch.arange(batch)[:, None] * frames
-    zero_row = batch * frames  # reads past the end (librosa's zero frame) land on an appended zero row
-    index0 = torch.where(in_range, first + idx0, zero_row).reshape(-1)
-    index1 = torch.where(in_range & (idx0 + 1 < frames), first + idx0 + 1, zero_row).reshape(-1)
+    index0, index1, frac, _ = _row_steps(batch, frames, rate, n_frames, magnitude.device)
+    n_out = frac.shape[1]
     rows = torch.cat([magnitude.reshape(-1, freq), magnitude.new_zeros(1, freq)])
-    device = magnitude.device
-    out = torch.lerp(rows.index_select(0, index0.to(device)), rows.index_select(0, index1.to(device)),
-                     frac.to(device, magnitude.dtype))
+    out = torch.lerp(rows.index_select(0, index0), rows.index_select(0, index1),
+                     frac.reshape(-1, 1).to(magnitude.dtype))
     return out.reshape(batch, n_out, freq)
