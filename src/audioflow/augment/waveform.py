@@ -254,14 +254,17 @@ class LowPassFilter(_Filter):
         order = (self.uniform(n, self.min_rolloff, self.max_rolloff, x.device) / 12.0).round().clamp(min=1)
         self.last_cutoff, self.last_order = cutoff.to(x.dtype), (order * 2).to(x.dtype)
         rows = x.reshape(n * channels, size)
-        out = torch.empty_like(rows)
-        for m in order.unique().tolist():  # one design and one kernel call per order drawn
-            items = (order == m).nonzero().flatten()
-            sos = butterworth_sos(cutoff[items].cpu().numpy(), int(m), self.kind, self.sample_rate,
-                                  squared_at_minus_3db=True)
-            picked = (items[:, None] * channels + torch.arange(channels, device=x.device)).flatten()
-            out[picked] = sosfilt(rows[picked], np.repeat(sos, channels, 0), zero_phase=True)
-        return out.reshape(n, channels, size) * valid_mask(x, lengths), lengths
+        cutoffs, orders = cutoff.cpu().numpy(), order.cpu().numpy().astype(int)
+        sections = (int(orders.max()) + 1) // 2
+        sos = np.tile(np.array([1.0, 0.0, 0.0, 1.0, 0.0, 0.0]), (n, sections, 1))  # pass-through sections
+        for m in np.unique(orders):  # each order's design, padded to the batch's section count
+            items = orders == m
+            design = butterworth_sos(cutoffs[items], int(m), self.kind, self.sample_rate, squared_at_minus_3db=True)
+            sos[items, : design.shape[1]] = design
+        out = sosfilt(rows, np.repeat(sos, channels, 0), zero_phase=True)  # one kernel call for the batch
+        out = out.reshape(n, channels, size)
+        # the filter rings past an item's end into its padding: zero it again (batches of unequal items)
+        return (out * valid_mask(x, lengths) if bool((lengths < size).any()) else out), lengths
 
 
 class HighPassFilter(LowPassFilter):

@@ -22,7 +22,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define LANES 8
+#define LANES 16 /* two vectors of eight: two independent recurrences in flight */
+#define HALF (LANES / 2)
 #define MAX_SECTIONS 16
 #define STRETCH 512 /* steps per stretch: 16 KB of interleaved samples */
 
@@ -36,25 +37,32 @@
  * section carried in z1, z2 [sections][LANES] from the stretch before. Transposed direct form II, one
  * section at a time over the stretch, so its state and coefficients stay in registers. */
 #if defined(__GNUC__)
-typedef float lanes_t __attribute__((vector_size(LANES * sizeof(float))));
-#define LOAD(dst, src) memcpy(&(dst), (src), sizeof(lanes_t))
-#define STORE(dst, src) memcpy((dst), &(src), sizeof(lanes_t))
+typedef float half_t __attribute__((vector_size(HALF * sizeof(float))));
+#define LOAD(dst, src) memcpy(&(dst), (src), sizeof(half_t))
+#define STORE(dst, src) memcpy((dst), &(src), sizeof(half_t))
 
 VECTOR_CLONES
 static void run_stretch(float *buf, Py_ssize_t steps, const float *coef, int sections, float *z1, float *z2) {
     for (int s = 0; s < sections; s++) {
         const float *c = coef + (Py_ssize_t)s * 6 * LANES;
-        lanes_t b0, b1, b2, a1, a2, p, q, in, y;
-        LOAD(b0, c), LOAD(b1, c + LANES), LOAD(b2, c + 2 * LANES), LOAD(a1, c + 4 * LANES), LOAD(a2, c + 5 * LANES);
-        LOAD(p, z1 + s * LANES), LOAD(q, z2 + s * LANES);
-        for (Py_ssize_t t = 0; t < steps; t++) {
-            LOAD(in, buf + t * LANES);
-            y = b0 * in + p;
-            p = b1 * in - a1 * y + q;
-            q = b2 * in - a2 * y;
-            STORE(buf + t * LANES, y);
+        half_t b0[2], b1[2], b2[2], a1[2], a2[2], p[2], q[2], in[2], y[2];
+        for (int h = 0; h < 2; h++) {
+            LOAD(b0[h], c + h * HALF), LOAD(b1[h], c + LANES + h * HALF), LOAD(b2[h], c + 2 * LANES + h * HALF);
+            LOAD(a1[h], c + 4 * LANES + h * HALF), LOAD(a2[h], c + 5 * LANES + h * HALF);
+            LOAD(p[h], z1 + s * LANES + h * HALF), LOAD(q[h], z2 + s * LANES + h * HALF);
         }
-        STORE(z1 + s * LANES, p), STORE(z2 + s * LANES, q);
+        for (Py_ssize_t t = 0; t < steps; t++) {
+            float *v = buf + t * LANES;
+            LOAD(in[0], v), LOAD(in[1], v + HALF);
+            y[0] = b0[0] * in[0] + p[0];
+            y[1] = b0[1] * in[1] + p[1];
+            p[0] = b1[0] * in[0] - a1[0] * y[0] + q[0];
+            p[1] = b1[1] * in[1] - a1[1] * y[1] + q[1];
+            q[0] = b2[0] * in[0] - a2[0] * y[0];
+            q[1] = b2[1] * in[1] - a2[1] * y[1];
+            STORE(v, y[0]), STORE(v + HALF, y[1]);
+        }
+        for (int h = 0; h < 2; h++) STORE(z1 + s * LANES + h * HALF, p[h]), STORE(z2 + s * LANES + h * HALF, q[h]);
     }
 }
 #else
@@ -73,6 +81,30 @@ static void run_stretch(float *buf, Py_ssize_t steps, const float *coef, int sec
     }
 }
 #endif
+
+/* Interleave n steps of all LANES lanes (each lane's samples consecutive, read forwards or backwards)
+ * into buf, and back: the fixed lane count lets the compiler unroll and vectorise the transposes. */
+VECTOR_CLONES
+static void gather_full(float *restrict buf, const float *const *from, Py_ssize_t t0, Py_ssize_t n, int reverse) {
+    if (reverse) {
+        for (Py_ssize_t t = 0; t < n; t++)
+            for (int l = 0; l < LANES; l++) buf[t * LANES + l] = from[l][-(t0 + t)];
+    } else {
+        for (Py_ssize_t t = 0; t < n; t++)
+            for (int l = 0; l < LANES; l++) buf[t * LANES + l] = from[l][t0 + t];
+    }
+}
+
+VECTOR_CLONES
+static void scatter_full(const float *restrict buf, float *const *to, Py_ssize_t t0, Py_ssize_t n, int reverse) {
+    if (reverse) {
+        for (Py_ssize_t t = 0; t < n; t++)
+            for (int l = 0; l < LANES; l++) to[l][-(t0 + t)] = buf[t * LANES + l];
+    } else {
+        for (Py_ssize_t t = 0; t < n; t++)
+            for (int l = 0; l < LANES; l++) to[l][t0 + t] = buf[t * LANES + l];
+    }
+}
 
 static PyObject *sos_lanes(PyObject *self, PyObject *args) {
     Py_buffer xb, ob, sb, lb;
@@ -169,7 +201,9 @@ static PyObject *sos_lanes(PyObject *self, PyObject *args) {
                 if (have < full) full = have < 0 ? 0 : have;
             }
             if (used < LANES) memset(buf, 0, (size_t)n * LANES * sizeof(float));
-            if (reverse) {
+            if (used == LANES) {
+                gather_full(buf, from, t0, full, reverse);
+            } else if (reverse) {
                 for (Py_ssize_t t = 0; t < full; t++)
                     for (int l = 0; l < used; l++) buf[t * LANES + l] = from[l][-(t0 + t)];
             } else {
@@ -183,6 +217,15 @@ static PyObject *sos_lanes(PyObject *self, PyObject *args) {
                 for (Py_ssize_t t = have > full ? have : full; t < n; t++) buf[t * LANES + l] = 0.0f;
             }
             run_stretch(buf, n, coef, sections, z1, z2);
+            /* every lane past its warm-up and through the whole stretch: one unrolled transpose */
+            int whole = used == LANES;
+            for (int l = 0; l < used && whole; l++) whole = warm[l] <= t0 && length[l] - t0 >= n;
+            if (whole) {
+                float *dst[LANES];
+                for (int l = 0; l < LANES; l++) dst[l] = to[l] - warm[l] * dir;
+                scatter_full(buf, dst, t0, n, reverse);
+                continue;
+            }
             for (int l = 0; l < used; l++) {
                 Py_ssize_t lo = warm[l] > t0 ? warm[l] - t0 : 0, hi = length[l] - t0;
                 hi = hi > n ? n : hi;
@@ -214,4 +257,11 @@ static PyMethodDef methods[] = {
 
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_iir", NULL, -1, methods};
 
-PyMODINIT_FUNC PyInit__iir(void) { return PyModule_Create(&module); }
+PyMODINIT_FUNC PyInit__iir(void) {
+    PyObject *m = PyModule_Create(&module);
+    if (m != NULL && PyModule_AddIntConstant(m, "LANES", LANES) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}

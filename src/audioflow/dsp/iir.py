@@ -21,7 +21,7 @@ try:  # built by setup.py when a C compiler is present; optional by design
 except ImportError:  # pragma: no cover - exercised where no compiler was available
     _iir = None
 
-LANES = 8
+LANES = _iir.LANES if _iir is not None else 16  # lanes the kernel runs in lock-step
 TAIL_TOLERANCE = 1e-6  # a pole's remaining weight after a lane's warm-up, relative to the signal
 MAX_SECTIONS = 16
 
