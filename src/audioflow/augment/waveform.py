@@ -29,7 +29,7 @@ class Gain(Transform):
             # one item, always applied: a Python scalar times the samples as given (the batch views, the
             # draw of p and the broadcast tensor cost as much as the multiplication of 10 s of audio)
             gain_db = self.uniform(1, self.min_gain_db, self.max_gain_db, x.device)
-            self.last_gain_db = gain_db
+            self.__dict__["last_gain_db"] = gain_db  # a plain attribute: nn.Module's __setattr__ costs ~1 us
             y = x * 10.0 ** (float(gain_db) / 20.0)
             return y if lengths is None else (y, lengths)
         return super().forward(x, lengths)
