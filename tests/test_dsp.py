@@ -174,3 +174,58 @@ def test_sosfilt_native_kernel_built():
     if not shutil.which(sysconfig.get_config_var("CC").split()[0] if sysconfig.get_config_var("CC") else "cc"):
         pytest.skip("no C compiler on this machine: the frequency-domain path serves")
     assert iir.native_available()
+
+
+# --- batched resampling: the polyphase path against the FFT path and scipy ---------------------------------
+
+
+def test_rational_ratio():
+    from audioflow.dsp.resample import rational_ratio
+
+    assert rational_ratio(1 / 0.9) == (10, 9) and rational_ratio(1 / 1.1) == (10, 11)
+    assert rational_ratio(1.0) == (1, 1) and rational_ratio(16000 / 44100) is None
+    assert rational_ratio(1 / 1.0123456) is None
+
+
+def test_resample_batch_polyphase_against_the_exact_signal_fft_and_scipy():
+    rng = np.random.default_rng(3)
+    sr, n = 16000, 40000
+    freqs = (110.0, 440.0, 950.0, 1800.0)
+
+    def tones(f, seconds):  # content below 0.8 of the lower Nyquist
+        return 0.4 * np.sin(2 * np.pi * f * seconds) + 0.3 * np.sin(2 * np.pi * 2.2 * f * seconds)
+
+    t = np.arange(n) / sr
+    rows = [tones(f, t) + 1e-3 * rng.standard_normal(n) for f in freqs]
+    x = torch.from_numpy(np.stack(rows).astype(np.float32))
+    lengths = torch.tensor([n, 31111, 25000, 7])
+    ratios = torch.tensor([1 / 0.9, 1 / 1.1, 1.0, 1 / 0.9], dtype=torch.float64)
+    poly, poly_len = dsp.resample_batch(x, ratios, lengths, method="polyphase")
+    fft, fft_len = dsp.resample_batch(x, ratios, lengths, method="fft")
+    assert poly.shape == fft.shape and torch.equal(poly_len, fft_len)
+    assert poly_len.tolist() == [round(int(n_) * float(r)) for n_, r in zip(lengths, ratios, strict=True)]
+    for b, length in enumerate(poly_len.tolist()):
+        assert not poly[b, length:].any()  # nothing past each row's new length
+        if length > 2000:
+            # output sample m is input time m / (ratio sr): the tones there, in the middle half (the edges
+            # ring), within the 1e-3 noise plus the filter's passband ripple
+            m = np.arange(length)
+            exact = tones(freqs[b], m / (float(ratios[b]) * sr))
+            inner = slice(length // 4, 3 * length // 4)
+            assert np.abs(poly[b, inner].numpy() - exact[inner]).max() < 5e-3
+            # the FFT path moves the ratio by up to 1e-4 for fast sizes: a drift of a few samples at most
+            assert (poly[b, inner] - fft[b, inner]).abs().max() < 3e-2
+    # scipy's polyphase resampler (Kaiser window) on the first row: the same signal within 5e-3
+    ref = signal_.resample_poly(rows[0], 10, 9)
+    assert np.abs(poly[0, 1000:-1000].numpy() - ref[1000:len(poly[0]) - 1000]).max() < 5e-3
+
+
+def test_speed_perturb_uses_polyphase_for_fixed_factors():
+    x = torch.randn(8, 1, 16000)
+    lengths = torch.full((8,), 16000)
+    speed = __import__("audioflow.augment", fromlist=["SpeedPerturb"]).SpeedPerturb(p=1.0, seed=0)
+    y, new = speed(x, lengths)
+    for i, factor in enumerate(speed.last_factor.tolist()):
+        assert int(new[i]) == round(16000 / factor)
+        expected, _ = dsp.resample_batch(x[i], torch.tensor([1 / factor], dtype=torch.float64), method="polyphase")
+        torch.testing.assert_close(y[i, :, : int(new[i])], expected[:, : int(new[i])])
