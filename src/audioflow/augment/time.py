@@ -115,7 +115,6 @@ def _fast_sizes(n_fft: int, overlap: int) -> tuple[tuple[int, ...], tuple[int, .
     return tuple(analysis), synthesis
 
 
-@functools.lru_cache(maxsize=4096)
 def frame_sizes(factor: float, n_fft: int = 2048, hop_length: int | None = None) -> tuple[int, int]:
     """``(n_ana, n_syn)``: analysis and synthesis frame sizes whose ratio is the pitch ``factor``.
 

@@ -1,9 +1,9 @@
-/* Cascaded biquads (second-order sections) over many signals at once, eight lanes in lock-step.
+/* Cascaded biquads (second-order sections) over many signals at once, sixteen lanes in lock-step.
  *
  * A recursive filter is serial along time: one signal cannot go faster than the latency of its
- * multiply-add chain. Eight independent lanes (rows of a batch, or segments of one long row that start
+ * multiply-add chain. Sixteen independent lanes (rows of a batch, or segments of one long row that start
  * early enough for the filter's memory to fade) run side by side, so the compiler's vector units carry
- * eight samples per instruction. Lanes are planned in Python (audioflow.dsp.iir); this file only checks
+ * eight samples per instruction, two such vectors in flight. Lanes are planned in Python (audioflow.dsp.iir); this file only checks
  * the plan against the buffers and runs it.
  *
  * sos_lanes(src, dst, rows, time, sos, lanes, reverse)

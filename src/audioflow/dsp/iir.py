@@ -1,11 +1,11 @@
 """Recursive (IIR) filtering, batched: Butterworth designs as second-order sections, one filter per row,
 run causally or forward and backward (zero phase).
 
-On the CPU the sections run in a small C kernel (``_iir``) that filters eight lanes in lock-step: rows of
-a batch, or segments of one long row that each start early by the filter's memory (the samples after
-which a pole's contribution has fallen below 1e-6), so one 10 s clip uses the vector units as a batch
-does. Elsewhere, or where the kernel was not built, the same filter's response is applied in the
-frequency domain (equal within float32 rounding and that 1e-6 tail)."""
+On the CPU the sections run in a small C kernel (``_iir``) that filters :data:`LANES` (16) lanes in
+lock-step, in float32: rows of a batch, or segments of one long row that each start early by the
+filter's memory (the samples after which a pole's contribution has fallen below 1e-6), so one 10 s clip
+uses the vector units as a batch does. Elsewhere, or where the kernel was not built, the same filter's
+response is applied in the frequency domain (equal within float32 rounding and that 1e-6 tail)."""
 
 from __future__ import annotations
 
@@ -73,7 +73,8 @@ def sosfilt(x: torch.Tensor, sos: np.ndarray | torch.Tensor, zero_phase: bool = 
 
     ``zero_phase``: run forward, then backward over the result (the squared magnitude, no phase shift;
     the forward pass runs on past the end by the filter's memory, so the result is the linear, not the
-    circular, zero-phase convolution). Returns a new tensor on ``x``'s device and dtype.
+    circular, zero-phase convolution). Returns a new tensor on ``x``'s device and dtype (the kernel
+    computes in float32, as scipy does for float32 input and coefficients).
     """
     sos = np.asarray(sos.detach().cpu() if isinstance(sos, torch.Tensor) else sos, np.float64)
     rows, time = x.shape
@@ -111,8 +112,8 @@ def memory_samples(sos: np.ndarray) -> np.ndarray:
 
 
 def plan_lanes(rows: int, time: int, memory: np.ndarray, reverse: bool) -> np.ndarray:
-    """Lanes ``[n, 4]`` (row, lo, hi, warm) for the kernel: each row cut into up to ``ceil(8 / rows)``
-    segments, none shorter than twice the row's memory (its warm-up), so every group of eight is full
+    """Lanes ``[n, 4]`` (row, lo, hi, warm) for the kernel: each row cut into up to ``ceil(LANES / rows)``
+    segments, none shorter than twice the row's memory (its warm-up), so the kernel's lanes are full
     when the batch is small."""
     memory = np.asarray(memory, np.int64).reshape(rows)
     pieces = np.clip(np.minimum(-(-LANES // rows), time // np.maximum(1, 2 * memory)), 1, None)
