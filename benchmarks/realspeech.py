@@ -223,3 +223,40 @@ def _whisper_normaliser():
     except ImportError as e:
         raise SystemExit("WER needs openai-whisper's text normaliser: scripts/setup.sh dev") from e
     return EnglishTextNormalizer()
+
+
+def utterances(count: int, seconds: tuple[float, float] = (4.0, 10.0), seed: int = 0,
+               voices: list[Voice] | None = None) -> list[tuple[np.ndarray, str]]:
+    """``count`` training clips of real speech at 16 kHz, each one speaker's prompts read one after another
+    (pauses of 0.15-0.5 s) up to a length drawn from ``seconds``, speakers taken in turn. Returns
+    ``(samples, speaker)`` pairs."""
+    rng = np.random.default_rng(seed)
+    voices = voices or speakers()
+    clips = []
+    for i in range(count):
+        voice = voices[i % len(voices)]
+        target = int(rng.uniform(*seconds) * SR)
+        parts, size = [], 0
+        while size < target:
+            prompt = read_prompt(voice.prompts[int(rng.integers(len(voice.prompts)))])
+            gap = np.zeros(int(rng.uniform(0.15, 0.5) * SR), np.float32)
+            parts += [prompt / max(float(np.abs(prompt).max()), 1e-6) * 0.5, gap]
+            size += len(prompt) + len(gap)
+        clips.append((np.concatenate(parts)[:target].astype(np.float32), voice.name))
+    return clips
+
+
+def babble(seconds: float = 60.0, talkers: int = 4, seed: int = 0) -> np.ndarray:
+    """Real babble noise at 16 kHz: ``talkers`` speakers' prompts overlaid end to end (a crowd, the noise
+    of cafeterias and open offices), normalised to a peak of 0.5."""
+    rng = np.random.default_rng(seed)
+    total = int(seconds * SR)
+    y = np.zeros(total, np.float32)
+    for voice in speakers()[-talkers:]:
+        cursor = int(rng.integers(0, SR))
+        while cursor < total:
+            prompt = read_prompt(voice.prompts[int(rng.integers(len(voice.prompts)))])
+            end = min(total, cursor + len(prompt))
+            y[cursor:end] += prompt[: end - cursor] / max(float(np.abs(prompt).max()), 1e-6)
+            cursor = end + int(rng.uniform(0.05, 0.3) * SR)
+    return (y / max(float(np.abs(y).max()), 1e-6) * 0.5).astype(np.float32)

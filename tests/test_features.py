@@ -104,6 +104,31 @@ def test_fbank_matches_kaldi(signals, snip_edges, bins, length_ms, shift_ms):
     assert np.abs(ours - ref).max() < 1e-3  # natural-log energies, float32 accumulation
 
 
+def test_fbank_batch_is_chunked_row_by_row_with_kaldis_numbers(signals):
+    """A batch long enough to be computed a row at a time (the cache-sized chunks) gives each row what
+    Kaldi gives it alone, with the energy column and both edge rules; and a 3-D batch keeps its shape."""
+    knf = pytest.importorskip("kaldi_native_fbank")
+    y, sr = signals["speech"]
+    rows = np.stack([np.tile(y, 5)[:sr * 9], np.roll(np.tile(y, 5)[:sr * 9], 777) * 0.5]) * 32768
+    for snip_edges in (True, False):
+        module = F.Fbank(sr, 40, snip_edges=snip_edges, use_energy=True, energy_floor=0.0)  # Kaldi's default
+        ours = module(torch.from_numpy(rows.astype(np.float32)))
+        for row, samples in zip(ours, rows, strict=True):
+            opts = knf.FbankOptions()
+            opts.frame_opts.dither = 0.0
+            opts.frame_opts.snip_edges = snip_edges
+            opts.mel_opts.num_bins = 40
+            opts.use_energy = True
+            fbank = knf.OnlineFbank(opts)
+            fbank.accept_waveform(sr, samples.tolist())
+            fbank.input_finished()
+            ref = np.stack([fbank.get_frame(i) for i in range(fbank.num_frames_ready)])
+            assert row.numpy().T.shape == ref.shape
+            assert np.abs(row.numpy().T - ref).max() < 2e-3
+        stereo = module(torch.from_numpy(rows.astype(np.float32))[None])
+        assert torch.equal(stereo[0], ours)
+
+
 @pytest.mark.parametrize(("width", "order"), [(5, 1), (9, 1), (5, 2)])
 def test_deltas_match_librosa(signals, width, order):
     y, sr = signals["speech"]

@@ -85,8 +85,11 @@ class Transform(nn.Module):
         idx = chosen.nonzero().squeeze(1)
         y, y_lens = self.apply(x[idx], lengths[idx])
         size = max(x.shape[-1], y.shape[-1])
-        out = torch.nn.functional.pad(x, (0, size - x.shape[-1])) if size > x.shape[-1] else x.clone()
-        out[idx] = torch.nn.functional.pad(y, (0, size - y.shape[-1]))
+        if size == x.shape[-1] == y.shape[-1]:  # one copy of the batch with the chosen rows replaced
+            out = x.index_copy(0, idx, y)
+        else:
+            out = torch.nn.functional.pad(x, (0, size - x.shape[-1])) if size > x.shape[-1] else x.clone()
+            out[idx] = torch.nn.functional.pad(y, (0, size - y.shape[-1]))
         out_lens = lengths.clone()
         out_lens[idx] = y_lens
         if y.shape[-1] < x.shape[-1] and self.changes_length:
@@ -120,7 +123,11 @@ def per_item(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
 
 def mean_power(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     """Mean square over each item's valid samples and channels: ``[batch]``."""
-    mask = valid_mask(x, lengths)
-    return (x.square() * mask).sum((-1, -2)) / (lengths.clamp(min=1) * x.shape[1]).to(x.dtype)
+    if x.device.type == "cpu":  # a norm per item's valid part: no mask, no squared copy of the batch
+        norms = [torch.linalg.vector_norm(x[i, :, :length]) for i, length in enumerate(lengths.tolist())]
+        total = torch.stack(norms).square() if norms else x.new_zeros(0)
+    else:  # one masked pass, no per-item launches
+        total = (x.square() * valid_mask(x, lengths)).sum((-1, -2))
+    return total / (lengths.clamp(min=1) * x.shape[1]).to(x.dtype)
 
 

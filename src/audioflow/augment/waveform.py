@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -97,30 +96,38 @@ class AddNoise(Transform):
         self.colors = colors
         self.bank = _load_bank(noise, sample_rate) if noise is not None else None
 
-    def make_noise(self, x: torch.Tensor) -> torch.Tensor:
+    def make_noise(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """Noise for each item, zero past its length: ``[batch, channels, time]`` generated, or
+        ``[batch, 1, time]`` excerpts of the bank (the same on every channel)."""
         n, channels, size = x.shape
         gen = device_generator(self.generator, x.device)
         if self.bank is None:
             if len(self.colors) == 1:
-                return colored_noise((n, channels, size), self.colors[0], x.device, gen, x.dtype)
-            pick = self.randint(n, 0, len(self.colors), torch.device("cpu"))
-            betas = torch.tensor([_COLOR_EXPONENT[self.colors[i]] for i in pick.tolist()])
-            return colored_noise((n, channels, size), betas, x.device, gen, x.dtype)
-        rows = []
-        for i in self.randint(n, 0, len(self.bank), torch.device("cpu")).tolist():
+                noise = colored_noise((n, channels, size), self.colors[0], x.device, gen, x.dtype)
+            else:
+                pick = self.randint(n, 0, len(self.colors), torch.device("cpu"))
+                betas = torch.tensor([_COLOR_EXPONENT[self.colors[i]] for i in pick.tolist()])
+                noise = colored_noise((n, channels, size), betas, x.device, gen, x.dtype)
+            return noise * valid_mask(x, lengths)
+        # excerpts copied straight into place (looped when a recording is shorter), only the valid part
+        noise = torch.zeros(n, 1, size, dtype=x.dtype)
+        picks = self.randint(n, 0, len(self.bank), torch.device("cpu")).tolist()
+        for row, (i, length) in enumerate(zip(picks, lengths.tolist(), strict=True)):
             clip = self.bank[i]
-            reps = math.ceil((size + clip.shape[-1]) / clip.shape[-1])
-            start = int(torch.randint(0, clip.shape[-1], (1,), generator=self.generator))
-            rows.append(clip.repeat(reps)[start:start + size])
-        noise = torch.stack(rows).to(x.device, x.dtype)[:, None].expand(n, channels, size)
-        return noise / noise.square().mean(-1, keepdim=True).sqrt().clamp(min=1e-12)
+            cursor = int(torch.randint(0, clip.shape[-1], (1,), generator=self.generator))
+            filled = 0
+            while filled < length:
+                take = min(length - filled, clip.shape[-1] - cursor)
+                noise[row, 0, filled:filled + take] = clip[cursor:cursor + take]
+                filled, cursor = filled + take, 0
+        return noise.to(x.device)
 
     def apply(self, x, lengths):
         snr_db = self.uniform(x.shape[0], self.min_snr_db, self.max_snr_db, x.device)
         self.last_snr_db = snr_db
-        noise = self.make_noise(x) * valid_mask(x, lengths)
+        noise = self.make_noise(x, lengths)
         scale = (mean_power(x, lengths) / mean_power(noise, lengths).clamp(min=1e-20) / 10.0 ** (snr_db / 10.0)).sqrt()
-        return x + noise * per_item(scale, x), lengths
+        return torch.addcmul(x, noise, per_item(scale, x)), lengths
 
 
 def _load_bank(noise: Sequence[Any], sample_rate: int | None) -> list[torch.Tensor]:

@@ -118,6 +118,8 @@ class DecodedCache:
             with self._used.get_lock():
                 self._used.value -= size
             temp.unlink(missing_ok=True)
+            if not self.directory.exists():  # the loader closed (or its process exited) under a worker
+                return False
             log.warning("cache: could not write %s (%s); going on without caching it", target, e)
             return False
         return True

@@ -34,15 +34,21 @@ def resample(x: torch.Tensor, orig_sr: int, new_sr: int, lowpass_filter_width: i
         return x
     g = math.gcd(int(orig_sr), int(new_sr))
     orig, new = int(orig_sr) // g, int(new_sr) // g
-    kernel, width = _sinc_kernel(orig, new, lowpass_filter_width, rolloff)
-    kernel = kernel.to(device=x.device, dtype=x.dtype)
     shape = x.shape
-    flat = x.reshape(-1, 1, shape[-1])
-    padded = torch.nn.functional.pad(flat, (width, width + orig))
-    out = torch.nn.functional.conv1d(padded, kernel, stride=orig)  # [N, new, frames]
-    out = out.transpose(1, 2).reshape(flat.shape[0], -1)
+    out = _polyphase(x.reshape(-1, shape[-1]), orig, new, lowpass_filter_width, rolloff)
     target = math.ceil(new * shape[-1] / orig)
     return out[:, :target].reshape(*shape[:-1], target)
+
+
+def _polyphase(rows: torch.Tensor, orig: int, new: int, lowpass_filter_width: int = 6, rolloff: float = 0.99
+               ) -> torch.Tensor:
+    """``rows [N, time]`` resampled by ``new / orig`` (coprime): ``[N, frames * new]``, contiguous, at least
+    ``ceil(time * new / orig)`` samples (the tail past that is the filter's ringing)."""
+    kernel, width = _sinc_kernel(orig, new, lowpass_filter_width, rolloff)
+    kernel = kernel.to(device=rows.device, dtype=rows.dtype)
+    padded = torch.nn.functional.pad(rows[:, None], (width, width + orig))
+    out = torch.nn.functional.conv1d(padded, kernel, stride=orig)  # [N, new, frames]
+    return out.transpose(1, 2).reshape(rows.shape[0], -1)
 
 
 def next_fast_len(n: int) -> int:
@@ -141,7 +147,10 @@ def resample_batch(x: torch.Tensor, ratios: torch.Tensor, lengths: torch.Tensor 
     lengths_cpu = lengths.cpu()
     new_lengths = torch.round(lengths_cpu.double() * ratios).long().clamp(min=1)
     out_size = int(new_lengths.max()) if out_size is None else out_size
-    y = x.new_zeros(batch, out_size)
+    ends = new_lengths.clamp(max=out_size).tolist()
+    y = x.new_empty(batch, out_size)
+    for row, end in enumerate(ends):  # each row's tail, past its new length, is zero
+        y[row, end:] = 0.0
     fft_rows = []
     for ratio in ratios.unique().tolist():
         rows = (ratios == ratio).nonzero().squeeze(1).tolist()
@@ -151,16 +160,16 @@ def resample_batch(x: torch.Tensor, ratios: torch.Tensor, lengths: torch.Tensor 
         if fraction is None:
             fft_rows += rows
             continue
-        idx = torch.tensor(rows, device=x.device)
-        n_in = int(lengths_cpu[rows].max())
-        part = x[idx, :n_in]
-        if ratio != 1.0:
-            part = resample(part, fraction[1], fraction[0])
-        keep = min(part.shape[-1], out_size)
-        y[idx, :keep] = part[:, :keep]
-        # each row ends at its own new length: what the sinc rang past it (or the padding held) is cleared
-        ends = new_lengths[rows].clamp(max=out_size).to(x.device)
-        y[idx] *= torch.arange(out_size, device=x.device)[None, :] < ends[:, None]
+        if ratio == 1.0:
+            part, where = x, rows
+        else:
+            n_in = int(lengths_cpu[rows].max())
+            source = x[rows[0]:rows[-1] + 1, :n_in] if rows == list(range(rows[0], rows[-1] + 1)) else x[rows, :n_in]
+            g = math.gcd(*fraction)
+            part, where = _polyphase(source, fraction[1] // g, fraction[0] // g), range(len(rows))
+        # each row copied up to its own new length: what the sinc rang past it (or padding held) stays out
+        for row, j in zip(rows, where, strict=True):
+            y[row, :ends[row]] = part[j, :ends[row]]
     groups: dict[tuple[int, int], list[int]] = {}
     for b in fft_rows:
         groups.setdefault((int(lengths_cpu[b]), int(new_lengths[b])), []).append(b)
