@@ -70,6 +70,7 @@ class BatchResult:
         decode_s, transform_s: seconds spent reading and transforming.
         audio_seconds: seconds of audio in the batch.
         seed: the batch's seed (the device transform reseeds from it).
+        offsets: seconds cropped off the start of each item.
     """
 
     x: torch.Tensor
@@ -83,6 +84,7 @@ class BatchResult:
     transform_s: float = 0.0
     audio_seconds: float = 0.0
     seed: int = 0
+    offsets: list[float] = field(default_factory=list)
 
 
 def _crop_start(length: int, size: int, mode: str, rng: np.random.Generator) -> int:
@@ -101,15 +103,16 @@ class BatchMaker:
     @renamed(sr="sample_rate")
     def __init__(self, source: AudioSource, sample_rate: int, mono: bool, max_duration: float | None, crop: str,
                  cache: DecodedCache | None, labels: np.ndarray | None, on_error: str,
-                 transform: BatchTransform | None) -> None:
+                 transform: BatchTransform | None, frames_last: bool = False) -> None:
         self.source, self.sr, self.mono, self.max_duration, self.crop = source, sample_rate, mono, max_duration, crop
         self.cache, self.labels, self.on_error, self.transform = cache, labels, on_error, transform
+        self.frames_last = frames_last  # features as [batch, frames, features] (Lhotse's layout)
         self.max_samples = None if max_duration is None else max(1, round(max_duration * sample_rate))
         self.bad: set[int] = set()  # items that failed in this process: not tried again
 
-    def read(self, index: int, rng: np.random.Generator) -> tuple[np.ndarray, bool]:
-        """Samples of one item, cropped; and whether the cache had it."""
-        hit = False
+    def read(self, index: int, rng: np.random.Generator) -> tuple[np.ndarray, bool, int]:
+        """Samples of one item, cropped; whether the cache had it; and the samples cropped off its start."""
+        hit, start = False, 0
         if self.cache is not None:
             key = f"{self.source.cache_key(index)}|{self.sr}|{int(self.mono)}"
             y = self.cache.get(key)
@@ -129,19 +132,19 @@ class BatchMaker:
             y = y[..., start:start + self.max_samples]
         if y.shape[-1] == 0:
             raise InvalidAudioError("no samples to train on", self.source.item_id(index))
-        return y, hit
+        return y, hit, start
 
     def __call__(self, task: tuple[list[int], int]) -> BatchResult:
         indices, seed = task
         rng = np.random.default_rng(seed)
         started = time.perf_counter()
-        samples, used, failures, hits = [], [], [], 0
+        samples, used, failures, hits, offsets = [], [], [], 0, []
         for index in indices:
             for _attempt in range(8):
                 try:
                     if index in self.bad:
                         raise InvalidAudioError("failed before", None)
-                    y, hit = self.read(index, rng)
+                    y, hit, start = self.read(index, rng)
                 except Exception as e:  # a bad file costs its item, never the batch
                     if self.on_error == "raise":
                         raise
@@ -154,6 +157,7 @@ class BatchMaker:
                     index = int(rng.integers(len(self.source)))  # replace: another item, drawn from the seed
                     continue
                 samples.append(y)
+                offsets.append(start / self.sr)
                 used.append(index)
                 hits += hit
                 break
@@ -168,9 +172,11 @@ class BatchMaker:
             self.transform.reseed(seed)
             with torch.no_grad():
                 out, out_lengths = self.transform(x, lengths)
+            if self.frames_last and self.transform.feature is not None:
+                out = out.transpose(-1, -2).contiguous()
         labels = None if self.labels is None else torch.from_numpy(self.labels[used])
         return BatchResult(out, out_lengths, lengths, labels, torch.tensor(used, dtype=torch.long), failures, hits,
-                           decoded - started, time.perf_counter() - decoded, audio_seconds, seed)
+                           decoded - started, time.perf_counter() - decoded, audio_seconds, seed, offsets)
 
 
 def pad_items(samples: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:

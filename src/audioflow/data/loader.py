@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from .._deprecation import renamed
+from ..augment import SpectralStretch
 from ..errors import AudioflowError, ParameterError
 from ..features.registry import build_feature
 from ..io.listing import AUDIO_EXTENSIONS
@@ -35,6 +36,7 @@ from ..runtime import ProcessPool, ThreadPool, resolve_device, usable_cores
 from . import tuning
 from .batching import Batch, BatchMaker, BatchResult
 from .cache import DecodedCache
+from .cuts import lhotse_batch
 from .feeder import Feeder
 from .sampler import AudioSampler, distributed_rank_world
 from .sources import AudioSource, open_audio_source, resolve_labels
@@ -68,9 +70,11 @@ class AudioDataLoader:
 
     Args:
         data: a list of paths/URLs, a folder (searched recursively for ``extensions``), a CSV/JSONL manifest
-            (``path``, ``label``, ``offset``, ``duration`` in seconds, ``id``), a packed dataset (folder or
-            ``audioflow.store`` Dataset; ``audio_field`` picks the field), or a map-style dataset yielding
-            ``Audio``, ``(samples, sr)``, Hugging Face audio dicts, or ``(audio, label)``.
+            (``path``, ``label``, ``offset``, ``duration`` in seconds, ``id``), a Lhotse CutSet manifest
+            (``cuts.jsonl.gz``: each cut's window of its channel, supervisions kept; Lhotse need not be
+            installed) or CutSet, a packed dataset (folder or ``audioflow.store`` Dataset; ``audio_field``
+            picks the field), or a map-style dataset yielding ``Audio``, ``(samples, sr)``, Hugging Face
+            audio dicts, or ``(audio, label)``.
         labels: one per item (ints, floats, or strings: mapped to ids, see ``classes``), a column name,
             or None (the source's ``label`` column when it has one).
         batch_size: items per batch (``batch_by='count'``).
@@ -102,6 +106,11 @@ class AudioDataLoader:
         on_error: a file that fails to decode is 'replace'd by another item (logged), 'skip'ped (the batch
             shrinks), or 'raise'd.
         rank, world_size: distributed share; default from ``torch.distributed`` when initialised.
+        batch_format: 'batch' (a :class:`Batch`: ``features, labels = batch``) or 'lhotse' (the dict Lhotse's
+            ``K2SpeechRecognitionDataset`` yields: ``inputs`` ``[batch, frames, features]`` (or ``[batch,
+            time]`` waveforms) and ``supervisions`` with ``sequence_idx``, ``start_frame``, ``num_frames``
+            (``start_sample``/``num_samples`` for waveforms), ``text`` and, where every supervision has one,
+            ``speaker``/``language``/``gender``; times follow crops and speed changes).
         verbose: log the chosen settings and a stats line per epoch.
     """
 
@@ -117,7 +126,7 @@ class AudioDataLoader:
                  cache_dir: str | os.PathLike[str] | None = None, on_error: str = "replace",
                  rank: int | None = None, world_size: int | None = None,
                  extensions: Sequence[str] = AUDIO_EXTENSIONS, audio_field: str | None = None,
-                 storage_options: dict[str, Any] | None = None, verbose: bool = False,
+                 storage_options: dict[str, Any] | None = None, batch_format: str = "batch", verbose: bool = False,
                  **feature_kwargs: Any) -> None:
         if on_error not in ("replace", "skip", "raise"):
             raise ParameterError(f"on_error must be 'replace', 'skip' or 'raise', got {on_error!r}")
@@ -125,6 +134,8 @@ class AudioDataLoader:
             raise ParameterError(f"crop must be 'random', 'center', 'start' or 'none', got {crop!r}")
         if cache not in (None, "auto", "memory", "disk"):
             raise ParameterError(f"cache must be 'auto', 'memory', 'disk' or None, got {cache!r}")
+        if batch_format not in ("batch", "lhotse"):
+            raise ParameterError(f"batch_format must be 'batch' or 'lhotse', got {batch_format!r}")
         if transform_on not in ("auto", "workers", "main"):
             raise ParameterError(f"transform_on must be 'auto', 'workers' or 'main', got {transform_on!r}")
         if max_duration is not None and max_duration <= 0:
@@ -150,7 +161,7 @@ class AudioDataLoader:
         self._options = {"num_workers": num_workers, "prefetch_factor": prefetch_factor, "pin_memory": pin_memory,
                          "threads_per_worker": threads_per_worker, "cache": cache, "cache_budget": cache_budget,
                          "cache_dir": cache_dir, "on_error": on_error}
-        self.verbose = verbose
+        self.verbose, self.batch_format = verbose, batch_format
         if verbose and not log.handlers and not logging.getLogger().handlers:
             handler = logging.StreamHandler()
             handler.setFormatter(logging.Formatter("audioflow.data: %(message)s"))
@@ -229,7 +240,7 @@ class AudioDataLoader:
         self._cache = tuning.make_cache(opts, found.item_bytes, self.source)
         in_workers = self.transform if self.transform_on == "workers" else None
         self._maker = BatchMaker(self.source, self.sample_rate, self.mono, self.max_duration, self.crop, self._cache,
-                                 self.label_ids, opts["on_error"], in_workers)
+                                 self.label_ids, opts["on_error"], in_workers, self.batch_format == "lhotse")
         # what one batch costs to make where it will be made: the probe items, cropped, repeated to a batch
         batch_items = self.sampler.batch_size if self.sampler.batch_by == "count" or not first else len(first[0])
         max_samples = round(self.max_duration * self.sample_rate) if self.max_duration else None
@@ -255,7 +266,7 @@ class AudioDataLoader:
 
     # ---- iteration ---------------------------------------------------------------------------------------
 
-    def __iter__(self) -> Iterator[Batch]:
+    def __iter__(self) -> Iterator[Batch | dict[str, Any]]:
         self._setup()
         epoch, position = self._next_epoch, self._next_position
         self._next_epoch, self._next_position = epoch + 1, 0
@@ -379,8 +390,26 @@ class AudioDataLoader:
             with torch.no_grad():
                 x, lengths = self._device_transform(x, audio_lengths)
             stats.transform_s += time.perf_counter() - started
+        if self._device_transform is not None and self.batch_format == "lhotse" and self.transform.feature is not None:
+            x = x.transpose(-1, -2).contiguous()
+        if self.batch_format == "lhotse":
+            return self._lhotse_batch(x, lengths, result)
         ids = [self.source.item_id(i) for i in result.indices.tolist()]
         return Batch(x, labels, lengths, audio_lengths, ids, result.indices)
+
+    def _lhotse_batch(self, x: torch.Tensor, lengths: torch.Tensor, result: BatchResult) -> dict[str, Any]:
+        """Lhotse's batch dict; supervision times scaled by how much each item's augmentation stretched it
+        (its frames, or samples, over those of its audio before augmentation)."""
+        feature = self.transform.feature
+        feature = feature.feature if isinstance(feature, SpectralStretch) else feature  # stretch inside a feature
+        before = result.audio_lengths.double()
+        if feature is not None:
+            before = feature.output_lengths(result.audio_lengths, 1 << 62).double()
+        scales = (lengths.cpu().double() / before.clamp(min=1)).tolist()
+        hop = getattr(feature, "hop_length", None)
+        frame_shift = None if feature is None or hop is None else hop / self.sample_rate
+        return lhotse_batch(x, lengths.cpu(), self.source, result.indices.tolist(), result.offsets, scales,
+                            self.sample_rate, frame_shift)
 
     # ---- reporting and shutdown --------------------------------------------------------------------------
 

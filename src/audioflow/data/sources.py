@@ -236,11 +236,18 @@ def _is_store_dir(path: str) -> bool:
 def open_audio_source(data: Any, extensions: tuple[str, ...] = AUDIO_EXTENSIONS, audio_field: str | None = None,
                       storage_options: dict[str, Any] | None = None) -> AudioSource:
     """An :class:`AudioSource` for a list of paths/URLs, a folder (recursive, by ``extensions``), a CSV/JSONL
-    manifest (``path``, ``label``, ``offset``, ``duration``, ``id`` columns), a packed dataset (its folder
+    manifest (``path``, ``label``, ``offset``, ``duration``, ``id`` columns), a Lhotse CutSet (its
+    ``cuts.jsonl.gz``, or the object), a packed dataset (its folder
     or an opened ``store.Dataset``; ``audio_field`` picks the field), or a map-style dataset."""
     if isinstance(data, AudioSource):
         return data
     from ..store.reader import Dataset, open_dataset
+    from .cuts import CutSource, is_cut_manifest
+
+    if type(data).__module__.startswith("lhotse") and hasattr(data, "to_dicts"):  # a lhotse CutSet in memory
+        return CutSource(list(data.to_dicts()), type(data).__name__, storage_options)
+    if isinstance(data, (str, os.PathLike)) and is_cut_manifest(os.fspath(data)):
+        return CutSource.from_file(data, storage_options)
 
     if isinstance(data, Dataset):
         return StoreSource(data, audio_field)
