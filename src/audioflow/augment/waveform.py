@@ -38,6 +38,12 @@ class Gain(Transform):
         self.last_gain_db = gain_db
         return x * per_item(torch.pow(10.0, gain_db / 20.0), x), lengths
 
+    def apply_to(self, x, lengths, chosen):
+        # the items left alone get 0 dB: one multiplication of the batch, no gather and scatter of rows
+        gain_db = self.uniform(x.shape[0], self.min_gain_db, self.max_gain_db, x.device) * chosen
+        self.last_gain_db = gain_db
+        return x * per_item(torch.pow(10.0, gain_db / 20.0), x), lengths
+
 
 class PolarityInversion(Transform):
     """Flip the sign of the samples."""
