@@ -403,8 +403,9 @@ class AudioDataLoader:
         feature = self.transform.feature
         feature = feature.feature if isinstance(feature, SpectralStretch) else feature  # stretch inside a feature
         before = result.audio_lengths.double()
-        if feature is not None:
-            before = feature.output_lengths(result.audio_lengths, 1 << 62).double()
+        if feature is not None:  # a module of the user's without output_lengths: times taken as unscaled
+            before = (feature.output_lengths(result.audio_lengths, 1 << 62).double()
+                      if hasattr(feature, "output_lengths") else lengths.cpu().double())
         scales = (lengths.cpu().double() / before.clamp(min=1)).tolist()
         hop = getattr(feature, "hop_length", None)
         frame_shift = None if feature is None or hop is None else hop / self.sample_rate
