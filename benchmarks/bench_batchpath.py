@@ -24,7 +24,8 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-from report import machine, write_section
+from realspeech import write_clips
+from report import best_of, machine, write_section
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -33,37 +34,11 @@ STAGES = ("decode (FLAC, 32 files)", "cache read (32 hits)", "pad into one buffe
           "AddNoise from a file, p=0.5", "Gain, p=0.5", "Fbank (80 bins)", "hop to the main process")
 
 
-def make_data(folder: Path, clips: int) -> tuple[list[str], str]:
-    import soundfile as sf
-
-    from realspeech import babble, utterances
-
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for i, (y, speaker) in enumerate(utterances(clips)):
-        path = folder / f"{speaker}-{i:04d}.flac"
-        sf.write(path, y, 16000, subtype="PCM_16")
-        paths.append(str(path))
-    noise = folder.parent / "babble.flac"
-    sf.write(noise, babble(60.0), 16000, subtype="PCM_16")
-    return paths, str(noise)
-
-
 def augmentations(noise: str) -> list:
     import audioflow.augment as A
 
     return [A.SpeedPerturb((0.9, 1.0, 1.1), p=1.0), A.AddNoise(10, 20, noise=[noise], sample_rate=16000, p=0.5),
             A.Gain(-18, 6, p=0.5)]
-
-
-def best_ms(fn, passes: int = 5) -> float:
-    fn()
-    times = []
-    for _ in range(passes):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times) * 1000
 
 
 def stages_child(paths: list[str], noise: str) -> None:
@@ -84,21 +59,21 @@ def stages_child(paths: list[str], noise: str) -> None:
     source = open_audio_source(paths[:BATCH])
     items = list(range(BATCH))
     times = {}
-    times[STAGES[0]] = best_ms(lambda: [source.read(i, 16000, True) for i in items], 3)
+    times[STAGES[0]] = best_of(lambda: [source.read(i, 16000, True) for i in items], 3)
     decoded = [source.read(i, 16000, True) for i in items]
     cache = DecodedCache("memory", 1 << 32)
     for i, y in enumerate(decoded):
         cache.put(str(i), y)
-    times[STAGES[1]] = best_ms(lambda: pad_items([cache.get(str(i)) for i in items]))
+    times[STAGES[1]] = best_of(lambda: pad_items([cache.get(str(i)) for i in items]), 5)
     cache.close()
-    times[STAGES[2]] = best_ms(lambda: pad_items(decoded))
+    times[STAGES[2]] = best_of(lambda: pad_items(decoded), 5)
     x, lengths = pad_items(decoded)
     chain = augmentations(noise)
     for name, module in zip(STAGES[3:6], chain, strict=True):
         module.generator = torch.Generator().manual_seed(0)
-        times[name] = best_ms(lambda m=module: m(x, lengths))
+        times[name] = best_of(lambda m=module: m(x, lengths), 5)
     fbank = Fbank(num_mel_bins=80)
-    times[STAGES[6]] = best_ms(lambda: fbank(x, lengths))
+    times[STAGES[6]] = best_of(lambda: fbank(x, lengths), 5)
     features, frames = fbank(x, lengths)
 
     def hop():
@@ -106,7 +81,7 @@ def stages_child(paths: list[str], noise: str) -> None:
         ForkingPickler(buffer).dump((features, frames, lengths))  # tensors into shared memory, as a worker does
         return ForkingPickler.loads(buffer.getvalue())
 
-    times[STAGES[7]] = best_ms(hop)
+    times[STAGES[7]] = best_of(hop, 5)
     with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
         y, n = x, lengths
         for module in chain:
@@ -203,7 +178,7 @@ def main() -> None:
     try:
         subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(worktree), args.before],
                        check=True, capture_output=True)
-        paths, noise = make_data(tmp / "clips", args.clips)
+        paths, noise = write_clips(tmp / "clips", args.clips)
         results = {"before": run_side("before", paths, noise, str(worktree / "src"), tmp),
                    "after": run_side("after", paths, noise, None, tmp)}
     finally:

@@ -48,26 +48,18 @@ SIDES = ("lhotse", "audioflow", "librosa")
 
 def make_data(folder: Path, clips: int) -> tuple[str, str]:
     """The clips as FLAC, the babble noise file, and the CutSet manifest (written by Lhotse)."""
-    import soundfile as sf
     from lhotse import CutSet, Recording, RecordingSet, SupervisionSegment, SupervisionSet
 
-    from realspeech import babble, utterances
+    from realspeech import write_clips
 
-    folder.mkdir(parents=True, exist_ok=True)
-    recordings = []
-    for i, (y, speaker) in enumerate(utterances(clips)):
-        path = folder / f"{speaker}-{i:04d}.flac"
-        sf.write(path, y, 16000, subtype="PCM_16")
-        recordings.append(Recording.from_file(path))
-    noise = folder / "babble.flac"
-    sf.write(noise, babble(60.0), 16000, subtype="PCM_16")
-    recordings = RecordingSet.from_recordings(recordings)
+    paths, noise = write_clips(folder, clips)
+    recordings = RecordingSet.from_recordings(Recording.from_file(p) for p in paths)
     supervisions = SupervisionSet.from_segments(
         SupervisionSegment(id=r.id, recording_id=r.id, start=0.0, duration=r.duration, text="speech",
                            speaker=r.id.split("-")[0]) for r in recordings)
     manifest = folder / "cuts.jsonl.gz"
     CutSet.from_manifests(recordings=recordings, supervisions=supervisions).to_file(manifest)
-    return str(manifest), str(noise)
+    return str(manifest), noise
 
 
 # ---- one configuration, in its own process ----------------------------------------------------------------
@@ -151,7 +143,7 @@ class LibrosaDataset:
 def librosa_loader(manifest: str, noise: str, case: str):
     import torch
 
-    paths = sorted(str(p) for p in Path(manifest).parent.glob("*.flac") if p.name != "babble.flac")
+    paths = sorted(str(p) for p in Path(manifest).parent.glob("*.flac"))
 
     def collate(items):
         frames = max(x.shape[0] for x in items)

@@ -260,3 +260,22 @@ def babble(seconds: float = 60.0, talkers: int = 4, seed: int = 0) -> np.ndarray
             y[cursor:end] += prompt[: end - cursor] / max(float(np.abs(prompt).max()), 1e-6)
             cursor = end + int(rng.uniform(0.05, 0.3) * SR)
     return (y / max(float(np.abs(y).max()), 1e-6) * 0.5).astype(np.float32)
+
+
+def write_clips(folder, count: int, seed: int = 0) -> tuple[list[str], str]:
+    """:func:`utterances` written as 16-bit FLAC into ``folder`` (named ``speaker-NNNN.flac``), and 60 s of
+    :func:`babble` as ``babble.flac`` beside the folder. Returns the clips' paths and the babble's."""
+    from pathlib import Path
+
+    import soundfile as sf
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i, (y, speaker) in enumerate(utterances(count, seed=seed)):
+        path = folder / f"{speaker}-{i:04d}.flac"
+        sf.write(path, y, SR, subtype="PCM_16")
+        paths.append(str(path))
+    noise = folder.parent / "babble.flac"
+    sf.write(noise, babble(60.0, seed=seed), SR, subtype="PCM_16")
+    return paths, str(noise)

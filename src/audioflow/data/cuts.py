@@ -22,7 +22,7 @@ import torch
 from ..errors import ParameterError, SourceError
 from ..io import load, resample
 from ..io.listing import is_url
-from .sources import AudioSource
+from .sources import AudioSource, file_stamp
 
 CUT_MANIFEST_SUFFIXES = (".jsonl.gz", ".jsonl", ".json.gz")
 _SUPERVISION_FIELDS = ("text", "speaker", "language", "gender")
@@ -131,14 +131,7 @@ class CutSource(AudioSource):
     def cache_key(self, index: int) -> str:
         location, position = self._source(index)
         cut = self.cuts[index]
-        stamp = ""
-        if not is_url(location):
-            try:
-                st = os.stat(location)
-                stamp = f"{st.st_size}:{st.st_mtime_ns}"
-            except OSError:
-                stamp = "missing"
-        return f"{location}|{stamp}|{position}|{cut['start']}|{cut['duration']}|{self._effects(index)}"
+        return f"{location}|{file_stamp(location)}|{position}|{cut['start']}|{cut['duration']}|{self._effects(index)}"
 
     def read(self, index, sr, mono, offset=0.0, duration=None):
         cut = self.cuts[index]

@@ -241,7 +241,7 @@ class AudioDataLoader:
         in_workers = self.transform if self.transform_on == "workers" else None
         self._maker = BatchMaker(self.source, self.sample_rate, self.mono, self.max_duration, self.crop, self._cache,
                                  self.label_ids, opts["on_error"], in_workers, self.batch_format == "lhotse")
-        # what one batch costs to make where it will be made: the probe items, cropped, repeated to a batch
+        # what one batch costs to make where it will be made: measured on the probe items, scaled to a batch
         batch_items = self.sampler.batch_size if self.sampler.batch_by == "count" or not first else len(first[0])
         max_samples = round(self.max_duration * self.sample_rate) if self.max_duration else None
         transform_s = tuning.transform_seconds(in_workers, found, batch_items, max_samples)

@@ -41,6 +41,17 @@ class AudioSource:
         return None
 
 
+def file_stamp(path: str) -> str:
+    """Size and modification time of a local file (a changed file gets a new cache key); '' for URLs."""
+    if is_url(path):
+        return ""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return "missing"
+    return f"{st.st_size}:{st.st_mtime_ns}"
+
+
 class FileSource(AudioSource):
     """Audio files: rows with ``path`` and optional ``offset``/``duration`` (seconds) and ``id``."""
 
@@ -61,14 +72,7 @@ class FileSource(AudioSource):
 
     def cache_key(self, index: int) -> str:
         row = self.rows[index]
-        stamp = ""
-        if not is_url(row["path"]):
-            try:
-                st = os.stat(row["path"])
-                stamp = f"{st.st_size}:{st.st_mtime_ns}"
-            except OSError:
-                stamp = "missing"
-        return f"{row['path']}|{stamp}|{row.get('offset', 0.0)}|{row.get('duration')}"
+        return f"{row['path']}|{file_stamp(row['path'])}|{row.get('offset', 0.0)}|{row.get('duration')}"
 
     def duration(self, index: int) -> float:
         if index not in self._durations:

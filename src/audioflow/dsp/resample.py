@@ -164,9 +164,7 @@ def resample_batch(x: torch.Tensor, ratios: torch.Tensor, lengths: torch.Tensor 
             part, where = x, rows
         else:
             n_in = int(lengths_cpu[rows].max())
-            source = x[rows[0]:rows[-1] + 1, :n_in] if rows == list(range(rows[0], rows[-1] + 1)) else x[rows, :n_in]
-            g = math.gcd(*fraction)
-            part, where = _polyphase(source, fraction[1] // g, fraction[0] // g), range(len(rows))
+            part, where = _polyphase(x[rows, :n_in], fraction[1], fraction[0]), range(len(rows))  # reduced fraction
         # each row copied up to its own new length: what the sinc rang past it (or padding held) stays out
         for row, j in zip(rows, where, strict=True):
             y[row, :ends[row]] = part[j, :ends[row]]
