@@ -366,3 +366,24 @@ def test_closing_a_loader_in_the_middle_of_an_epoch(clips):
     loader.close()  # the epoch's generator is still open
     assert loader._pool is None
     batches.close()
+
+
+def test_labels_from_sub_folder_names_as_imagefolder(clips, tmp_path):
+    """``clips/high/*.flac``, ``clips/low/*.flac``: the README's ``labels="label"`` on a folder takes each
+    file's class folder (torchvision's ImageFolder layout); files outside any class folder are named."""
+    import shutil
+
+    paths, labels = clips
+    root = tmp_path / "clips"
+    for path, label in zip(paths[:8], labels[:8], strict=True):
+        (root / label / "deeper").mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, root / label / ("deeper" if path.endswith("3.flac") else "") / os.path.basename(path))
+    with AudioDataLoader(str(root), labels="label", batch_size=4, num_workers=0) as loader:
+        assert loader.classes == ["high", "low"]
+        truth = dict(zip((os.path.basename(p)[:-5] for p in paths[:8]), labels[:8], strict=True))
+        seen = {i: loader.classes[int(label)] for batch in loader for i, label in zip(batch.ids, batch.labels,
+                                                                                     strict=True)}
+        assert seen == truth
+    shutil.copy(paths[9], root / "loose.flac")
+    with pytest.raises(af.ParameterError, match=r"sub-folder.*loose\.flac"):
+        AudioDataLoader(str(root), labels="label", batch_size=4, num_workers=0)

@@ -98,8 +98,11 @@ def test_run_writes_results_files_and_tables(folder, tmp_path):
         assert entries[name]["status"] == "failed" and name in entries[name]["error"]
     result = json.loads((out / "results" / "good0.json").read_text())
     assert result["results"]["split"]["count"] == 3 and len(result["segments"]) == 3
-    assert all(os.path.exists(s["extra"]["file"]) for s in result["segments"])
-    enhanced, sr = af.load(result["results"]["enhance"]["file"], sr=None)
+    # paths in a result are relative to the output folder, as the manifest's are
+    assert all(not os.path.isabs(s["extra"]["file"]) and (out / s["extra"]["file"]).exists()
+               for s in result["segments"])
+    assert result["files"]["enhance"] == [result["results"]["enhance"]["file"]] == ["enhanced/good0.flac"]
+    enhanced, sr = af.load(out / result["results"]["enhance"]["file"], sr=None)
     assert abs(pyln.Meter(sr).integrated_loudness(enhanced.astype(np.float64)) + 20) < 0.5
     assert abs(result["results"]["analyze"]["duration"] - 4.3) < 1e-6
     import pyarrow.parquet as pq
@@ -302,7 +305,7 @@ def test_interactive_process_through_a_pseudo_terminal(folder, tmp_path):
     _, status = os.waitpid(pid, 0)
     text = transcript.decode(errors="replace")
     assert os.waitstatus_to_exitcode(status) == 0, text
-    assert "split" in text and "method=silence" in text  # the steps table with defaults
+    assert "split" in text and "audioflow steps NAME" in text  # the steps table, pointing to their options
     assert "6 ok, 4 failed" in text
     assert len(list((out / "results").glob("*.json"))) == 6
 
@@ -328,7 +331,7 @@ def test_long_inputs_are_processed_in_chunks_and_merged(tmp_path):
     assert doc["results"]["split"]["count"] == 8
     rows = doc["results"]["features"]["rows"]
     assert [(r["start"], r["end"]) for r in rows] == [(0.0, 10.0), (10.0, 20.0), (20.0, 25.0)]
-    enhanced, sr = af.load(doc["results"]["enhance"]["file"], sr=None)
+    enhanced, sr = af.load(out / doc["results"]["enhance"]["file"], sr=None)
     assert len(enhanced) == 25 * SR and not list((out / "enhanced").glob("*.part*"))
     assert abs(pyln.Meter(sr).integrated_loudness(enhanced.astype(np.float64)) + 23) < 1.5
     level = lambda a, b: 20 * np.log10(np.sqrt(np.mean(enhanced[a * SR:b * SR] ** 2)))  # noqa: E731
@@ -393,3 +396,50 @@ def test_classify_runs_a_hugging_face_checkpoint_as_transformers_does(tmp_path):
             logits = model(**extractor([y], sampling_rate=SR, return_tensors="pt")).logits
         reference = dict(zip(("low", "mid", "high"), torch.softmax(logits, -1)[0].tolist(), strict=True))
         assert all(abs(ours[k] - reference[k]) < 1e-4 for k in reference)
+
+
+def test_resume_refuses_other_steps_and_keeps_the_summary(folder, tmp_path):
+    """--resume with different steps skipped the inputs done with the old ones and wrote a summary of
+    "ok": 0 over the real one. Now it refuses, naming both, and leaves the folder as it was."""
+    out = tmp_path / "out"
+    pipeline.run([folder / "good0.flac", folder / "good1.flac"], "analyze:music=false", out, workers=1)
+    before = (out / "summary.json").read_text()
+    with pytest.raises(af.ParameterError, match=r"analyze:music=False.*features"):
+        pipeline.run(folder, "analyze:music=false,features", out, workers=1, resume=True)
+    with pytest.raises(af.ParameterError, match="another output folder"):
+        pipeline.run(folder, "analyze:music=true", out, workers=1, resume=True)  # an option differs: refused too
+    assert (out / "summary.json").read_text() == before
+    summary = pipeline.run([folder / "good0.flac", folder / "good1.flac", folder / "good2.flac"], "analyze:music=false",
+                           out, workers=1, resume=True)
+    assert (summary.ok, summary.skipped) == (1, 2)
+
+
+def test_enhance_with_nothing_to_do_is_refused(tmp_path):
+    with pytest.raises(af.ParameterError, match="enhance has nothing to do"):
+        pipeline.run(tmp_path, "enhance", tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+    assert pipeline.build_steps("enhance:highpass=80")[0].config["highpass"] == 80
+
+
+def test_object_storage_output_is_refused_not_written_locally(folder, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(af.ParameterError, match="object storage"):
+        pipeline.run(folder, "analyze", "s3://bucket/out")
+    assert not (tmp_path / "s3:").exists()
+
+
+def test_analysis_of_very_short_audio_warns_nothing(tmp_path):
+    """analyze printed librosa's "n_fft=1024 is too large for input signal of length=690" on every run."""
+    import warnings
+
+    from audioflow.pipeline.files import process_file
+
+    for n in (1, 690, 2000):
+        af.save(tmp_path / f"short{n}.wav", 0.1 * np.random.default_rng(n).standard_normal(n).astype(np.float32), 22050)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            entry = process_file({"path": str(tmp_path / f"short{n}.wav"), "id": f"s{n}"},
+                                 pipeline.build_steps("analyze"), None)
+        assert entry["status"] == "ok", entry
+        assert not [w for w in caught if "too large" in str(w.message) or "n_fft" in str(w.message)], \
+            [str(w.message) for w in caught]

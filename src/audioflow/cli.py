@@ -9,22 +9,83 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import click
 import typer
 from rich.console import Console
 from rich.table import Table
-from typer.core import TyperCommand
+from typer.core import TyperCommand, TyperGroup
 
 from . import __version__
 from .errors import AudioflowError, ParameterError
 
-app = typer.Typer(help="audioflow: audio from files to what a model or a person needs.",
-                  no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
+# Every command's --help ends with these; the documentation tests run each one (tests/test_docs.py).
+EXAMPLES: dict[str, list[tuple[str, str]]] = {
+    "info": [("audioflow info talk.wav song.m4a", "rate, channels, duration, codec: headers only"),
+             ("audioflow info recordings/*.flac > table.tsv", "piped: tab-separated, whole paths")],
+    "convert": [("audioflow convert song.m4a song.flac", "the extension picks the format"),
+                ("audioflow convert talk.wav talk-16k.flac --sr 16000 --mono", "resample and mix down"),
+                ("audioflow convert talk.wav talk.opus --bitrate 32", "lossy, 32 kbit/s")],
+    "pack": [("audioflow pack clips/ dataset/ --field audio=waveform:sr=16000", "int16 waveforms at 16 kHz"),
+             ("audioflow pack train.csv mels/ -f audio=mel:n_mels=80 -f label=string", "log-mels and a label column")],
+    "process": [("audioflow process recordings/ -o out/ --steps split:method=silence,max=30,enhance:lufs=-23,"
+                 "analyze,features", "one comma-separated list"),
+                ("audioflow process meetings/ -o out/ -s vad -s diarize -s transcribe", "or one --steps per step"),
+                ("audioflow process recordings/ -o out/ -s analyze --resume", "skip what the last run finished"),
+                ("audioflow steps transcribe", "every option of a step: type, default, unit, bounds")],
+    "steps": [("audioflow steps", "every step and what it does"),
+              ("audioflow steps enhance split", "their options with types, defaults, units and bounds")],
+    "dedupe": [("audioflow dedupe music/", "a table of duplicate and near-duplicate pairs"),
+               ("audioflow dedupe music/ --json --threshold 0.9", "JSON lines, stricter")],
+    "say": [('audioflow say "Your order has shipped." -o notice.wav', "Piper's joe voice, offline"),
+            ('echo "Hello there." | audioflow say - -o hello.mp3 --voice espeak:en-us+f3', "text from stdin"),
+            ("audioflow say --list-voices", "the voices installed here")],
+    "serve": [("audioflow serve", "http://127.0.0.1:8000/ (page), /docs (API); loopback only without keys"),
+              ("audioflow serve --host 0.0.0.0 --api-key-file keys.txt --workers 2",
+               "open to the network: keys of 16+ characters, one per line")],
+    "demo": [("audioflow demo --out ./demo", "corpus, decode times, features, training, processing"),
+             ("audioflow demo --out ./demo --train-steps 50", "a shorter training run")],
+}
+
+
+def _epilog(command: str) -> str:
+    lines = [f"  [dim]# {what}[/dim]\n  {example.replace('[', chr(92) + '[')}" for example, what in EXAMPLES[command]]
+    return "[bold]Examples[/bold]\n" + "\n".join(lines)
+
+
+def _flags_untyped(params: list[Any]) -> None:
+    """Flags shown as ``--resume``, not ``--resume <bool>`` (they take no value)."""
+    for param in params:
+        if getattr(param, "is_flag", False):  # typer's options are not click.Option subclasses
+            param.metavar = ""
+
+
+class _Command(TyperCommand):
+    def format_help(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        _flags_untyped(self.get_params(ctx))
+        super().format_help(ctx, formatter)
+
+
+class _Group(TyperGroup):
+    def format_help(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        _flags_untyped(self.get_params(ctx))
+        super().format_help(ctx, formatter)
+
+
+app = typer.Typer(help="audioflow: audio from files to what a model or a person needs.", cls=_Group,
+                  epilog="[bold]Examples[/bold]\n  audioflow info talk.wav\n  audioflow process recordings/ -o out/ "
+                         "-s vad,transcribe\n  audioflow steps\n  audioflow serve\n\nEach command's --help has "
+                         "more. Shell completion: audioflow --install-completion",
+                  no_args_is_help=True, pretty_exceptions_enable=False, add_completion=True)
 console = Console()
 err_console = Console(stderr=True)
 _state = {"debug": False}
+
+
+def command(name: str, cls: type[TyperCommand] = _Command, **kwargs):
+    """``@app.command`` with the command's examples as its help's epilog."""
+    return app.command(name, cls=cls, epilog=_epilog(name), **kwargs)
 
 
 @contextmanager
@@ -54,13 +115,16 @@ def _main(
     _state["debug"] = debug
 
 
-@app.command()
-def info(files: Annotated[list[str], typer.Argument(help="Audio files or URLs.")]) -> None:
-    """Show format, codec, rate, channels and duration of FILES without decoding them."""
+@command("info")
+def info(files: Annotated[list[str], typer.Argument(help="Audio files or URLs.", metavar="FILE...")]) -> None:
+    """Show format, codec, rate, channels and duration of FILES without decoding them.
+
+    A table on a terminal; tab-separated lines (a header first) when piped, paths whole. Unreadable files
+    get an error row and exit code 1."""
     from .io import info as read_info
 
-    table = Table("file", "format", "codec", "rate (Hz)", "channels", "duration (s)", "bits")
-    failures = 0
+    header = ("file", "format", "codec", "rate (Hz)", "channels", "duration (s)", "bits")
+    rows, failures = [], 0
     for name in files:
         try:
             i = read_info(name)
@@ -68,16 +132,27 @@ def info(files: Annotated[list[str], typer.Argument(help="Audio files or URLs.")
             if _state["debug"]:
                 raise
             failures += 1
-            table.add_row(name, "[red]error[/]", e.message, "", "", "", "")
+            rows.append((name, "error", e.message, "", "", "", ""))
             continue
-        table.add_row(name, i.format, i.codec, str(i.sample_rate), str(i.channels), f"{i.duration:.3f}",
-                      str(i.bits_per_sample or ""))
-    console.print(table)
+        rows.append((name, i.format, i.codec, str(i.sample_rate), str(i.channels), f"{i.duration:.3f}",
+                     str(i.bits_per_sample or "")))
+    if console.is_terminal:
+        table = Table(*header)
+        table.columns[0].overflow = "fold"  # a long path wraps whole instead of being cut to "…"
+        for column in table.columns[1:]:
+            column.no_wrap = True
+        table.columns[2].overflow = "fold"
+        for row in rows:
+            table.add_row(*row, style="red" if row[1] == "error" else None)
+        console.print(table)
+    else:  # for scripts: cut/awk/pandas read it, nothing is shortened to fit a width
+        for row in (header, *rows):
+            print("\t".join(value.replace("\t", " ") for value in row))
     if failures:
         raise typer.Exit(1)
 
 
-@app.command()
+@command("convert")
 def convert(
     src: Annotated[str, typer.Argument(help="Input file or URL.")],
     dst: Annotated[str, typer.Argument(help="Output file or URL; the extension picks the format.")],
@@ -97,7 +172,7 @@ def convert(
     console.print(f"wrote {dst}: {y.shape[-1] / rate:.3f} s, {rate} Hz, {channels} channel(s)")
 
 
-@app.command()
+@command("pack")
 def pack(
     source: Annotated[str, typer.Argument(help="A folder of audio, a CSV/JSONL manifest, or a list file.")],
     out: Annotated[str, typer.Argument(help="The dataset directory to create.")],
@@ -125,14 +200,28 @@ def pack(
 
 
 def stage_table() -> Table:
-    """Every stage the registry knows (built-in and plugins), its options with their defaults, and what it
-    does: shown by ``process --help`` and ``process --interactive``."""
+    """Every stage the registry knows (built-in and plugins) and what it does, in a line: shown by ``process
+    --help``, ``process --interactive`` and ``audioflow steps``."""
     from .pipeline import STAGES
 
-    table = Table("step", "options (default)", "what it does", title="steps")
+    table = Table("step", "what it does", title="steps (audioflow steps NAME: its options)")
     for name, stage in STAGES.items():
-        options = ", ".join(f"{k}={v.default}" for k, v in stage.options.items()) or "-"
-        table.add_row(name, options, _first_sentence(stage.__doc__ or ""))
+        table.add_row(name, _first_sentence(stage.__doc__ or ""))
+    return table
+
+
+def option_table(name: str) -> Table:
+    """One stage's options as the step language takes them: type, default, what it does with its unit,
+    and the values allowed (from the stage's declarations, as the server's query parameters are)."""
+    from .pipeline import STAGES
+
+    stage = STAGES.find(name)
+    table = Table("option", "type", "default", "what it does (unit; allowed)",
+                  title=f"{name}: {_first_sentence(stage.__doc__ or '')}", title_justify="left")
+    for key, option in stage.options.items():
+        default = "-" if option.default is None else str(option.default).lower() if option.type == "bool" \
+            else str(option.default)
+        table.add_row(key, option.type, default, option.describe())
     return table
 
 
@@ -142,7 +231,7 @@ def _first_sentence(doc: str) -> str:
     return sentence.replace("``", "").replace(":mod:`", "").replace("`", "") + "."
 
 
-class _ProcessCommand(TyperCommand):
+class _ProcessCommand(_Command):
     """``process --help`` ends with the table of steps, read from the stage registry when help is asked for
     (so plugins show up, and plain commands do not import the stages)."""
 
@@ -171,18 +260,22 @@ def _ask_process_options(inputs: list[str], output: str | None, steps: list[str]
     return inputs, output, steps, workers, resume
 
 
-@app.command(cls=_ProcessCommand)
+@command("process", cls=_ProcessCommand)
 def process(
     inputs: Annotated[Optional[list[str]], typer.Argument(  # noqa: UP045
-        help="Files, folders (recursive), CSV/JSONL manifests or URLs.")] = None,
-    output: Annotated[Optional[str], typer.Option("--output", "-o",  # noqa: UP045
-                                                  help="Output folder (results, manifest, files).")] = None,
-    steps: Annotated[Optional[list[str]], typer.Option("--steps", "-s", help="Steps with options, e.g. "  # noqa: UP045
-                                                       "'split:method=silence,max=30' enhance:lufs=-23")] = None,
+        help="Files, folders (recursive), CSV/JSONL manifests or URLs.", metavar="INPUT...")] = None,
+    output: Annotated[Optional[str], typer.Option("--output", "-o", metavar="DIR",  # noqa: UP045
+                                                  help="Output folder (results, manifest, files). Required "
+                                                       "(unless --interactive).")] = None,
+    steps: Annotated[Optional[list[str]], typer.Option("--steps", "-s", metavar="STEPS",  # noqa: UP045
+                                                       help="name:option=value,... comma-separated or one --steps "
+                                                            "each, e.g. split:method=silence,max=30,enhance:lufs=-23."
+                                                            " Required (unless --interactive).")] = None,
     workers: Annotated[str, typer.Option(help="Worker processes, or 'auto' (from cores and memory).")] = "auto",
     device: Annotated[str, typer.Option(help="'auto', 'cpu' or 'cuda' for stages that hold models.")] = "auto",
     timeout: Annotated[float, typer.Option(help="Seconds one input may take before it is marked failed.")] = 7200.0,
-    resume: Annotated[bool, typer.Option(help="Skip inputs the output's manifest lists as done.")] = False,
+    resume: Annotated[bool, typer.Option(help="Skip inputs the output's manifest lists as done; refused when they "
+                                              "were done with other steps or options.")] = False,
     retry_failed: Annotated[bool, typer.Option(help="With --resume, process failed inputs again.")] = False,
     engine: Annotated[str, typer.Option(help="'local' (a process pool) or 'ray'.")] = "local",
     ray_address: Annotated[Optional[str], typer.Option(help="Join this Ray cluster ('auto': the running one).")  # noqa: UP045
@@ -193,7 +286,10 @@ def process(
     interactive: Annotated[bool, typer.Option("--interactive", "-i", help="Ask for inputs, steps and options.")
                            ] = False,
 ) -> None:
-    """Run STEPS over every input: one result JSON each, a manifest, a log, and a summary."""
+    """Run STEPS over every input: one result JSON each, a manifest, a log, and a summary.
+
+    Exit code 0 when at least one input succeeded (or all were done before), 1 when every input failed or
+    on a usage error."""
     from .pipeline import run
 
     inputs, steps = list(inputs or []), list(steps or [])
@@ -202,6 +298,7 @@ def process(
             inputs, output, steps, workers, resume = _ask_process_options(inputs, output, steps, workers, resume)
         if not inputs or not output or not steps:
             raise ParameterError("give INPUT..., --output and --steps (or --interactive)")
+        _refuse_steps_as_inputs(inputs)
         summary = run(inputs, steps, output, engine=engine,
                       workers=workers if workers == "auto" else int(workers), device=device, timeout=timeout,
                       resume=resume, retry_failed=retry_failed, progress=progress, ray_address=ray_address,
@@ -217,9 +314,41 @@ def process(
         console.print(f"[yellow]failed[/] {source}: {error}", highlight=False)
     if summary.failed > 20:
         console.print(f"[yellow]... and {summary.failed - 20} more (see manifest.jsonl)[/]")
+    if summary.failed and not summary.ok:  # scripts and CI must notice a run that produced nothing
+        err_console.print(f"[bold red]error:[/] every input failed ({summary.failed}); see {output}/manifest.jsonl",
+                          highlight=False)
+        raise typer.Exit(1)
 
 
-@app.command()
+def _refuse_steps_as_inputs(inputs: list[str]) -> None:
+    """``--steps a b`` gives ``b`` to INPUT (an option takes one value): say so, not 'no such file'."""
+    from .pipeline import STAGES
+
+    for item in inputs:
+        name = item.split(":", 1)[0].split(",", 1)[0]
+        if name in STAGES and "://" not in item and not Path(item).exists():
+            raise ParameterError(f"{item!r} is not an input but looks like a step: --steps takes one value, so give "
+                                 "the steps as one comma-separated list (--steps split:max=30,enhance:lufs=-23) or "
+                                 "one --steps each")
+
+
+@command("steps")
+def steps_command(
+    names: Annotated[Optional[list[str]], typer.Argument(help="Steps to show the options of (default: list every "  # noqa: UP045
+                                                         "step).", metavar="[NAME]...")] = None,
+) -> None:
+    """What every step of `process` does, or the options of the steps named: type, default, unit, bounds."""
+    with user_errors():
+        if not names:
+            console.print(stage_table())
+            console.print("options of a step: [bold]audioflow steps NAME[/]; use: "
+                          "[bold]audioflow process INPUT -o OUT --steps NAME:option=value,...[/]")
+            return
+        for name in names:
+            console.print(option_table(name))
+
+
+@command("dedupe")
 def dedupe(
     inputs: Annotated[list[str], typer.Argument(help="Folders, files or manifests to search for duplicates.")],
     output: Annotated[Optional[str], typer.Option("--output", "-o", help="Where fingerprints are kept "  # noqa: UP045
@@ -248,10 +377,12 @@ def dedupe(
     console.print(table)
 
 
-@app.command()
+@command("say")
 def say(
-    text: Annotated[str, typer.Argument(help="What to say ('-' reads standard input).")],
-    output: Annotated[Path, typer.Option("--output", "-o", help="Audio file to write (format from the suffix).")],
+    text: Annotated[Optional[str], typer.Argument(help="What to say ('-' reads standard input).")] = None,  # noqa: UP045
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", metavar="FILE",  # noqa: UP045
+                                                   help="Audio file to write (format from the suffix). "
+                                                        "Required.")] = None,
     voice: Annotated[str, typer.Option(help="engine:name, e.g. piper:joe, espeak:en-us+f3, flite:slt, "
                                        "piper:/path/voice.onnx.")] = "piper:joe",
     rate: Annotated[float, typer.Option(help="Speaking rate relative to the voice's pace (1.0 normal).")] = 1.0,
@@ -266,9 +397,11 @@ def say(
         for v in voices():
             console.print(f"{v['voice']}" + ("" if v["installed"] else "  (not installed)"))
         return
-    if text == "-":
-        text = sys.stdin.read()
     with user_errors():
+        if text is None or output is None:
+            raise ParameterError("give TEXT and --output FILE (or --list-voices)")
+        if text == "-":
+            text = sys.stdin.read()
         audio = synthesize(text, voice, rate)
         samples, sr = audio.samples, audio.sample_rate
         if sample_rate and sample_rate != sr:
@@ -279,11 +412,13 @@ def say(
     console.print(f"wrote {output} ({len(samples) / sr:.2f} s at {sr} Hz, voice {voice})")
 
 
-@app.command()
+@command("serve")
 def serve(
     host: Annotated[str, typer.Option(help="Address to listen on (without an API key only 127.0.0.1).")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
-    api_key_file: Annotated[Optional[Path], typer.Option(help="File of API keys, one per line.")] = None,  # noqa: UP045
+    api_key_file: Annotated[Optional[Path], typer.Option(  # noqa: UP045
+        help="File of API keys, one per line, each at least 16 characters (# comments and blank lines skipped).")
+    ] = None,
     workers: Annotated[int, typer.Option(help="Worker processes running decoders, models and encoders (a crash "
                                               "costs one request; the worker is replaced).")] = 2,
     queue_limit: Annotated[int, typer.Option(help="Requests in progress before answering 503.")] = 16,
@@ -320,7 +455,7 @@ def serve(
     run_server(settings)
 
 
-@app.command()
+@command("demo")
 def demo(
     out: Annotated[Optional[Path], typer.Option(help="Folder for the corpus (default: a temp folder).")] = None,  # noqa: UP045
     train_steps: Annotated[int, typer.Option(help="Steps of the keyword-classifier training demo.")] = 300,

@@ -261,8 +261,23 @@ def open_audio_source(data: Any, extensions: tuple[str, ...] = AUDIO_EXTENSIONS,
     if rows is not data or isinstance(data, (str, os.PathLike)):  # files were listed
         if not rows:
             raise ParameterError(f"no audio found in {data!r} (extensions: {', '.join(extensions)})")
+        if isinstance(data, (str, os.PathLike)) and (is_url(os.fspath(data)) or os.path.isdir(data)):
+            add_folder_labels(rows, os.fspath(data))
         return FileSource(rows, storage_options)
     return MapSource(rows)
+
+
+def add_folder_labels(rows: list[dict[str, Any]], root: str) -> None:
+    """Each file's first sub-folder under ``root`` as its ``label`` (``clips/dog/bark1.wav`` -> 'dog'), the
+    layout of torchvision's ImageFolder and of audio-classification datasets. Files directly in ``root``
+    get none, so the source has a label column only when every file lies in a class folder."""
+    prefix = root.rstrip("/") + "/"
+    for row in rows:
+        path = row["path"].replace(os.sep, "/")
+        relative = path[len(prefix):] if path.startswith(prefix) else os.path.relpath(path, root).replace(os.sep, "/")
+        parts = relative.split("/")
+        if len(parts) > 1:
+            row["label"] = parts[0]
 
 
 def resolve_labels(labels: Any, source: AudioSource) -> tuple[np.ndarray | None, list[Any] | None]:
@@ -277,7 +292,13 @@ def resolve_labels(labels: Any, source: AudioSource) -> tuple[np.ndarray | None,
     elif isinstance(labels, str):
         column = source.column(labels)
         if column is None:
-            raise ParameterError(f"the source has no column {labels!r} to take labels from")
+            hint = ""
+            if labels == "label" and isinstance(source, FileSource):
+                flat = [row["path"] for row in source.rows if "label" not in row]
+                if flat:
+                    hint = (f" (a folder's files take their sub-folder's name as 'label', clips/dog/bark.wav -> "
+                            f"'dog'; {len(flat)} of {len(source)} files lie outside any sub-folder, e.g. {flat[0]})")
+            raise ParameterError(f"the source has no column {labels!r} to take labels from{hint}")
         labels = column
     values = list(labels)
     if len(values) != len(source):

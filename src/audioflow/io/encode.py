@@ -182,5 +182,7 @@ def _upload(url: str, data: bytes, storage_options: dict[str, Any]) -> None:
     try:
         with fsspec.open(url, "wb", **storage_options) as f:
             f.write(data)  # object stores publish an object only when the upload completes
-    except (OSError, ValueError) as e:
-        raise EncodeError(f"cannot upload: {e}", url) from None
+    except Exception as e:  # the backend's own error types (botocore, aiohttp...): one line with the cause
+        from .source import remote_error
+
+        raise EncodeError(remote_error(e, url, "write").message, url) from None

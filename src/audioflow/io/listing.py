@@ -32,9 +32,17 @@ def list_audio_files(folder: str | os.PathLike[str], extensions: tuple[str, ...]
     if is_url(folder):
         import fsspec
 
-        fs, root = fsspec.core.url_to_fs(folder, **(storage_options or {}))
+        from .source import remote_error
+
         protocol = folder.split("://", 1)[0]
-        return sorted(f"{protocol}://{f}" for f in fs.find(root) if f.lower().endswith(exts))
+        try:
+            fs, root = fsspec.core.url_to_fs(folder, **(storage_options or {}))
+            found = fs.find(root)
+        except ImportError as e:
+            raise SourceError(f"no filesystem for this URL scheme ({e}); install audioflow[remote]", folder) from None
+        except Exception as e:  # the backend's own error types: one line naming the URL and the cause
+            raise remote_error(e, folder, "list") from None
+        return sorted(f"{protocol}://{f}" for f in found if f.lower().endswith(exts))
     return sorted(str(f) for f in Path(folder).rglob("*") if f.suffix.lower() in exts and f.is_file())
 
 

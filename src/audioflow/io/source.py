@@ -127,24 +127,52 @@ def _open_url(url: str, storage_options: dict[str, Any]) -> Source:
     try:
         of = fsspec.open(url, "rb", **storage_options)
         f = of.open()
-    except FileNotFoundError:
-        raise AudioFileNotFoundError("no such object", url) from None
-    except PermissionError:
-        raise AudioPermissionError("access denied", url) from None
     except ImportError as e:
         raise SourceError(f"no filesystem for this URL scheme ({e}); install audioflow[remote]", url) from None
-    except (OSError, ValueError) as e:
-        raise SourceError(f"cannot open: {e}", url) from None
+    except Exception as e:  # fsspec backends raise their own types (botocore, aiohttp, google.auth...)
+        raise remote_error(e, url) from None
     try:
         size = f.size if getattr(f, "size", None) is not None else _seek_size(f)
         head = f.read(HEAD_BYTES)
-    except FileNotFoundError:
+    except Exception as e:
         f.close()
-        raise AudioFileNotFoundError("no such object", url) from None
-    except OSError as e:
-        f.close()
-        raise SourceError(f"cannot read: {e}", url) from None
+        raise remote_error(e, url, "read") from None
     return Source(url, int(size), head, None, f, [f])
+
+
+def remote_error(error: BaseException, url: str, doing: str = "open") -> SourceError:
+    """One line naming ``url`` and the real cause of a failed remote ``doing`` ('open', 'read', 'list',
+    'write'), for any fsspec backend: fsspec's HTTP filesystem reports an unresolvable host or a refused
+    connection as FileNotFoundError, with the cause chained; S3 reports missing credentials as botocore's
+    NoCredentialsError, outside the OSError tree."""
+    chain, seen = [], error
+    while seen is not None and len(chain) < 8:
+        chain.append(seen)
+        seen = seen.__cause__ or seen.__context__
+    names = {type(e).__name__ for e in chain}
+    import socket
+
+    host = url.split("://", 1)[-1].split("/", 1)[0]
+    if any(isinstance(e, socket.gaierror) for e in chain) or "ClientConnectorDNSError" in names:
+        return SourceError(f"cannot {doing}: host {host!r} not found (DNS)", url)
+    if any(isinstance(e, ConnectionRefusedError) for e in chain):
+        return SourceError(f"cannot {doing}: connection to {host!r} refused", url)
+    if any(isinstance(e, TimeoutError) for e in chain) or "ServerTimeoutError" in names:
+        return SourceError(f"cannot {doing}: {host!r} timed out", url)
+    if names & {"NoCredentialsError", "PartialCredentialsError", "DefaultCredentialsError"}:
+        return AudioPermissionError(f"cannot {doing}: no credentials for {url.split('://', 1)[0]}:// (set them in "
+                                    "the environment, e.g. AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or pass "
+                                    "storage_options; {'anon': True} for a public bucket)", url)
+    if names & {"ClientConnectorError", "EndpointConnectionError", "ConnectionError", "ClientOSError"}:
+        return SourceError(f"cannot {doing}: cannot connect to {host!r}", url)
+    if isinstance(error, PermissionError):
+        return AudioPermissionError(f"cannot {doing}: access denied", url)
+    if isinstance(error, FileNotFoundError):
+        return AudioFileNotFoundError("no such object", url)
+    if isinstance(error, IsADirectoryError):
+        return SourceError("is a folder (a prefix), not an audio object", url)
+    detail = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    return SourceError(f"cannot {doing}: {type(error).__name__}{': ' + detail[:200] if detail else ''}", url)
 
 
 def _open_fileobj(f: IO[bytes]) -> Source:

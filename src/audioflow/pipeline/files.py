@@ -78,6 +78,8 @@ def process_file(row: dict[str, Any], stages: Sequence[Stage], output_dir: str |
                 timings[stage.name] = time.perf_counter() - t0
         document = {**annotations.to_dict(), "audio": audio_info, "steps": [s.describe() for s in stages]}
         if output_dir is not None:
+            for key in ("results", "segments", "files"):
+                document[key] = relative_to(document[key], output_dir)
             write_json_atomic(os.path.join(output_dir, "results", f"{row['id']}.json"), document)
             entry["result"] = os.path.join("results", f"{row['id']}.json")
         entry.update(status="ok", audio_seconds=audio_info["duration"])
@@ -135,6 +137,18 @@ def _process_chunked(row: dict[str, Any], described: Any, stages: Sequence[Stage
     audio_info = {"schema_version": 1, "source": path, "sample_rate": sr, "channels": channels, "frames": frames,
                   "duration": frames / sr, "chunks": number + 1, "chunk_duration": chunk_duration}
     return merged, audio_info
+
+
+def relative_to(value: Any, output_dir: str) -> Any:
+    """``value`` (JSON-ready) with every path of a file written under ``output_dir`` made relative to it, as
+    the manifest's are: the output folder can be moved or copied up whole and still read."""
+    if isinstance(value, dict):
+        return {k: relative_to(v, output_dir) for k, v in value.items()}
+    if isinstance(value, list):
+        return [relative_to(v, output_dir) for v in value]
+    if isinstance(value, str) and value.startswith(os.path.join(output_dir, "")):
+        return os.path.relpath(value, output_dir)
+    return value
 
 
 def write_json_atomic(path: str, document: Any) -> None:

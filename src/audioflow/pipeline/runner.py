@@ -75,6 +75,24 @@ def read_manifest(output_dir: str) -> dict[str, dict[str, Any]]:
     return done
 
 
+def check_same_steps(done: dict[str, dict[str, Any]], stages: Sequence[Stage], out: str) -> None:
+    """Refuse to resume a run whose inputs were done with other steps or options: skipping them would leave
+    their results as the old steps made them under a summary of the new ones."""
+    asked = steps_text(stages)
+    earlier = {entry.get("steps") for entry in done.values() if entry.get("steps")}
+    different = sorted(e for e in earlier if e != asked)
+    if different:
+        raise ParameterError(f"--resume: {out} holds inputs done with steps {different[0]!r}, not {asked!r}; "
+                             "resume with the same steps, or write to another output folder (without --resume "
+                             "every input is processed again)", out)
+
+
+def steps_text(stages: Sequence[Stage]) -> str:
+    """The steps as the step language writes them, every option given (defaults included), so two runs
+    compare equal exactly when their stages were configured alike."""
+    return ",".join(stage.describe() for stage in stages)
+
+
 def auto_workers(rows: Sequence[dict[str, Any]], storage_options: dict[str, Any] | None = None) -> int:
     """Workers from the cores and the memory: each needs its imports plus working room for the largest
     input (its decoded size, from the headers of a sample of inputs, times the stages' working copies)."""
@@ -155,15 +173,21 @@ def run(inputs: Any, steps: str | Sequence[str] | Sequence[Stage], output: str |
     if engine not in ("local", "ray"):
         raise ParameterError(f"engine must be 'local' or 'ray', got {engine!r}")
     out = os.fspath(output)
-    os.makedirs(out, exist_ok=True)
+    if "://" in out and not out.startswith("file://"):
+        raise ParameterError(f"results cannot be written to object storage yet ({out.split('://')[0]}://): give a "
+                             "local folder and copy it up afterwards", out)
+    out = out.removeprefix("file://")
     rows = input_rows(inputs, extensions, storage_options)
     if not rows:
         raise ParameterError(f"no audio found in {inputs!r}")
+    done = read_manifest(out) if resume else {}
+    if done:
+        check_same_steps(done, stages, out)
+    os.makedirs(out, exist_ok=True)
     from ..runtime import resolve_device
 
     device_name = str(resolve_device(device))
     summary = RunSummary(device=device_name, engine=engine, output=out)
-    done = read_manifest(out) if resume else {}
     todo = []
     for row in rows:
         previous = done.get(row["path"])
@@ -193,7 +217,7 @@ def run(inputs: Any, steps: str | Sequence[str] | Sequence[Stage], output: str |
                 summary.workers = count
                 entries = _run_local(todo, stages, out, count, device_name, timeout, storage_options,
                                      chunk_duration)
-            _consume(entries, out, summary, progress, len(todo))
+            _consume(entries, out, summary, progress, len(todo), steps_text(stages))
         write_features_table(out)
     finally:
         summary.wall_seconds = time.perf_counter() - started
@@ -205,7 +229,7 @@ def run(inputs: Any, steps: str | Sequence[str] | Sequence[Stage], output: str |
     return summary
 
 
-def _consume(entries: Any, out: str, summary: RunSummary, progress: Any, total: int) -> None:
+def _consume(entries: Any, out: str, summary: RunSummary, progress: Any, total: int, steps: str) -> None:
     bar = None
     if progress is True:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
@@ -217,6 +241,7 @@ def _consume(entries: Any, out: str, summary: RunSummary, progress: Any, total: 
     try:
         with open(os.path.join(out, "manifest.jsonl"), "a") as manifest:
             for entry in entries:
+                entry["steps"] = steps
                 manifest.write(json.dumps(entry, default=json_default) + "\n")
                 manifest.flush()
                 os.fsync(manifest.fileno())  # a killed run keeps every line written before

@@ -56,6 +56,10 @@ class Enhance(Stage):
             true_peak=c["true_peak"])
         for kind, freq, gain, q in self.enhance_options.eq:
             rbj_biquad(kind, freq, 96000, gain, q)  # names and ranges checked before any file is read
+        if not any((c["lufs"] is not None, c["highpass"], c["lowpass"], c["eq"], c["declick"], c["denoise"],
+                    c["preemphasis"])):  # else every input would be copied unchanged
+            raise ParameterError("enhance has nothing to do: set lufs, highpass, lowpass, eq, declick, denoise or "
+                                 "preemphasis (e.g. enhance:lufs=-23)")
 
     @property
     def needs_whole_input(self) -> bool:

@@ -70,10 +70,9 @@ async def receive_audio(request: Request) -> Upload:
         if "url" in fields:
             return await asyncio.to_thread(fetch_url, fields["url"], settings, spool)
         raise Problem(400, "JSON bodies carry the audio as audio_base64 (or url)", param="audio_base64")
-    if content_type.startswith("audio/") or content_type in ("application/octet-stream", ""):
-        return await spool_stream(request.stream(), spool, settings.max_body_bytes, "upload")
-    raise Problem(415, f"unsupported content type {content_type!r}: send multipart/form-data, audio/*, "
-                       "application/octet-stream or JSON with audio_base64")
+    # Any other body is the audio itself, whatever its type says: `curl --data-binary @talk.wav` labels it
+    # application/x-www-form-urlencoded. The decoder answers 415 when the bytes are not audio.
+    return await spool_stream(request.stream(), spool, settings.max_body_bytes, "upload")
 
 
 async def process(runner: StageRunner, upload: Upload, decode: Decode, steps: Steps, endpoint: str,

@@ -10,14 +10,18 @@ from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import HTMLResponse, Response
 
 from ... import __version__
+from ..settings import key_accepted
 from .common import authorize, runner_of, settings_of
 
 router = APIRouter()
 
 
-@router.get("/v1/health", dependencies=[Depends(authorize)], tags=["server"])
+@router.get("/v1/health", tags=["server"])
 async def health(request: Request) -> dict[str, Any]:
-    """Liveness and load."""
+    """Liveness, open to all (load balancers' and Kubernetes' probes carry no key); the version and the load
+    (queue, streams, workers, memory reserved) only with a key, where the server has keys."""
+    if not key_accepted(settings_of(request), request.headers):
+        return {"status": "ok"}
     runner = runner_of(request)
     return {"status": "ok", "version": __version__, "queue": runner.pending, "streams": len(request.app.state.streams),
             "workers": len(runner.worker_pids()), "memory_reserved_bytes": runner.reserved}
