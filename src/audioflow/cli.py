@@ -31,8 +31,8 @@ EXAMPLES: dict[str, list[tuple[str, str]]] = {
              ("audioflow pack train.csv mels/ -f audio=mel:n_mels=80 -f label=string", "log-mels and a label column")],
     "process": [("audioflow process recordings/ -o out/ --steps split:method=silence,max=30,enhance:lufs=-23,"
                  "analyze,features", "one comma-separated list"),
-                ("audioflow process meetings/ -o out/ -s vad -s diarize -s transcribe", "or one --steps per step"),
-                ("audioflow process recordings/ -o out/ -s analyze --resume", "skip what the last run finished"),
+                ("audioflow process meetings/ -o minutes/ -s vad -s diarize -s transcribe", "or one --steps each"),
+                ("audioflow process recordings/ -o analysis/ -s analyze --resume", "skip what the last run finished"),
                 ("audioflow steps transcribe", "every option of a step: type, default, unit, bounds")],
     "steps": [("audioflow steps", "every step and what it does"),
               ("audioflow steps enhance split", "their options with types, defaults, units and bounds")],
