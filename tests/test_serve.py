@@ -346,32 +346,69 @@ def _chromium() -> str | None:
 @pytest.mark.slow
 @pytest.mark.skipif(_chromium() is None, reason="needs Debian's chromium")
 def test_web_page_in_a_real_browser(speech):
-    """Headless chromium: load the page, upload a recording, transcribe with speakers; the transcript
-    and the drawn spectrogram appear. The screenshot is kept in test-artifacts/."""
+    """Headless chromium: the example clip (two voices, no upload) through transcribe + speakers: speaker
+    turns coloured over the waveform with a legend, the transcript with speaker labels under it, the
+    spectrogram drawn; then an upload through VAD (speech regions). Every control has a label. Screenshots
+    are kept in test-artifacts/."""
     playwright = pytest.importorskip("playwright.sync_api")
     ARTIFACTS.mkdir(exist_ok=True)
+    lit = """() => { const c = document.getElementById('spectrogram');
+        const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data; let n = 0;
+        for (let i = 0; i < d.length; i += 4) if (d[i] > 100) n++; return n / (d.length / 4); }"""
     with LiveServer(ServeSettings(workers=2)) as server, playwright.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=_chromium(), headless=True, args=["--no-sandbox"])
         try:
-            page = browser.new_page(viewport={"width": 1100, "height": 1200})
+            page = browser.new_page(viewport={"width": 1100, "height": 1300})
             page.goto(server.url + "/")
-            page.set_input_files("#file", str(speech["path"]))
-            page.wait_for_selector("#spectrogram[data-drawn='true']", timeout=20000)
+            unlabelled = page.evaluate("""() => [...document.querySelectorAll('input, select, button, canvas, audio')]
+                .filter((e) => !(e.labels && e.labels.length) && !e.getAttribute('aria-label')
+                               && !(e.textContent || '').trim()).map((e) => e.outerHTML.slice(0, 80))""")
+            assert unlabelled == []
+            page.click("#example")
+            page.wait_for_selector("#spectrogram[data-drawn='true']", timeout=120000)
+            assert page.evaluate(lit) > 0.02  # the spectrogram has energy drawn in it
             page.select_option("#task", "transcribe-diarize")
             page.click("#run")
-            page.wait_for_selector("#transcript p", timeout=60000)
-            transcript = page.inner_text("#transcript")
-            assert "SPEAKER_00" in transcript and "SPEAKER_01" in transcript
-            assert "stella" in transcript.lower()
+            page.wait_for_selector("#transcript p", timeout=120000)
             assert page.inner_text("#status").startswith("done")
-            lit = page.evaluate("""() => { const c = document.getElementById('spectrogram');
-                const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data; let n = 0;
-                for (let i = 0; i < d.length; i += 4) if (d[i] > 100) n++; return n / (d.length / 4); }""")
-            assert lit > 0.02  # the spectrogram has energy drawn in it
+            transcript = page.inner_text("#transcript")
+            assert "SPEAKER_00" in transcript and "SPEAKER_01" in transcript, transcript
+            assert "order" in transcript.lower() and "delivery" in transcript.lower()
+            legend = page.eval_on_selector_all("#legend span", "spans => spans.map((s) => s.textContent)")
+            assert sorted(legend) == ["SPEAKER_00", "SPEAKER_01"]
+            assert int(page.get_attribute("#waveform", "data-bands")) >= 3  # turns drawn over the waveform
+            colours = page.evaluate("""() => { const c = document.getElementById('waveform');
+                const d = c.getContext('2d').getImageData(0, 0, c.width, 4).data; const seen = new Set();
+                for (let i = 0; i < d.length; i += 4) seen.add(d[i] + ',' + d[i + 1] + ',' + d[i + 2]);
+                return seen.size; }""")
+            assert colours >= 3  # the background and one colour per speaker along the top edge
             page.screenshot(path=str(ARTIFACTS / "serve-page.png"), full_page=True)
+
+            page.set_input_files("#file", str(speech["path"]))
+            page.wait_for_function("() => document.getElementById('legend').textContent === ''")
+            page.select_option("#task", "vad")
+            page.click("#run")
+            page.wait_for_function("() => document.getElementById('status').textContent.startsWith('done')",
+                                   timeout=60000)
+            assert page.eval_on_selector_all("#legend span", "spans => spans.map((s) => s.textContent)") == ["speech"]
+            assert int(page.get_attribute("#waveform", "data-bands")) == 2  # the two utterances
+            page.screenshot(path=str(ARTIFACTS / "serve-page-vad.png"), full_page=True)
         finally:
             browser.close()
     assert (ARTIFACTS / "serve-page.png").stat().st_size > 10_000
+
+
+def test_example_clip_is_two_voices_behind_the_key(speech):
+    with local(create_app(ServeSettings(api_keys=[KEY]))) as c:
+        assert c.get("/v1/example").status_code == 401
+        wav = c.get("/v1/example", headers={"X-API-Key": KEY})
+        assert wav.status_code == 200 and wav.headers["content-type"] == "audio/wav"
+        y, sr = af.load(wav.content, sr=None)
+        assert sr == 16000 and 8 < len(y) / sr < 30
+        again = c.get("/v1/example", headers={"X-API-Key": KEY})
+        assert again.content == wav.content  # made once
+        turns = c.post("/v1/diarize", content=wav.content, headers={"X-API-Key": KEY}).json()
+        assert turns["speakers"] == ["SPEAKER_00", "SPEAKER_01"]
 
 
 def _schema():

@@ -275,6 +275,30 @@ def speak(text: str, voice: str | None, rate: float, fmt: str, limits: Limits) -
     return data
 
 
+# The page's example clip: a short call between two voices, made here (no recording ships with the package)
+EXAMPLE_TURNS = (("piper:joe", "Hello, thanks for calling. How can I help you today?"),
+                 ("second", "Hi. I would like to change the delivery address of my order, please."),
+                 ("piper:joe", "Of course. Could you read me the order number?"),
+                 ("second", "Yes, it is four seven two, nine one."))
+
+
+def example() -> bytes:
+    """``EXAMPLE_TURNS`` spoken by Piper's joe and a second voice (flite's slt, else espeak-ng's en+f3) at 16 kHz
+    with pauses between turns, as WAV bytes."""
+    import shutil
+
+    from ..io import encode, resample
+    from ..speech.synthesize import synthesize
+
+    second = "flite:slt" if shutil.which("flite") else "espeak:en+f3"
+    pause = np.zeros(int(0.7 * 16000), np.float32)
+    parts = [pause[:8000]]
+    for voice, text in EXAMPLE_TURNS:
+        spoken = synthesize(text, second if voice == "second" else voice)
+        parts += [resample(spoken.samples, spoken.sample_rate, 16000).astype(np.float32), pause]
+    return encode(np.concatenate(parts), 16000, "wav")
+
+
 def clip(samples: np.ndarray, sr: int, steps: list[tuple[str, dict[str, Any]]], result: str) -> Any:
     """Stages over audio the parent already holds (a stream's utterance), as one speech segment."""
     audio = Audio(np.asarray(samples, np.float32), sr, "stream")
@@ -310,7 +334,7 @@ def _drop_idle() -> None:
         del _SESSIONS[key]
 
 
-JOBS = {"inspect": inspect, "run": run_job, "clip": clip, "speak": speak,
+JOBS = {"inspect": inspect, "run": run_job, "clip": clip, "speak": speak, "example": example,
         "session_open": session_open, "session_feed": session_feed, "session_close": session_close}
 
 __all__ = ["Decode", "Job", "Limits", "estimate_bytes", "serve_task"]

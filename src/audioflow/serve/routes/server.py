@@ -37,6 +37,17 @@ async def models(request: Request) -> dict[str, Any]:
             "loaded": runner.loaded(), "voices": await asyncio.to_thread(voices)}  # it asks flite: a process
 
 
+@router.get("/v1/example", dependencies=[Depends(authorize)], tags=["server"],
+            responses={200: {"content": {"audio/wav": {}}}})
+async def example(request: Request) -> Response:
+    """A short call between two synthesized voices (16 kHz WAV), for trying the stages without an upload; made
+    once by a worker, then kept."""
+    state = request.app.state
+    if getattr(state, "example_wav", None) is None:
+        state.example_wav = await runner_of(request).run("example", what="the example clip")
+    return Response(state.example_wav, media_type="audio/wav")
+
+
 @router.get("/metrics", dependencies=[Depends(authorize)], tags=["server"],
             responses={200: {"content": {"text/plain": {}}}})
 async def prometheus(request: Request) -> Response:
