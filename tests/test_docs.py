@@ -290,8 +290,10 @@ class Shell:
             return
         if "127.0.0.1:" in self.local(line) and self.server is None:
             self.server = self.start_server("audioflow serve")
-        done = subprocess.run(["bash", "-o", "pipefail", "-c", self.local(line)], cwd=self.cwd, env=self.env,
-                              capture_output=True, text=True, timeout=600)
+        # `; exit $?` keeps bash the command's parent, as a user's shell is (bash -c would exec a lone command,
+        # and `--install-completion` finds the shell among its ancestors)
+        done = subprocess.run(["bash", "-o", "pipefail", "-c", self.local(line) + "\nexit $?"], cwd=self.cwd,
+                              env=self.env, capture_output=True, text=True, timeout=600)
         assert done.returncode == 0, f"{where}: `{line}` exited {done.returncode}:\n{done.stdout[-1500:]}\n" \
                                      f"{done.stderr[-3000:]}"
 
