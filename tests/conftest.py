@@ -3,8 +3,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import shutil
+import socket
 import subprocess
+import sys
+import time
+from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
 
@@ -116,3 +121,43 @@ def pyav_decode(path: Path) -> tuple[np.ndarray, int]:
         if c.format.name.startswith("mov") and s.duration is not None:
             frames = frames[:, :round(s.duration * s.time_base * sr)]
         return frames, sr
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def moto_s3(*buckets: str, public: bool = False) -> Iterator[str]:
+    """A moto S3 server on a free loopback port with ``buckets`` made (readable without credentials when
+    ``public``); yields its endpoint URL, stops it afterwards. Clients use key 'test', secret 'test'."""
+    pytest.importorskip("moto")
+    import boto3
+
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(400):
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.1).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+        endpoint = f"http://127.0.0.1:{port}"
+        client = boto3.client("s3", endpoint_url=endpoint, aws_access_key_id="test", aws_secret_access_key="test",
+                              region_name="us-east-1")
+        for bucket in buckets:
+            client.create_bucket(Bucket=bucket, **({"ACL": "public-read"} if public else {}))
+        yield endpoint
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+def s3_environment(endpoint: str) -> dict[str, str]:
+    """What a process needs to reach :func:`moto_s3`'s server through s3fs, boto3 or pyarrow."""
+    return {"AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test",
+            "AWS_DEFAULT_REGION": "us-east-1", "AWS_EC2_METADATA_DISABLED": "true"}

@@ -18,7 +18,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -30,6 +29,7 @@ import numpy as np
 import pytest
 
 import audioflow as af
+from conftest import free_port, moto_s3, s3_environment
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCUMENTS = [ROOT / "README.md", ROOT / "SECURITY.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -113,12 +113,6 @@ def _bursts(freq: float) -> np.ndarray:
                            np.zeros(SR // 2, np.float32), _tone(freq, 1.0)])
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _wait_for(url: str, seconds: float, process: subprocess.Popen | None = None) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
@@ -138,7 +132,6 @@ def workspace(tmp_path_factory):
     a moto server, and the environment their commands run in."""
     if not (shutil.which("flite") or shutil.which("espeak-ng")):
         pytest.skip("needs flite or espeak-ng for the documents' speech files")
-    pytest.importorskip("moto")
     home = tmp_path_factory.mktemp("docs")
     one = _speech(home / "one.wav", "Please call Stella and ask her to bring these things with her from the store.")
     two = _speech(home / "two.wav", "We also need a small plastic snake and a big toy frog for the kids.", "rms")
@@ -191,29 +184,18 @@ def workspace(tmp_path_factory):
                                 "supervisions": [supervision], "recording": recording, "type": "MonoCut"}) + "\n")
     (home / "home").mkdir()
 
-    port = _free_port()
-    moto = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    endpoint = f"http://127.0.0.1:{port}"
-    try:
-        _wait_for(f"{endpoint}/", 60, moto)
+    with moto_s3("bucket", public=True) as endpoint:
         import boto3
 
-        s3 = boto3.client("s3", endpoint_url=endpoint, aws_access_key_id="docs", aws_secret_access_key="docs",
+        s3 = boto3.client("s3", endpoint_url=endpoint, aws_access_key_id="test", aws_secret_access_key="test",
                           region_name="us-east-1")
-        s3.create_bucket(Bucket="bucket", ACL="public-read")
         af.save(home / "long.flac", np.tile(talk, int(np.ceil(70 * SR / len(talk)))), SR)
         s3.put_object(Bucket="bucket", Key="talk.flac", Body=(home / "long.flac").read_bytes(), ACL="public-read")
         s3.put_object(Bucket="bucket", Key="calls/call0.wav", Body=(home / "calls" / "call0.wav").read_bytes())
         env = {"PATH": f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin", "HOME": str(home / "home"),
-               "SHELL": "/bin/bash", "COLUMNS": "120", "LANG": "C.UTF-8", "AWS_ENDPOINT_URL": endpoint,
-               "AWS_EC2_METADATA_DISABLED": "true", "AWS_ACCESS_KEY_ID": "docs", "AWS_SECRET_ACCESS_KEY": "docs",
-               "AWS_DEFAULT_REGION": "us-east-1"}
+               "SHELL": "/bin/bash", "COLUMNS": "120", "LANG": "C.UTF-8", **s3_environment(endpoint)}
         yield {"path": home, "env": env, "files": [str(p) for p in sorted((home / "clips").rglob("*.wav"))],
                "labels": [p.parent.name for p in sorted((home / "clips").rglob("*.wav"))]}
-    finally:
-        moto.terminate()
-        moto.wait(timeout=10)
 
 
 # ------------------------------------------------------------------------------------------------ python
@@ -256,7 +238,7 @@ class Shell:
 
     def __init__(self, workspace: dict) -> None:
         self.cwd, self.env = workspace["path"], workspace["env"]
-        self.port = _free_port()
+        self.port = free_port()
         self.server: subprocess.Popen | None = None
 
     def local(self, line: str) -> str:

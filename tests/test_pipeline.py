@@ -421,13 +421,6 @@ def test_enhance_with_nothing_to_do_is_refused(tmp_path):
     assert pipeline.build_steps("enhance:highpass=80")[0].config["highpass"] == 80
 
 
-def test_object_storage_output_is_refused_not_written_locally(folder, tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    with pytest.raises(af.ParameterError, match="object storage"):
-        pipeline.run(folder, "analyze", "s3://bucket/out")
-    assert not (tmp_path / "s3:").exists()
-
-
 def test_analysis_of_very_short_audio_warns_nothing(tmp_path):
     """analyze printed librosa's "n_fft=1024 is too large for input signal of length=690" on every run."""
     import warnings

@@ -3,7 +3,15 @@ as the local engine, faults recorded per input, and a user-built pipeline."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
 
 import numpy as np
 import pytest
@@ -14,6 +22,7 @@ from audioflow import pipeline  # noqa: E402
 
 pytestmark = pytest.mark.slow
 SR = 16000
+RAY_CLI = os.path.join(os.path.dirname(sys.executable), "ray")
 
 
 @pytest.fixture(scope="module")
@@ -66,3 +75,90 @@ def test_ray_building_blocks(local_ray, folder):
     features = json.loads(rows["tone2"]["features"])
     assert features["rows"][0]["shape"][0] == 13
     assert abs(json.loads(rows["tone2"]["analyze"])["duration"] - 2.0) < 1e-9
+
+
+@contextlib.contextmanager
+def two_node_cluster(tmp_path, env):
+    """A real Ray cluster on this machine: a head (`ray start --head`) and a second raylet joined with
+    `ray start --address`, one CPU each, in their own process groups (stopped by killing them, never `ray
+    stop`, which would stop every Ray here)."""
+    from conftest import free_port
+
+    port = free_port()
+    common = ["--num-cpus", "1", "--disable-usage-stats", "--block"]
+    short = tempfile.mkdtemp(prefix="ray-", dir="/tmp")  # Ray's socket paths must stay under 107 characters
+    nodes = [subprocess.Popen([RAY_CLI, "start", "--head", "--port", str(port),
+                               "--include-dashboard", "false", "--temp-dir", short, *common],
+                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)]
+    address = f"127.0.0.1:{port}"
+    try:
+        time.sleep(3)
+        nodes.append(subprocess.Popen([RAY_CLI, "start", "--address", address,
+                                       "--resources", '{"second_node": 1}', *common], env=env,
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True))
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            status = subprocess.run([RAY_CLI, "status", "--address", address],
+                                    env=env, capture_output=True, text=True, timeout=60).stdout
+            if status.count(" node_") >= 2:
+                break
+            time.sleep(1)
+        else:
+            raise AssertionError(f"the second raylet did not join:\n{status}")
+        yield address
+    finally:
+        for node in reversed(nodes):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(node.pid, signal.SIGKILL)
+            node.wait()
+        shutil.rmtree(short, ignore_errors=True)
+
+
+def test_two_raylets_with_inputs_and_outputs_in_s3_killed_and_resumed(tmp_path):
+    """`audioflow process s3://inputs/ -o s3://outputs/run --engine ray --ray-address HEAD` on a cluster of two
+    raylets (the second started by `ray start --address`, without the driver's credentials: they travel with
+    the job), SIGKILLed mid-run and resumed: both nodes did work, every input's result exactly once; then a
+    local output folder from the same cluster (files from the other node travel back through the driver)."""
+    import s3fs
+
+    from conftest import moto_s3, s3_environment
+
+    with moto_s3("inputs", "outputs") as endpoint:
+        storage = s3_environment(endpoint)
+        fs = s3fs.S3FileSystem(key="test", secret="test", client_kwargs={"endpoint_url": endpoint})
+        rng = np.random.default_rng(1)
+        for i in range(16):
+            path = tmp_path / f"take{i:02d}.flac"
+            sf.write(path, (0.1 * rng.standard_normal(SR * 30)).astype(np.float32), SR)
+            fs.put_file(str(path), f"inputs/take{i:02d}.flac")
+        cluster_env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "RAY_AUTH_MODE": "disabled"}
+        with two_node_cluster(tmp_path, cluster_env) as address:
+            env = {**cluster_env, **storage}
+            command = [sys.executable, "-m", "audioflow", "process", "s3://inputs/", "-o", "s3://outputs/run",
+                       "--engine", "ray", "--ray-address", address, "--no-progress",
+                       "-s", "enhance:declick=true,lufs=-23,analyze:music=false"]
+            run = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                   start_new_session=True)
+            deadline = time.monotonic() + 240
+            while time.monotonic() < deadline and run.poll() is None and len(fs.find("outputs/run/results")) < 3:
+                time.sleep(0.2)
+                fs.invalidate_cache()
+            assert run.poll() is None, run.communicate()[1][-3000:]
+            os.killpg(run.pid, signal.SIGKILL)
+            run.wait()
+            resumed = subprocess.run([*command, "--resume"], env=env, capture_output=True, text=True, timeout=600)
+            assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr[-3000:]
+            fs.invalidate_cache()
+            entries = [json.loads(line) for line in fs.cat_file("outputs/run/manifest.jsonl").decode().splitlines()]
+            assert sorted(e["input"] for e in entries) == [f"s3://inputs/take{i:02d}.flac" for i in range(16)]
+            assert all(e["status"] == "ok" for e in entries)
+            assert len({e["node"] for e in entries if "node" in e}) == 2  # both raylets processed inputs
+            assert len(fs.find("outputs/run/results")) == len(fs.find("outputs/run/enhanced")) == 16
+
+            local = tmp_path / "local-out"
+            done = subprocess.run([*command[:6], str(local), *command[7:]], env=env, capture_output=True, text=True,
+                                  timeout=600)
+            assert done.returncode == 0, done.stderr[-3000:]
+            entries = [json.loads(line) for line in (local / "manifest.jsonl").read_text().splitlines()]
+            assert len({e["node"] for e in entries}) == 2
+            assert len(list((local / "enhanced").glob("*.flac"))) == len(list((local / "results").glob("*.json"))) == 16

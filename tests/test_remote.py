@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import socket
+import json
+import os
 import subprocess
 import sys
 import time
@@ -11,38 +12,18 @@ import numpy as np
 import pytest
 
 import audioflow
-from conftest import make_file
+from conftest import make_file, moto_s3, s3_environment
 
 s3fs = pytest.importorskip("s3fs")
 pytest.importorskip("moto")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def s3(tmp_path_factory):
-    """A moto S3 server on a free local port, with a bucket holding test files; stopped afterwards."""
-    port = _free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    endpoint = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(200):
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.1).close()
-                break
-            except OSError:
-                time.sleep(0.05)
+    """A moto S3 server with a bucket 'audio' holding test files."""
+    with moto_s3("audio") as endpoint:
         options = {"key": "test", "secret": "test", "client_kwargs": {"endpoint_url": endpoint,
                                                                        "region_name": "us-east-1"}}
-        import boto3
-
-        boto3.client("s3", endpoint_url=endpoint, aws_access_key_id="test", aws_secret_access_key="test",
-                     region_name="us-east-1").create_bucket(Bucket="audio")
         fs = s3fs.S3FileSystem(**options)
         local = tmp_path_factory.mktemp("s3src")
         files = {kind: make_file(local, kind, seconds=2.0) for kind in ("wav_pcm16", "flac", "mp3", "opus")}
@@ -51,10 +32,7 @@ def s3(tmp_path_factory):
         for path in files.values():
             fs.put(str(path), f"audio/{path.name}")
         fs.put(str(long_wav), "audio/long.wav")
-        yield {"options": options, "files": files, "long": long_wav, "fs": fs}
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+        yield {"options": options, "files": files, "long": long_wav, "fs": fs, "endpoint": endpoint}
 
 
 @pytest.mark.parametrize("kind", ["wav_pcm16", "flac", "mp3", "opus"])
@@ -139,3 +117,84 @@ def test_loader_reads_an_s3_folder_in_forked_workers(s3, tmp_path):
     np.testing.assert_allclose(first[0].features[index, : len(ref)].numpy(), ref, atol=1e-6)
     torch = pytest.importorskip("torch")
     assert torch.equal(first[0].features, third[0].features)
+
+
+def _bucket(s3, name: str) -> None:
+    s3["fs"].call_s3("create_bucket", Bucket=name)
+
+
+STEPS = "split:method=fixed,window=1,enhance:lufs=-23,analyze:music=false,features:name=mfcc,n_mfcc=13"
+
+
+def test_process_writes_every_output_to_s3_and_resumes_from_the_bucket(s3, tmp_path, monkeypatch):
+    """-o s3://...: results, segments, enhanced audio, manifest, summary, log and features.parquet in the
+    bucket (nothing local; the paths in a result resolve there), then --resume read back from the bucket:
+    the same steps skip everything, other steps are refused, and results the manifest lost are recovered."""
+    from audioflow import pipeline
+
+    monkeypatch.chdir(tmp_path)
+    fs, options = s3["fs"], s3["options"]
+    _bucket(s3, "runs")
+    inputs = [str(s3["files"]["flac"]), str(s3["files"]["wav_pcm16"])]
+    summary = pipeline.run(inputs, STEPS, "s3://runs/first", workers=1, storage_options=options)
+    assert (summary.ok, summary.failed) == (2, 0)
+    listed = {f.split("/", 2)[2] for f in fs.find("runs/first")}
+    assert {"manifest.jsonl", "summary.json", "run.log", "features.parquet"} <= listed
+    assert not any(name.startswith("manifest.parts") for name in listed) and list(tmp_path.iterdir()) == []
+    document = json.loads(fs.cat_file("runs/first/results/flac_2ch_44100.json"))
+    written = [f for files in document["files"].values() for f in files]
+    assert len(written) == 3 and all(fs.exists(f"runs/first/{f}") for f in written)  # 2 segments, the enhanced audio
+    enhanced, sr = audioflow.load(f"s3://runs/first/{document['results']['enhance']['file']}", storage_options=options)
+    assert sr == 44100 and abs(len(enhanced) / sr - 2.0) < 1e-3
+    import pyarrow.parquet as pq
+
+    with fs.open("runs/first/features.parquet", "rb") as f:
+        assert pq.read_table(f).num_rows == 2
+    again = pipeline.run(inputs, STEPS, "s3://runs/first", workers=1, storage_options=options, resume=True)
+    assert (again.ok, again.skipped) == (0, 2)
+    with pytest.raises(audioflow.ParameterError, match="another output folder"):
+        pipeline.run(inputs, "analyze", "s3://runs/first", workers=1, storage_options=options, resume=True)
+    fs.rm_file("runs/first/manifest.jsonl")  # as if the run had been killed before recording its inputs
+    recovered = pipeline.run(inputs, STEPS, "s3://runs/first", workers=1, storage_options=options, resume=True)
+    assert (recovered.ok, recovered.skipped) == (0, 2)
+    lines = fs.cat_file("runs/first/manifest.jsonl").decode().splitlines()
+    assert sorted(json.loads(line)["input"] for line in lines) == sorted(inputs)
+    assert all(json.loads(line)["recovered"] for line in lines)
+
+
+def test_a_killed_run_into_s3_resumes_without_losing_or_repeating(s3, tmp_path):
+    """The command line writing to the bucket, SIGKILLed once a manifest part is there, then --resume:
+    every input's result exactly once in the merged manifest, none processed twice."""
+    import signal
+
+    fs = s3["fs"]
+    _bucket(s3, "killed")
+    src = tmp_path / "in"
+    src.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(20):  # ~0.7 s each to enhance: the run lasts long enough to be killed mid-way
+        audioflow.save(src / f"take{i:02d}.flac", (0.1 * rng.standard_normal(16000 * 30)).astype(np.float32), 16000)
+    env = {"PATH": "/usr/bin:/bin", **s3_environment(s3["endpoint"])}
+    command = [sys.executable, "-m", "audioflow", "process", str(src), "-o", "s3://killed/out", "--workers", "1",
+               "--no-progress", "-s", "enhance:declick=true,denoise=true,lufs=-23"]
+    run = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           start_new_session=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and run.poll() is None and not fs.find("killed/out/manifest.parts"):
+        time.sleep(0.1)
+        fs.invalidate_cache()
+    assert run.poll() is None, "the run finished before it could be killed"
+    os.killpg(run.pid, signal.SIGKILL)
+    run.wait()
+    fs.invalidate_cache()
+    done_before = len(fs.find("killed/out/results"))
+    assert 0 < done_before < 20
+    resumed = subprocess.run([*command, "--resume"], env=env, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    fs.invalidate_cache()
+    entries = [json.loads(line) for line in fs.cat_file("killed/out/manifest.jsonl").decode().splitlines()]
+    inputs = [e["input"] for e in entries]
+    assert sorted(inputs) == sorted(str(p) for p in src.iterdir())  # each exactly once
+    assert all(e["status"] == "ok" for e in entries) and not fs.find("killed/out/manifest.parts")
+    assert len(fs.find("killed/out/results")) == len(fs.find("killed/out/enhanced")) == 20
+    assert f"{20 - done_before} ok, 0 failed, {done_before} skipped" in " ".join(resumed.stdout.split())

@@ -41,47 +41,43 @@ def input_rows(inputs: Any, extensions: tuple[str, ...] = AUDIO_EXTENSIONS,
     return rows
 
 
-def process_file(row: dict[str, Any], stages: Sequence[Stage], output_dir: str | None,
+def process_file(row: dict[str, Any], stages: Sequence[Stage], output: Any,
                  storage_options: dict[str, Any] | None = None, chunk_duration: float | None = None
                  ) -> dict[str, Any]:
     """Decode one input, run the stages, write its result JSON atomically; returns the manifest entry.
+
+    ``output``: an :class:`~audioflow.pipeline.output.Output`, a local folder, or None (nothing written).
+    The stages write into a local folder (the output itself, or a staging folder published to a remote
+    output when the input is done; an entry's ``collected`` holds the files for the driver to write when
+    the output asks for them to travel back).
 
     An input longer than ``chunk_duration`` seconds is streamed in chunks of that length (memory bounded
     by a chunk): each chunk runs through the stages, and each stage merges its chunks' results (times in
     the input's clock); stages that need the whole input first (the loudness target) see every chunk in
     a measuring pass."""
-    from ..io import info, load
-    from ..io.decoders import check_range
+    from .output import Output
 
     started = time.perf_counter()
     timings: dict[str, float] = {}
     entry: dict[str, Any] = {"input": row["path"], "id": row["id"]}
+    if output is not None and not isinstance(output, Output):
+        output = Output(output)
     try:
-        whole = "offset" not in row and "duration" not in row and chunk_duration
-        described = info(row["path"], storage_options=storage_options) if whole else None
-        if described is not None and described.duration > chunk_duration:
-            annotations, audio_info = _process_chunked(row, described, stages, output_dir, storage_options,
-                                                       chunk_duration, timings)
+        if output is None:
+            annotations, audio_info = _run_stages(row, stages, None, storage_options, chunk_duration, timings)
         else:
-            samples, sr = load(row["path"], sr=None, mono=False, offset=float(row.get("offset", 0.0)),
-                               duration=row.get("duration"), storage_options=storage_options)
-            timings["decode"] = time.perf_counter() - started
-            if samples.shape[-1] == 0:
-                raise InvalidAudioError("no samples to process (zero length)", row["path"])
-            check_range(samples, row["path"])
-            audio = Audio(samples, sr, row["path"])
-            audio_info = audio.to_dict()
-            annotations = Annotations(row["path"], row["id"], output_dir)
-            for stage in stages:
-                t0 = time.perf_counter()
-                audio, annotations = stage(audio, annotations)
-                timings[stage.name] = time.perf_counter() - t0
-        document = {**annotations.to_dict(), "audio": audio_info, "steps": [s.describe() for s in stages]}
-        if output_dir is not None:
-            for key in ("results", "segments", "files"):
-                document[key] = relative_to(document[key], output_dir)
-            write_json_atomic(os.path.join(output_dir, "results", f"{row['id']}.json"), document)
-            entry["result"] = os.path.join("results", f"{row['id']}.json")
+            with output.staging() as folder:
+                annotations, audio_info = _run_stages(row, stages, folder, storage_options, chunk_duration,
+                                                      timings)
+                document = {**annotations.to_dict(), "audio": audio_info, "steps": [s.describe() for s in stages]}
+                for key in ("results", "segments", "files"):
+                    document[key] = relative_to(document[key], folder)
+                result = os.path.join("results", f"{row['id']}.json")
+                write_json_atomic(os.path.join(folder, result), document)
+                collected = output.publish(folder, last=result)
+            entry["result"] = result
+            if collected:
+                entry["collected"] = collected
         entry.update(status="ok", audio_seconds=audio_info["duration"])
     except Exception as e:  # one file's failure is recorded, never the run's
         message = str(e) if isinstance(e, AudioflowError) else f"{type(e).__name__}: {e}"
@@ -89,6 +85,33 @@ def process_file(row: dict[str, Any], stages: Sequence[Stage], output_dir: str |
     entry["seconds"] = round(time.perf_counter() - started, 4)
     entry["stage_seconds"] = {k: round(v, 4) for k, v in timings.items()}
     return entry
+
+
+def _run_stages(row: dict[str, Any], stages: Sequence[Stage], output_dir: str | None,
+                storage_options: dict[str, Any] | None, chunk_duration: float | None,
+                timings: dict[str, float]) -> tuple[Annotations, dict[str, Any]]:
+    from ..io import info, load
+    from ..io.decoders import check_range
+
+    started = time.perf_counter()
+    whole = "offset" not in row and "duration" not in row and chunk_duration
+    described = info(row["path"], storage_options=storage_options) if whole else None
+    if described is not None and described.duration > chunk_duration:
+        return _process_chunked(row, described, stages, output_dir, storage_options, chunk_duration, timings)
+    samples, sr = load(row["path"], sr=None, mono=False, offset=float(row.get("offset", 0.0)),
+                       duration=row.get("duration"), storage_options=storage_options)
+    timings["decode"] = time.perf_counter() - started
+    if samples.shape[-1] == 0:
+        raise InvalidAudioError("no samples to process (zero length)", row["path"])
+    check_range(samples, row["path"])
+    audio = Audio(samples, sr, row["path"])
+    audio_info = audio.to_dict()
+    annotations = Annotations(row["path"], row["id"], output_dir)
+    for stage in stages:
+        t0 = time.perf_counter()
+        audio, annotations = stage(audio, annotations)
+        timings[stage.name] = time.perf_counter() - t0
+    return annotations, audio_info
 
 
 def _process_chunked(row: dict[str, Any], described: Any, stages: Sequence[Stage], output_dir: str | None,

@@ -1,15 +1,20 @@
 """The Ray engine: the same stages on Ray Data. The file list becomes a dataset (``ray.data.from_items``),
 and ``map_batches`` runs an actor pool whose actors set the stages up once (models loaded once per actor)
-and process one input per call, writing results exactly as the local engine does."""
+and process one input per call. Outputs go through the run's :class:`Output`: a remote output is written by
+each actor wherever it runs; a local one directly by actors on the driver's node, and through the driver
+(the files travel back in the entry) from any other node, so nothing relies on a disk the nodes share."""
 
 from __future__ import annotations
 
 import json
 import logging
+import os
+import pickle
 from collections.abc import Iterator, Sequence
 from typing import Any
 
 from ..errors import MissingDependencyError
+from .output import Output
 from .stage import Stage
 
 log = logging.getLogger("audioflow.pipeline")
@@ -31,19 +36,37 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None) -> Any:
     if not ray.is_initialized():
         kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "ignore_reinit_error": True}
         if address:
+            # the driver's object-store credentials travel with the job: a cluster's workers were started
+            # by `ray start` elsewhere, without them
+            kwargs["runtime_env"] = {"env_vars": storage_environment()}
             ray.init(address=address, **kwargs)
         else:
             ray.init(num_cpus=num_cpus, **kwargs)
     return ray
 
 
+STORAGE_ENV_PREFIXES = ("AWS_", "GOOGLE_", "GCLOUD_", "CLOUDSDK_", "AZURE_", "FSSPEC_")
+
+
+def storage_environment() -> dict[str, str]:
+    """The driver's environment variables for object storage (S3 and compatible endpoints, GCS, Azure, fsspec
+    settings), for the cluster's workers."""
+    return {k: v for k, v in os.environ.items() if k.startswith(STORAGE_ENV_PREFIXES)}
+
+
 class ProcessActor:
     """A Ray Data callable: sets the stages up once per actor, then processes each input of a batch."""
 
-    def __init__(self, stages: Sequence[Stage], output_dir: str, storage_options: dict[str, Any] | None,
-                 device: str, chunk_duration: float | None = None) -> None:
+    def __init__(self, stages: Sequence[Stage], output: Output, storage_options: dict[str, Any] | None,
+                 device: str, chunk_duration: float | None = None, driver_node: str | None = None) -> None:
+        import ray
+
         from ..models import ModelManager
-        self.stages, self.output_dir, self.storage_options = list(stages), output_dir, storage_options
+
+        here = self.node = ray.get_runtime_context().get_node_id()
+        if not output.remote and driver_node is not None and here != driver_node:
+            output = Output(output.location, output.storage_options, collect=True)
+        self.stages, self.output, self.storage_options = list(stages), output, storage_options
         self.chunk_duration = chunk_duration
         models = ModelManager(device)
         for stage in self.stages:
@@ -52,16 +75,17 @@ class ProcessActor:
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
         from .files import json_default, process_file
 
-        entries = []
+        entries, files = [], []
         for row_json in batch["row"]:
-            row = json.loads(row_json)
-            entries.append(json.dumps(process_file(row, self.stages, self.output_dir, self.storage_options,
-                                                   self.chunk_duration),
-                                      default=json_default))
-        return {"entry": entries}
+            entry = process_file(json.loads(row_json), self.stages, self.output, self.storage_options,
+                                 self.chunk_duration)
+            files.append(pickle.dumps(entry.pop("collected", {})))  # bytes: not through JSON
+            entry["node"] = self.node
+            entries.append(json.dumps(entry, default=json_default))
+        return {"entry": entries, "files": files}
 
 
-def run_ray(rows: list[dict[str, Any]], stages: list[Stage], output_dir: str, workers: int | str, device: str,
+def run_ray(rows: list[dict[str, Any]], stages: list[Stage], output: Output, workers: int | str, device: str,
             storage_options: dict[str, Any] | None, address: str | None, chunk_duration: float | None = None
             ) -> Iterator[dict[str, Any]]:
     """Manifest entries as Ray finishes inputs (in completion order)."""
@@ -75,8 +99,13 @@ def run_ray(rows: list[dict[str, Any]], stages: list[Stage], output_dir: str, wo
     processed = dataset.map_batches(
         ProcessActor, batch_size=1, compute=ray.data.ActorPoolStrategy(size=max(1, actors)), num_cpus=1,
         num_gpus=gpu,
-        fn_constructor_kwargs={"stages": stages, "output_dir": output_dir, "storage_options": storage_options,
-                               "device": device, "chunk_duration": chunk_duration})
+        fn_constructor_kwargs={"stages": stages, "output": output, "storage_options": storage_options,
+                               "device": device, "chunk_duration": chunk_duration,
+                               "driver_node": ray.get_runtime_context().get_node_id()})
     log.info("ray: %d inputs on %d actors (%s)", len(rows), actors, "GPU" if gpu else "CPU")
     for row in processed.iter_rows():
-        yield json.loads(row["entry"])
+        entry = json.loads(row["entry"])
+        collected = pickle.loads(row["files"])
+        if collected:
+            entry["collected"] = collected
+        yield entry

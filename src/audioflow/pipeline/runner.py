@@ -11,6 +11,7 @@ import functools
 import json
 import logging
 import os
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -20,7 +21,8 @@ from typing import Any
 from ..errors import AudioflowError, ParameterError
 from ..io.listing import AUDIO_EXTENSIONS
 from ..models import ModelManager
-from .files import input_rows, json_default, process_file, write_json_atomic
+from .files import input_rows, json_default, process_file
+from .output import ManifestWriter, Output, read_manifest
 from .stage import Stage, build_steps
 
 log = logging.getLogger("audioflow.pipeline")
@@ -58,21 +60,31 @@ class RunSummary:
                 "errors": [{"input": i, "error": e} for i, e in self.errors[:100]]}
 
 
-def read_manifest(output_dir: str) -> dict[str, dict[str, Any]]:
-    """Finished inputs of earlier runs into ``output_dir``: ``{input: entry}`` (a torn last line, from a
-    run killed while writing it, is ignored)."""
-    path = os.path.join(output_dir, "manifest.jsonl")
-    done: dict[str, dict[str, Any]] = {}
-    if not os.path.exists(path):
-        return done
-    with open(path) as f:
-        for line in f:
-            try:
-                entry = json.loads(line)
-            except ValueError:
-                continue
-            done[entry["input"]] = entry
-    return done
+def recover_results(out: Output, rows: Sequence[dict[str, Any]], done: dict[str, dict[str, Any]]
+                    ) -> list[dict[str, Any]]:
+    """Inputs whose result JSON is in ``out`` but whose manifest entry is not (a run killed between the two:
+    the result is published last, after its files, so it marks a finished input). They are added to ``done``
+    and returned as manifest entries, so that a resumed run neither loses nor repeats them."""
+    present = set(out.list("results", ".json"))
+    entries = []
+    for row in rows:
+        name = f"results/{row['id']}.json"
+        if row["path"] in done or name not in present:
+            continue
+        try:
+            document = json.loads(out.read_text(name) or "")
+        except ValueError:  # not ours, or torn by a local run killed mid-write (never, renamed into place)
+            continue
+        if document.get("source") != row["path"]:
+            continue
+        entry = {"input": row["path"], "id": row["id"], "result": name, "status": "ok",
+                 "audio_seconds": document.get("audio", {}).get("duration", 0.0), "recovered": True,
+                 "steps": ",".join(document.get("steps", []))}
+        done[row["path"]] = entry
+        entries.append(entry)
+    if entries:
+        log.info("resume: %d inputs finished by an earlier run that was stopped before recording them", len(entries))
+    return entries
 
 
 def check_same_steps(done: dict[str, dict[str, Any]], stages: Sequence[Stage], out: str) -> None:
@@ -140,9 +152,9 @@ def _setup_worker(stages: Sequence[Stage], device: str) -> Callable[[], None]:
 
 
 
-def _work(task: tuple[dict[str, Any], str | None, dict[str, Any] | None, float | None]) -> dict[str, Any]:
-    row, output_dir, storage_options, chunk_duration = task
-    return process_file(row, _STAGES, output_dir, storage_options, chunk_duration)
+def _work(task: tuple[dict[str, Any], Output | None, dict[str, Any] | None, float | None]) -> dict[str, Any]:
+    row, output, storage_options, chunk_duration = task
+    return process_file(row, _STAGES, output, storage_options, chunk_duration)
 
 
 def run(inputs: Any, steps: str | Sequence[str] | Sequence[Stage], output: str | os.PathLike[str],
@@ -172,22 +184,19 @@ def run(inputs: Any, steps: str | Sequence[str] | Sequence[Stage], output: str |
     stages = build_steps(steps)  # every name and option checked before anything else
     if engine not in ("local", "ray"):
         raise ParameterError(f"engine must be 'local' or 'ray', got {engine!r}")
-    out = os.fspath(output)
-    if "://" in out and not out.startswith("file://"):
-        raise ParameterError(f"results cannot be written to object storage yet ({out.split('://')[0]}://): give a "
-                             "local folder and copy it up afterwards", out)
-    out = out.removeprefix("file://")
+    out = Output(output, storage_options)
     rows = input_rows(inputs, extensions, storage_options)
     if not rows:
         raise ParameterError(f"no audio found in {inputs!r}")
     done = read_manifest(out) if resume else {}
+    recovered = recover_results(out, rows, done) if resume else []
     if done:
-        check_same_steps(done, stages, out)
-    os.makedirs(out, exist_ok=True)
+        check_same_steps(done, stages, out.location)
+    out.prepare()
     from ..runtime import resolve_device
 
     device_name = str(resolve_device(device))
-    summary = RunSummary(device=device_name, engine=engine, output=out)
+    summary = RunSummary(device=device_name, engine=engine, output=out.location)
     todo = []
     for row in rows:
         previous = done.get(row["path"])
@@ -195,7 +204,8 @@ def run(inputs: Any, steps: str | Sequence[str] | Sequence[Stage], output: str |
             summary.skipped += 1
         else:
             todo.append(row)
-    handler = logging.FileHandler(os.path.join(out, "run.log"))
+    log_path = out.path("run.log") if not out.remote else tempfile.mkstemp(prefix="audioflow-run-", suffix=".log")[1]
+    handler = logging.FileHandler(log_path)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger("audioflow")
     root.addHandler(handler)
@@ -203,8 +213,8 @@ def run(inputs: Any, steps: str | Sequence[str] | Sequence[Stage], output: str |
         root.setLevel(logging.INFO)
     started = time.perf_counter()
     try:
-        log.info("run: %d inputs (%d skipped as done), steps %s, engine %s", len(rows), summary.skipped,
-                 " ".join(s.describe() for s in stages), engine)
+        log.info("run: %d inputs (%d skipped as done), steps %s, engine %s, output %s", len(rows), summary.skipped,
+                 " ".join(s.describe() for s in stages), engine, out.location)
         if todo:
             if engine == "ray":
                 from .ray_engine import run_ray
@@ -217,19 +227,26 @@ def run(inputs: Any, steps: str | Sequence[str] | Sequence[Stage], output: str |
                 summary.workers = count
                 entries = _run_local(todo, stages, out, count, device_name, timeout, storage_options,
                                      chunk_duration)
-            _consume(entries, out, summary, progress, len(todo), steps_text(stages))
+            _consume(entries, out, summary, progress, len(todo), steps_text(stages), recovered)
+        elif recovered:
+            _consume([], out, summary, progress, 0, steps_text(stages), recovered)
         write_features_table(out)
     finally:
         summary.wall_seconds = time.perf_counter() - started
-        write_json_atomic(os.path.join(out, "summary.json"), summary.to_dict())
+        out.write_text("summary.json", json.dumps(summary.to_dict(), indent=1, default=json_default))
         log.info("run: %d ok, %d failed, %d skipped, %.2f h of audio at %.1fx realtime", summary.ok,
                  summary.failed, summary.skipped, summary.audio_seconds / 3600, summary.x_realtime)
         root.removeHandler(handler)
         handler.close()
+        if out.remote:  # the log joins the earlier runs' log in the bucket (objects cannot be appended to)
+            with open(log_path) as f:
+                out.write_text("run.log", (out.read_text("run.log") or "") + f.read())
+            os.remove(log_path)
     return summary
 
 
-def _consume(entries: Any, out: str, summary: RunSummary, progress: Any, total: int, steps: str) -> None:
+def _consume(entries: Any, out: Output, summary: RunSummary, progress: Any, total: int, steps: str,
+             recovered: Sequence[dict[str, Any]] = ()) -> None:
     bar = None
     if progress is True:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
@@ -238,32 +255,36 @@ def _consume(entries: Any, out: str, summary: RunSummary, progress: Any, total: 
                        TimeRemainingColumn())
         bar.start()
         task = bar.add_task("processing", total=total)
+    manifest = ManifestWriter(out)
+    for entry in recovered:  # done by a run killed before its manifest said so: recorded now, not redone
+        manifest.write(json.dumps(entry, default=json_default))
     try:
-        with open(os.path.join(out, "manifest.jsonl"), "a") as manifest:
-            for entry in entries:
-                entry["steps"] = steps
-                manifest.write(json.dumps(entry, default=json_default) + "\n")
-                manifest.flush()
-                os.fsync(manifest.fileno())  # a killed run keeps every line written before
-                if entry["status"] == "ok":
-                    summary.ok += 1
-                    summary.audio_seconds += entry.get("audio_seconds", 0.0)
-                else:
-                    summary.failed += 1
-                    summary.errors.append((entry["input"], entry.get("error", "")))
-                    log.warning("%s failed: %s", entry["input"], entry.get("error"))
-                for name, seconds in entry.get("stage_seconds", {}).items():
-                    summary.stage_seconds[name] = summary.stage_seconds.get(name, 0.0) + seconds
-                if bar is not None:
-                    bar.advance(task)
-                elif callable(progress):
-                    progress(entry)
+        for entry in entries:
+            collected = entry.pop("collected", None)
+            if collected:  # files an actor on another node sent back: written before the entry says "ok"
+                out.write_collected(collected)
+            entry["steps"] = steps
+            manifest.write(json.dumps(entry, default=json_default))  # a killed run keeps what was written
+            if entry["status"] == "ok":
+                summary.ok += 1
+                summary.audio_seconds += entry.get("audio_seconds", 0.0)
+            else:
+                summary.failed += 1
+                summary.errors.append((entry["input"], entry.get("error", "")))
+                log.warning("%s failed: %s", entry["input"], entry.get("error"))
+            for name, seconds in entry.get("stage_seconds", {}).items():
+                summary.stage_seconds[name] = summary.stage_seconds.get(name, 0.0) + seconds
+            if bar is not None:
+                bar.advance(task)
+            elif callable(progress):
+                progress(entry)
     finally:
+        manifest.close()
         if bar is not None:
             bar.stop()
 
 
-def _run_local(rows: list[dict[str, Any]], stages: list[Stage], out: str, workers: int, device: str,
+def _run_local(rows: list[dict[str, Any]], stages: list[Stage], out: Output, workers: int, device: str,
                timeout: float | None, storage_options: dict[str, Any] | None, chunk_duration: float | None):
     """Manifest entries as inputs finish, from a pool of ``workers`` forked processes (one input each at a
     time); a crashed or hung worker is replaced and its input marked failed."""
@@ -289,19 +310,17 @@ def _run_local(rows: list[dict[str, Any]], stages: list[Stage], out: str, worker
         pool.close()
 
 
-def write_features_table(out: str) -> str | None:
+def write_features_table(out: Output | str) -> str | None:
     """``features.parquet``: one row per file or segment with the features stage's mean and std vectors,
     gathered from every result JSON in ``out/results`` (so a resumed run's table is whole)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    results = Path(out) / "results"
-    if not results.is_dir():
-        return None
+    out = out if isinstance(out, Output) else Output(out)
     records = []
-    for path in sorted(results.glob("*.json")):
+    for name in out.list("results", ".json"):
         try:
-            document = json.loads(path.read_text())
+            document = json.loads(out.read_text(name) or "")
         except ValueError:
             continue
         features = document.get("results", {}).get("features")
@@ -312,11 +331,16 @@ def write_features_table(out: str) -> str | None:
                             "start": row["start"], "end": row["end"], "mean": row["mean"], "std": row["std"]})
     if not records:
         return None
-    target = os.path.join(out, "features.parquet")
-    temp = f"{target}.{os.getpid()}.tmp"
-    pq.write_table(pa.Table.from_pylist(records), temp)
-    os.replace(temp, target)
-    return target
+    handle, temp = tempfile.mkstemp(prefix="audioflow-features-", suffix=".parquet",
+                                    dir=None if out.remote else out.location)
+    os.close(handle)
+    try:
+        pq.write_table(pa.Table.from_pylist(records), temp)
+        out.write_file("features.parquet", temp)
+    finally:
+        if os.path.exists(temp):
+            os.remove(temp)
+    return out.path("features.parquet")
 
 
 def dedupe(inputs: Any, output: str | os.PathLike[str], threshold: float = 0.85, near: float = 0.65,
