@@ -52,13 +52,20 @@ class Decode:
 
 
 def read_audio(inputs: Any, sr: int | None = None, mono: bool = True, storage_options: dict[str, Any] | None = None,
-               address: str | None = None, concurrency: int | None = None) -> Any:
+               address: str | None = None, concurrency: int | None = None, batch_size: int = 4) -> Any:
     """A Ray dataset of the audio in ``inputs`` (files, folders, manifests, URLs): columns ``path``, ``id``,
-    ``audio``, ``sample_rate``, ``error``. Starts a local Ray instance unless one runs (or ``address``)."""
+    ``audio``, ``sample_rate``, ``error``. Starts a local Ray instance unless one runs (or ``address``).
+
+    The listing is split into blocks, a few per CPU of the cluster, and decoded by Ray tasks on every node
+    (``concurrency`` caps how many run at once; default: as many as the cluster's CPUs allow), with
+    :func:`audioflow.load` (range reads for remote files, ``storage_options`` for their filesystem)."""
     ray = ensure_ray(address)
     rows = [{"path": r["path"], "id": r["id"]} for r in input_rows(inputs, storage_options=storage_options)]
-    return ray.data.from_items(rows).map_batches(Decode, fn_constructor_kwargs={
-        "sr": sr, "mono": mono, "storage_options": storage_options}, batch_size=8, concurrency=concurrency or 1)
+    cpus = int(ray.cluster_resources().get("CPU", 1))
+    blocks = max(1, min(len(rows), cpus * 4))
+    options: dict[str, Any] = {"concurrency": concurrency} if concurrency else {}
+    return ray.data.from_items(rows, override_num_blocks=blocks).map_batches(
+        Decode(sr, mono, storage_options), batch_size=batch_size, **options)
 
 
 class StageActor:
