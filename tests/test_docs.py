@@ -7,7 +7,7 @@ truncated WAV) and an S3 bucket (moto's server on 127.0.0.1, reached through ``A
 ``localhost:8000`` becomes a server this test starts on a free loopback port; ``curl`` fails on an HTTP
 error; ``audioflow serve`` lines are started, checked healthy and stopped, their ``--host 0.0.0.0`` bound to
 127.0.0.1. A block is skipped only when the line before it is ``<!-- docs-test: skip REASON -->`` with
-REASON one of ``SKIP_REASONS``."""
+REASON one of ``SKIP_REASONS``. ``yaml`` blocks (cluster files) are parsed."""
 
 from __future__ import annotations
 
@@ -79,8 +79,17 @@ ALL_BLOCKS = [block for document in DOCUMENTS for block in blocks(document)]
 def test_every_block_is_a_language_we_run_and_skips_have_a_known_reason():
     assert len(ALL_BLOCKS) >= 10
     for block in ALL_BLOCKS:
-        assert block.language in ("python", "bash"), f"{block}: {block.language}"
+        assert block.language in ("python", "bash", "yaml"), f"{block}: {block.language}"
         assert block.skip is None or block.skip in SKIP_REASONS, f"{block}: skip reason {block.skip!r}"
+
+
+def test_configuration_blocks_parse():
+    """YAML (a `ray up` cluster file) cannot run here; it must at least be valid YAML of a mapping."""
+    import yaml
+
+    for block in ALL_BLOCKS:
+        if block.language == "yaml":
+            assert isinstance(yaml.safe_load(block.code), dict), str(block)
 
 
 # ---------------------------------------------------------------------------------------------- workspace

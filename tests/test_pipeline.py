@@ -436,3 +436,15 @@ def test_analysis_of_very_short_audio_warns_nothing(tmp_path):
         assert entry["status"] == "ok", entry
         assert not [w for w in caught if "too large" in str(w.message) or "n_fft" in str(w.message)], \
             [str(w.message) for w in caught]
+
+
+def test_gpu_share_of_an_actor_follows_its_stages_models():
+    """On a GPU cluster an actor asks for the largest share its stages need: Whisper tiny and CAM++ fit four
+    to a GPU, Whisper large takes one, CPU stages none (and nothing on a CPU device)."""
+    from audioflow.pipeline.ray_engine import gpus_per_actor
+
+    speech = pipeline.build_steps("vad,diarize,transcribe")
+    assert gpus_per_actor(speech, "cuda") == 0.25 and gpus_per_actor(speech, "cpu") == 0.0
+    assert gpus_per_actor(pipeline.build_steps("vad,transcribe:model=large-v3"), "cuda:0") == 1.0
+    assert gpus_per_actor(pipeline.build_steps("transcribe:model=medium.en"), "cuda") == 0.5
+    assert gpus_per_actor(pipeline.build_steps("enhance:lufs=-23,analyze"), "cuda") == 0.0

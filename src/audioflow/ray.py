@@ -72,13 +72,16 @@ class StageActor:
     """Runs one stage (``stage`` by name, with its options as keyword arguments) on rows with audio."""
 
     stage_name = ""
+    gpu_share = 0.0  # the num_gpus to give its actors on a GPU cluster (0: a CPU stage)
 
-    def __init__(self, **options: Any) -> None:
+    def __init__(self, device: str = "auto", **options: Any) -> None:
         from .models import ModelManager
+        from .runtime import resolve_device
+
         self.stage = STAGES[self.stage_name](**options)
         if "write" in self.stage.config:
             self.stage.config["write"] = False  # rows carry the audio; nothing to write beside them
-        self.stage.setup(ModelManager("cpu"))
+        self.stage.setup(ModelManager(str(resolve_device(device))))  # 'auto': the actor's GPU when Ray gave it one
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
         audio_out, results = [], []
@@ -103,8 +106,11 @@ def stage_actor(name: str) -> type[StageActor]:
     stage = STAGES.find(name)
     summary = (stage.__doc__ or "").strip().splitlines()[0]
     options = ", ".join(f"``{key}={option.default!r}``" for key, option in stage.options.items()) or "none"
-    doc = f"The ``{name}`` stage as a Ray Data actor: {summary} Options: {options}."
-    return type(stage.__name__, (StageActor,), {"stage_name": name, "__doc__": doc, "__module__": __name__})
+    doc = (f"The ``{name}`` stage as a Ray Data actor: {summary} Options: {options}, and ``device`` ('auto': "
+           f"the GPU Ray gave the actor, if any; ``gpu_share``: what to ask for as ``num_gpus``).")
+    share = stage.gpu_share if stage.uses_gpu else 0.0
+    return type(stage.__name__, (StageActor,), {"stage_name": name, "__doc__": doc, "__module__": __name__,
+                                                "gpu_share": share})
 
 
 # one actor class per stage of the registry (Enhance, Analyze, Features, Split, Denoise, VAD, Diarize,

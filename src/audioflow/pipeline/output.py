@@ -175,6 +175,7 @@ class Output:
             base = Path(self.location, folder)
             return sorted(f"{folder}/{p.name}" for p in base.glob(f"*{suffix}")) if base.is_dir() else []
         try:
+            self.fs.invalidate_cache(self._key(folder))  # other processes (workers, a killed run) wrote there
             found = self.fs.ls(self._key(folder), detail=False)
         except FileNotFoundError:
             return []

@@ -85,6 +85,14 @@ class ProcessActor:
         return {"entry": entries, "files": files}
 
 
+def gpus_per_actor(stages: Sequence[Stage], device: str) -> float:
+    """The GPU share a Ray actor running ``stages`` reserves: the largest of their ``gpu_fraction``s on a CUDA
+    device (Whisper tiny with CAM++: a quarter, so four actors per GPU), none on the CPU."""
+    if not device.startswith("cuda"):
+        return 0.0
+    return max((stage.gpu_fraction() for stage in stages), default=0.0)
+
+
 def run_ray(rows: list[dict[str, Any]], stages: list[Stage], output: Output, workers: int | str, device: str,
             storage_options: dict[str, Any] | None, address: str | None, chunk_duration: float | None = None
             ) -> Iterator[dict[str, Any]]:
@@ -93,11 +101,14 @@ def run_ray(rows: list[dict[str, Any]], stages: list[Stage], output: Output, wor
 
     ray = ensure_ray(address, None if address else (usable_cores() if workers == "auto" else int(workers)))
     actors = int(ray.cluster_resources().get("CPU", 1)) if workers == "auto" else int(workers)
-    gpu = 1 if device.startswith("cuda") and any(s.uses_gpu for s in stages) else 0
+    gpu = gpus_per_actor(stages, device)
+    # with GPUs, as many actors as fit (1 / gpu per GPU), grown from one: a fixed pool would wait for all
+    pool = ray.data.ActorPoolStrategy(min_size=1, max_size=max(1, actors)) if gpu else \
+        ray.data.ActorPoolStrategy(size=max(1, actors))
     items = [{"row": json.dumps(row)} for row in rows]
     dataset = ray.data.from_items(items, override_num_blocks=min(len(items), max(1, actors * 4)))
     processed = dataset.map_batches(
-        ProcessActor, batch_size=1, compute=ray.data.ActorPoolStrategy(size=max(1, actors)), num_cpus=1,
+        ProcessActor, batch_size=1, compute=pool, num_cpus=1,
         num_gpus=gpu,
         fn_constructor_kwargs={"stages": stages, "output": output, "storage_options": storage_options,
                                "device": device, "chunk_duration": chunk_duration,

@@ -183,6 +183,9 @@ class Stage:
     options: ClassVar[dict[str, Option]] = {}
     accepts_extra: ClassVar[bool] = False
     uses_gpu: ClassVar[bool] = False
+    # the share of one GPU an actor running this stage reserves on a Ray cluster (its models are small
+    # enough for several actors per GPU); see gpu_fraction
+    gpu_share: ClassVar[float] = 1.0
     # working memory, for admission control (the server): beyond the audio it is given, the stage's peak
     # allocations are about ``memory_fixed`` bytes plus ``memory_factor`` times the float32 audio at
     # ``work_rate`` Hz (None: the input's rate), mixed to mono first when ``work_mono`` (measured per stage
@@ -255,6 +258,11 @@ class Stage:
         the input's, with the state the stage kept across chunks). The default keeps them as a list;
         stages whose results have times shift them by the offset."""
         return {"chunks": [{"offset": offset, "result": result} for offset, result in parts]}
+
+    def gpu_fraction(self) -> float:
+        """The share of one GPU this stage needs when it runs on one (0 for a CPU-only stage): Ray packs
+        ``1 / fraction`` actors of it on a GPU."""
+        return self.gpu_share if self.uses_gpu else 0.0
 
     def describe(self) -> str:
         options = {**self.config, **self.extra}

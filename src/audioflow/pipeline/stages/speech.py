@@ -124,7 +124,7 @@ class Diarize(Stage):
         "overlap": Option("bool", True, "give overlapped speech to both speakers (pyannote's segmentation-3.0)"),
         "write": Option("bool", True, "write an RTTM file", remote=False),
     }
-    uses_gpu = True
+    uses_gpu, gpu_share = True, 0.25  # CAM++ (7 M parameters) and segmentation-3.0 (1.5 M)
 
     def validate(self) -> None:
         from ...speech.diarize import DiarizeOptions
@@ -218,7 +218,15 @@ class Transcribe(Stage):
         "temperature": Option("float", None, "sampling temperature (none: 0 with Whisper's fallback ladder)", ge=0,
                               le=1),
     }
-    uses_gpu = True
+    uses_gpu, gpu_share = True, 0.25  # tiny.en, the default; gpu_fraction reads the model asked for
+
+    def gpu_fraction(self) -> float:
+        """Whisper's size decides: tiny/base/small share a GPU four ways, medium two, large (and unknown
+        models) take one each."""
+        model = str(self.config["model"] or "tiny.en").lower()
+        if "large" in model:
+            return 1.0
+        return 0.5 if "medium" in model else 0.25 if any(s in model for s in ("tiny", "base", "small")) else 1.0
 
     def validate(self) -> None:
         from ...speech.transcribe import TRANSCRIPT_FORMATS
