@@ -117,15 +117,17 @@ def ray_cluster(raylets: int, env: dict[str, str]):
 
 
 def process(env: dict[str, str], inputs: str, output: str, steps: str, *extra: str) -> tuple[float, dict]:
+    from audioflow.pipeline.output import Output
+
     started = time.perf_counter()
     done = subprocess.run([sys.executable, "-m", "audioflow", "process", inputs, "-o", output, "-s", steps,
                            "--no-progress", *extra], env=env, capture_output=True, text=True)
     wall = time.perf_counter() - started
     if done.returncode != 0:
         raise RuntimeError(f"{inputs} -> {output} ({steps}) failed:\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}")
-    return wall, json.loads(subprocess.run(
-        [sys.executable, "-c", "import sys, fsspec; print(fsspec.open(sys.argv[1]).open().read().decode())",
-         output.rstrip("/") + "/summary.json"], env=env, capture_output=True, text=True, check=True).stdout)
+    options = {"key": env["AWS_ACCESS_KEY_ID"], "secret": env["AWS_SECRET_ACCESS_KEY"],
+               "client_kwargs": {"endpoint_url": env["AWS_ENDPOINT_URL"]}} if output.startswith("s3://") else None
+    return wall, json.loads(Output(output, options).read_text("summary.json") or "{}")
 
 
 def measure(minutes: float, file_minutes: float) -> dict:

@@ -168,6 +168,16 @@ def test_info_keeps_long_paths_whole_when_piped(tmp_path):
     header, row = result.stdout.splitlines()
     assert header.split("\t")[:3] == ["file", "format", "codec"]
     assert row.split("\t")[0] == str(deep) and row.split("\t")[5] == "0.500"
+    # on a terminal of 80 columns: the table, the path folded whole over lines, not cut to "…"
+    bad = tmp_path / "bad.wav"
+    bad.write_text("not audio at all")
+    table = subprocess.run([sys.executable, "-m", "audioflow", "info", str(deep), str(bad)], capture_output=True,
+                           text=True, timeout=120, env={"PATH": "/usr/bin:/bin", "TTY_COMPATIBLE": "1",
+                                                        "COLUMNS": "80", "NO_COLOR": "1"})
+    assert table.returncode == 1 and "…" not in table.stdout
+    cells = [line.split("│") for line in table.stdout.splitlines() if line.startswith("│")]
+    assert "".join(c[1].strip() for c in cells) == f"{deep}{bad}"
+    assert "recognised" in " ".join(c[3].strip() for c in cells)
 
 
 def test_remote_errors_are_one_line_naming_the_url_and_cause():

@@ -61,16 +61,18 @@ def _flags_untyped(params: list[Any]) -> None:
             param.metavar = ""
 
 
-class _Command(TyperCommand):
+class _UntypedFlags:
     def format_help(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
-        _flags_untyped(self.get_params(ctx))
-        super().format_help(ctx, formatter)
+        _flags_untyped(self.get_params(ctx))  # type: ignore[attr-defined]
+        super().format_help(ctx, formatter)  # type: ignore[misc]
 
 
-class _Group(TyperGroup):
-    def format_help(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
-        _flags_untyped(self.get_params(ctx))
-        super().format_help(ctx, formatter)
+class _Command(_UntypedFlags, TyperCommand):
+    pass
+
+
+class _Group(_UntypedFlags, TyperGroup):
+    pass
 
 
 app = typer.Typer(help="audioflow: audio from files to what a model or a person needs.", cls=_Group,
@@ -138,10 +140,10 @@ def info(files: Annotated[list[str], typer.Argument(help="Audio files or URLs.",
                      str(i.bits_per_sample or "")))
     if console.is_terminal:
         table = Table(*header)
-        table.columns[0].overflow = "fold"  # a long path wraps whole instead of being cut to "…"
-        for column in table.columns[1:]:
+        for column in table.columns[:3]:  # a long path or error message wraps whole instead of being cut to "…"
+            column.overflow = "fold"
+        for column in table.columns[3:]:
             column.no_wrap = True
-        table.columns[2].overflow = "fold"
         for row in rows:
             table.add_row(*row, style="red" if row[1] == "error" else None)
         console.print(table)

@@ -108,9 +108,8 @@ def stage_actor(name: str) -> type[StageActor]:
     options = ", ".join(f"``{key}={option.default!r}``" for key, option in stage.options.items()) or "none"
     doc = (f"The ``{name}`` stage as a Ray Data actor: {summary} Options: {options}, and ``device`` ('auto': "
            f"the GPU Ray gave the actor, if any; ``gpu_share``: what to ask for as ``num_gpus``).")
-    share = stage.gpu_share if stage.uses_gpu else 0.0
     return type(stage.__name__, (StageActor,), {"stage_name": name, "__doc__": doc, "__module__": __name__,
-                                                "gpu_share": share})
+                                                "gpu_share": stage.gpu_share})
 
 
 # one actor class per stage of the registry (Enhance, Analyze, Features, Split, Denoise, VAD, Diarize,

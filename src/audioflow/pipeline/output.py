@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import AudioflowError, ParameterError
-from .stage import write_text_atomic
+from .stage import write_bytes_atomic, write_text_atomic
 
 PARTS = "manifest.parts"
 _FLUSH_SECONDS = 2.0
@@ -131,12 +131,7 @@ class Output:
     def write_collected(self, files: dict[str, bytes]) -> None:
         """Files an actor on another node sent back, written here atomically (temp name + rename)."""
         for name, data in files.items():
-            target = os.path.join(self.location, name)
-            os.makedirs(os.path.dirname(target), exist_ok=True)
-            temp = f"{target}.{os.getpid()}.tmp"
-            with open(temp, "wb") as f:
-                f.write(data)
-            os.replace(temp, target)
+            write_bytes_atomic(os.path.join(self.location, name), data)
 
     # -- whole files ----------------------------------------------------------------------------------------
 

@@ -215,21 +215,18 @@ def run(inputs: Any, steps: str | Sequence[str] | Sequence[Stage], output: str |
     try:
         log.info("run: %d inputs (%d skipped as done), steps %s, engine %s, output %s", len(rows), summary.skipped,
                  " ".join(s.describe() for s in stages), engine, out.location)
-        if todo:
-            if engine == "ray":
-                from .ray_engine import run_ray
+        entries: Any = []
+        if todo and engine == "ray":
+            from .ray_engine import run_ray
 
-                entries = run_ray(todo, stages, out, workers, device_name, storage_options, ray_address,
-                                  chunk_duration)
-                summary.workers = 0 if workers == "auto" else int(workers)
-            else:
-                count = auto_workers(todo, storage_options) if workers == "auto" else int(workers)
-                summary.workers = count
-                entries = _run_local(todo, stages, out, count, device_name, timeout, storage_options,
-                                     chunk_duration)
+            entries = run_ray(todo, stages, out, workers, device_name, storage_options, ray_address, chunk_duration)
+            summary.workers = 0 if workers == "auto" else int(workers)
+        elif todo:
+            summary.workers = auto_workers(todo, storage_options) if workers == "auto" else int(workers)
+            entries = _run_local(todo, stages, out, summary.workers, device_name, timeout, storage_options,
+                                 chunk_duration)
+        if todo or recovered:
             _consume(entries, out, summary, progress, len(todo), steps_text(stages), recovered)
-        elif recovered:
-            _consume([], out, summary, progress, 0, steps_text(stages), recovered)
         write_features_table(out)
     finally:
         summary.wall_seconds = time.perf_counter() - started
@@ -256,9 +253,9 @@ def _consume(entries: Any, out: Output, summary: RunSummary, progress: Any, tota
         bar.start()
         task = bar.add_task("processing", total=total)
     manifest = ManifestWriter(out)
-    for entry in recovered:  # done by a run killed before its manifest said so: recorded now, not redone
-        manifest.write(json.dumps(entry, default=json_default))
     try:
+        for entry in recovered:  # done by a run killed before its manifest said so: recorded now, not redone
+            manifest.write(json.dumps(entry, default=json_default))
         for entry in entries:
             collected = entry.pop("collected", None)
             if collected:  # files an actor on another node sent back: written before the entry says "ok"

@@ -182,10 +182,9 @@ class Stage:
     name: ClassVar[str] = ""
     options: ClassVar[dict[str, Option]] = {}
     accepts_extra: ClassVar[bool] = False
-    uses_gpu: ClassVar[bool] = False
-    # the share of one GPU an actor running this stage reserves on a Ray cluster (its models are small
-    # enough for several actors per GPU); see gpu_fraction
-    gpu_share: ClassVar[float] = 1.0
+    # the share of one GPU an actor running this stage reserves on a Ray cluster when the run is on a GPU
+    # (0: a CPU stage; 0.25: models small enough for four actors per GPU); see gpu_fraction
+    gpu_share: ClassVar[float] = 0.0
     # working memory, for admission control (the server): beyond the audio it is given, the stage's peak
     # allocations are about ``memory_fixed`` bytes plus ``memory_factor`` times the float32 audio at
     # ``work_rate`` Hz (None: the input's rate), mixed to mono first when ``work_mono`` (measured per stage
@@ -262,7 +261,7 @@ class Stage:
     def gpu_fraction(self) -> float:
         """The share of one GPU this stage needs when it runs on one (0 for a CPU-only stage): Ray packs
         ``1 / fraction`` actors of it on a GPU."""
-        return self.gpu_share if self.uses_gpu else 0.0
+        return self.gpu_share
 
     def describe(self) -> str:
         options = {**self.config, **self.extra}
@@ -330,12 +329,17 @@ def build_steps(specs: str | list[str] | tuple[str, ...] | list[Stage] | list[tu
 
 
 def write_text_atomic(path: str, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary name, fsynced, then renamed: a killed run leaves the
+    """Write ``text`` (UTF-8) to ``path`` as :func:`write_bytes_atomic` does."""
+    write_bytes_atomic(path, text.encode("utf-8"))
+
+
+def write_bytes_atomic(path: str, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary name, fsynced, then renamed: a killed run leaves the
     old file or the new one, never half of one."""
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     temp = f"{path}.{os.getpid()}.tmp"
-    with open(temp, "w", encoding="utf-8") as f:
-        f.write(text)
+    with open(temp, "wb") as f:
+        f.write(data)
         f.flush()
         os.fsync(f.fileno())
     os.replace(temp, path)

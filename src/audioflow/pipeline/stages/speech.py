@@ -124,7 +124,7 @@ class Diarize(Stage):
         "overlap": Option("bool", True, "give overlapped speech to both speakers (pyannote's segmentation-3.0)"),
         "write": Option("bool", True, "write an RTTM file", remote=False),
     }
-    uses_gpu, gpu_share = True, 0.25  # CAM++ (7 M parameters) and segmentation-3.0 (1.5 M)
+    gpu_share = 0.25  # CAM++ (7 M parameters) and segmentation-3.0 (1.5 M)
 
     def validate(self) -> None:
         from ...speech.diarize import DiarizeOptions
@@ -218,7 +218,7 @@ class Transcribe(Stage):
         "temperature": Option("float", None, "sampling temperature (none: 0 with Whisper's fallback ladder)", ge=0,
                               le=1),
     }
-    uses_gpu, gpu_share = True, 0.25  # tiny.en, the default; gpu_fraction reads the model asked for
+    gpu_share = 0.25  # tiny.en, the default; gpu_fraction reads the model asked for
 
     def gpu_fraction(self) -> float:
         """Whisper's size decides: tiny/base/small share a GPU four ways, medium two, large (and unknown
