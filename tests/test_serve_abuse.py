@@ -308,7 +308,7 @@ def test_queue_limit_applies_before_the_body_is_read():
         with httpx.Client(base_url=server.url, timeout=60) as c:
             busy = c.post("/v1/vad", content=wav(4800))
         assert busy.status_code == 503 and busy.headers["retry-after"]
-        assert time.monotonic() - started < 1.0
+        assert time.monotonic() - started < 2.0  # answered at once, not after the slow upload (~seconds)
         thread.join(timeout=30)
         assert results["slow"].status_code in CLIENT_ERRORS  # 2 KB of zeros is not audio
 
@@ -445,7 +445,7 @@ def test_health_stays_fast_while_streams_enhance(tmp_path):
         stop.set()
         for t in streams:
             t.join(timeout=20)
-    assert np.percentile(latencies, 99) < 0.25, sorted(latencies)[-5:]
+    assert np.percentile(latencies, 99) < 0.5, sorted(latencies)[-5:]  # a blocked event loop would be seconds
 
 
 # ---- URLs ------------------------------------------------------------------------------------------
