@@ -77,6 +77,50 @@ def test_ray_building_blocks(local_ray, folder):
     assert abs(json.loads(rows["tone2"]["analyze"])["duration"] - 2.0) < 1e-9
 
 
+def test_write_dataset_on_ray_is_store_write_and_resumes_after_an_interruption(local_ray, folder, tmp_path,
+                                                                               monkeypatch):
+    """audioflow.ray.write_dataset: the rows, order and values of store.write, the broken file skipped and
+    listed; interrupted in the driver (Ctrl-C after two shards) and resumed: the shards already written are
+    kept as they were, the others encoded, one complete dataset."""
+    from audioflow import store
+    from audioflow.ray import write_dataset
+    from audioflow.store.writer import _LocalTarget
+
+    fields = {"audio": store.WaveformField(SR), "mel": store.MelSpectrogramField(32)}
+    reference = store.write(folder, tmp_path / "ref", fields, shard_size=2, num_workers=0, progress=False)
+    manifest = write_dataset(folder, str(tmp_path / "ray"), fields, shard_size=2, progress=False)
+    assert manifest["rows"] == reference["rows"] == 5 and manifest["skipped"] == reference["skipped"]
+    a, b = store.open(tmp_path / "ray"), store.open(tmp_path / "ref")
+    for i in range(5):
+        np.testing.assert_array_equal(a[i]["audio"], b[i]["audio"])
+        np.testing.assert_array_equal(a[i]["mel"], b[i]["mel"])
+
+    saves = []
+    original = _LocalTarget.save_progress
+
+    def interrupted(self, state):
+        original(self, state)
+        saves.append(1)
+        if len(saves) == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(_LocalTarget, "save_progress", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        write_dataset(folder, str(tmp_path / "again"), fields, shard_size=1, progress=False)
+    monkeypatch.setattr(_LocalTarget, "save_progress", original)
+    partial = tmp_path / ".again.partial"
+    kept = {p.name: p.stat().st_mtime_ns for p in partial.glob("shard-*.arrow")}
+    ranges = json.loads((partial / "progress.json").read_text())["ranges"]
+    assert len(ranges) == 2 and len(kept) == sum(1 for r in ranges.values() if r["shard"]) >= 1  # broken.wav: none
+    assert not (tmp_path / "again").exists()
+    manifest = write_dataset(folder, str(tmp_path / "again"), fields, shard_size=1, progress=False, resume=True)
+    assert manifest["rows"] == 5 and len(manifest["skipped"]) == 1 and not partial.exists()
+    assert {n: (tmp_path / "again" / n).stat().st_mtime_ns for n in kept} == kept  # not written again
+    c = store.open(tmp_path / "again")
+    for i in range(5):
+        np.testing.assert_array_equal(c[i]["mel"], b[i]["mel"])
+
+
 @contextlib.contextmanager
 def two_node_cluster(tmp_path, env):
     """A real Ray cluster on this machine: a head (`ray start --head`) and a second raylet joined with
@@ -154,6 +198,21 @@ def test_two_raylets_with_inputs_and_outputs_in_s3_killed_and_resumed(tmp_path):
             assert all(e["status"] == "ok" for e in entries)
             assert len({e["node"] for e in entries if "node" in e}) == 2  # both raylets processed inputs
             assert len(fs.find("outputs/run/results")) == len(fs.find("outputs/run/enhanced")) == 16
+
+            # a packed dataset from the same cluster, shards written by both raylets straight into the bucket
+            packed = subprocess.run([sys.executable, "-m", "audioflow", "pack", "s3://inputs/", "s3://outputs/train.afds",
+                                     "-f", "audio=mel:n_mels=40", "--shard-size", "2", "--engine", "ray",
+                                     "--ray-address", address], env=env, capture_output=True, text=True, timeout=600)
+            assert packed.returncode == 0, packed.stderr[-3000:]
+            from audioflow import store
+
+            options = {"key": "test", "secret": "test", "client_kwargs": {"endpoint_url": endpoint}}
+            remote = store.open("s3://outputs/train.afds", storage_options=options)
+            ref = store.write(sorted(str(p) for p in tmp_path.glob("take*.flac")), tmp_path / "ref.afds",
+                              {"audio": store.MelSpectrogramField(40)}, shard_size=2, num_workers=0, progress=False)
+            assert len(remote) == ref["rows"] == 16 and remote.info()["shards"] == 8
+            for i in (0, 7, 15):
+                np.testing.assert_array_equal(remote[i]["audio"], store.open(tmp_path / "ref.afds")[i]["audio"])
 
             local = tmp_path / "local-out"
             done = subprocess.run([*command[:6], str(local), *command[7:]], env=env, capture_output=True, text=True,

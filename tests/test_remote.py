@@ -97,6 +97,85 @@ def test_packed_dataset_read_from_s3(s3, tmp_path):
         store.open("s3://audio/nothing-here", storage_options=s3["options"])
 
 
+def test_pack_into_s3_is_whole_or_absent_and_replaced_in_one_put(s3, tmp_path):
+    """store.write to s3://: the same rows as a local pack, readable back from the bucket; an existing dataset
+    is refused without overwrite; a rewrite that fails leaves the old dataset readable and no new objects;
+    an overwrite replaces it (the old shards are gone, nothing else left behind)."""
+    from audioflow import store
+
+    _bucket(s3, "packs")
+    fs, options = s3["fs"], s3["options"]
+    sources = [str(p) for p in s3["files"].values()]
+    fields = {"audio": store.WaveformField(16000), "mel": store.MelSpectrogramField(40)}
+    store.write(sources, tmp_path / "ref", fields, shard_size=3, num_workers=0, progress=False)
+    manifest = store.write(sources, "s3://packs/ds", fields, shard_size=3, num_workers=2, progress=False,
+                           storage_options=options)
+    assert manifest["rows"] == 4 and len(manifest["shards"]) == 2
+    remote, ref = store.open("s3://packs/ds", storage_options=options), store.open(tmp_path / "ref")
+    for i in range(4):
+        np.testing.assert_array_equal(remote[i]["audio"], ref[i]["audio"])
+        np.testing.assert_array_equal(remote[i]["mel"], ref[i]["mel"])
+    with pytest.raises(audioflow.StoreError, match="already exists"):
+        store.write(sources, "s3://packs/ds", fields, progress=False, storage_options=options)
+    before = sorted(fs.find("packs/ds"))
+    with pytest.raises(audioflow.StoreError, match="none of the"):  # no row has "n": nothing to write
+        store.write(sources, "s3://packs/ds", {"audio": store.WaveformField(), "n": store.IntField()},
+                    overwrite=True, num_workers=0, progress=False, storage_options=options)
+    fs.invalidate_cache()
+    assert sorted(fs.find("packs/ds")) == before and len(store.open("s3://packs/ds", storage_options=options)) == 4
+    store.write(sources, "s3://packs/ds", {"audio": store.WaveformField(8000)}, shard_size=1, overwrite=True,
+                num_workers=0, progress=False, storage_options=options)
+    fs.invalidate_cache()
+    after = store.open("s3://packs/ds", storage_options=options)
+    assert len(after) == 4 and after.info()["shards"] == 4 and len(after[0]["audio"]) == len(ref[0]["audio"]) // 2
+    objects = [p.removeprefix("packs/ds/") for p in fs.find("packs/ds")]
+    assert sorted(objects) == sorted(["manifest.json", *(s["file"] for s in after.manifest["shards"])])
+
+
+def test_a_killed_pack_into_s3_resumes_from_its_last_shard(s3, tmp_path):
+    """A pack into the bucket SIGKILLed after some shards: no manifest (store.open refuses it), and
+    resume=True encodes only the rows after the last complete shard, then cleans up its progress."""
+    import signal
+
+    from audioflow import store
+
+    _bucket(s3, "killedpack")
+    fs, options = s3["fs"], s3["options"]
+    code = ("import sys, time\nfrom audioflow import store\n"
+            "class Slow(store.IntField):\n"
+            "    def encode(self, value):\n        time.sleep(0.1)\n        return super().encode(value)\n"
+            "rows = [{'n': i} for i in range(200)]\n"
+            "store.write(rows, 's3://killedpack/ds', {'n': Slow()}, shard_size=5, num_workers=0, progress=False)\n")
+    env = {"PATH": "/usr/bin:/bin", **s3_environment(s3["endpoint"])}
+    run = subprocess.Popen([sys.executable, "-c", code], env=env, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and run.poll() is None and not fs.exists("killedpack/ds/.progress.json"):
+        time.sleep(0.1)
+        fs.invalidate_cache()
+    time.sleep(0.6)
+    assert run.poll() is None, "the pack finished before it could be killed"
+    os.killpg(run.pid, signal.SIGKILL)
+    run.wait()
+    with pytest.raises(audioflow.StoreError, match="no manifest"):
+        store.open("s3://killedpack/ds", storage_options=options)
+    encoded = []
+
+    class Counting(store.IntField):
+        def encode(self, value):
+            encoded.append(value)
+            return super().encode(value)
+
+    rows = [{"n": i} for i in range(200)]
+    manifest = store.write(rows, "s3://killedpack/ds", {"n": Counting()}, shard_size=5, num_workers=0,
+                           progress=False, resume=True, storage_options=options)
+    assert manifest["rows"] == 200
+    assert store.open("s3://killedpack/ds", storage_options=options).get_batch(range(200))["n"].tolist() == \
+        list(range(200))
+    assert 0 < len(encoded) < 200 and encoded[0] % 5 == 0  # started after the last complete shard
+    fs.invalidate_cache()
+    assert not fs.exists("killedpack/ds/.progress.json")
+
+
 def test_loader_reads_an_s3_folder_in_forked_workers(s3, tmp_path):
     """A bucket prefix as the loader's source: listed through fsspec, decoded in forked workers (s3fs
     after fork), cached on disk (kept between runs: a remote fetch is worth keeping)."""

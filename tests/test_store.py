@@ -320,3 +320,9 @@ def test_multitrack_and_hybrid_fields(tmp_path):
     assert batch["mix.drums"].shape == (2, 11200) and batch["mix.drums_lengths"].tolist() == [11200, 8000]
     assert batch["both.spectrogram"].shape[:2] == (2, 20)
     assert store.open(out).fields["mix"].stems == list(stems)  # rebuilt from the manifest
+
+
+def test_file_urls_are_local_folders(tmp_path, clips):
+    url = (tmp_path / "by-url").as_uri()
+    store.write(clips, url, {"audio": store.WaveformField(16000)}, num_workers=0, progress=False)
+    assert (tmp_path / "by-url" / "manifest.json").exists() and len(store.open(url)) == 7

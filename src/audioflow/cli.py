@@ -28,7 +28,9 @@ EXAMPLES: dict[str, list[tuple[str, str]]] = {
                 ("audioflow convert talk.wav talk-16k.flac --sr 16000 --mono", "resample and mix down"),
                 ("audioflow convert talk.wav talk.opus --bitrate 32", "lossy, 32 kbit/s")],
     "pack": [("audioflow pack clips/ dataset/ --field audio=waveform:sr=16000", "int16 waveforms at 16 kHz"),
-             ("audioflow pack train.csv mels/ -f audio=mel:n_mels=80 -f label=string", "log-mels and a label column")],
+             ("audioflow pack train.csv mels/ -f audio=mel:n_mels=80 -f label=string", "log-mels and a label column"),
+             ("audioflow pack clips/ s3://bucket/clips.afds -f audio=flac:sr=16000 --engine ray",
+              "encoded on a Ray cluster, shards straight into a bucket")],
     "process": [("audioflow process recordings/ -o out/ --steps split:method=silence,max=30,enhance:lufs=-23,"
                  "analyze,features", "one comma-separated list"),
                 ("audioflow process meetings/ -o minutes/ -s vad -s diarize -s transcribe", "or one --steps each"),
@@ -177,22 +179,34 @@ def convert(
 @command("pack")
 def pack(
     source: Annotated[str, typer.Argument(help="A folder of audio, a CSV/JSONL manifest, or a list file.")],
-    out: Annotated[str, typer.Argument(help="The dataset directory to create.")],
+    out: Annotated[str, typer.Argument(help="The dataset directory to create, or a URL (s3://bucket/ds.afds).")],
     field: Annotated[list[str], typer.Option("--field", "-f", help="name=kind[:key=value,...], e.g. "
                                              "audio=mel:n_mels=80, audio=waveform:sr=16000, label=int")],
     shard_size: Annotated[int, typer.Option(help="Rows per shard.")] = 1000,
     workers: Annotated[str, typer.Option(help="Encoding processes, or 'auto'.")] = "auto",
     overwrite: Annotated[bool, typer.Option(help="Replace an existing dataset (atomically).")] = False,
     resume: Annotated[bool, typer.Option(help="Continue an interrupted pack from its last complete shard.")] = False,
+    engine: Annotated[str, typer.Option(help="'local' (a process pool) or 'ray' (a task per shard on every node "
+                                             "of a Ray cluster).")] = "local",
+    ray_address: Annotated[Optional[str], typer.Option(help="Join this Ray cluster ('auto': the running one).")  # noqa: UP045
+                           ] = None,
 ) -> None:
-    """Pack SOURCE into a dataset of typed fields in Arrow shards (audioflow.store)."""
+    """Pack SOURCE into a dataset of typed fields in Arrow shards (audioflow.store), in a folder or a bucket."""
     from .store import parse_field, write
 
     with user_errors():
         fields = dict(parse_field(spec) for spec in field)
-        manifest = write(source, out, fields, shard_size=shard_size,
-                         num_workers=workers if workers == "auto" else int(workers), overwrite=overwrite,
-                         resume=resume)
+        if engine == "ray":
+            from .ray import write_dataset
+
+            manifest = write_dataset(source, out, fields, shard_size=shard_size, address=ray_address,
+                                     overwrite=overwrite, resume=resume)
+        elif engine == "local":
+            manifest = write(source, out, fields, shard_size=shard_size,
+                             num_workers=workers if workers == "auto" else int(workers), overwrite=overwrite,
+                             resume=resume)
+        else:
+            raise ParameterError(f"unknown engine {engine!r}: 'local' or 'ray'")
     console.print(f"wrote {out}: {manifest['rows']} rows in {len(manifest['shards'])} shards, "
                   f"{manifest['audio_seconds'] / 3600:.3f} h of audio, {manifest['write_seconds']:.1f} s")
     for item in manifest["skipped"][:20]:

@@ -227,7 +227,8 @@ def run(inputs: Any, steps: str | Sequence[str] | Sequence[Stage], output: str |
                                  chunk_duration)
         if todo or recovered:
             _consume(entries, out, summary, progress, len(todo), steps_text(stages), recovered)
-        write_features_table(out)
+        if any(stage.name == "features" for stage in stages):  # nothing to gather otherwise
+            write_features_table(out)
     finally:
         summary.wall_seconds = time.perf_counter() - started
         out.write_text("summary.json", json.dumps(summary.to_dict(), indent=1, default=json_default))
@@ -315,9 +316,12 @@ def write_features_table(out: Output | str) -> str | None:
 
     out = out if isinstance(out, Output) else Output(out)
     records = []
-    for name in out.list("results", ".json"):
+    names = out.list("results", ".json")
+    texts = (text for start in range(0, len(names), 1000)  # a thousand GETs at a time, concurrently when remote
+             for text in out.read_texts(names[start:start + 1000]).values())
+    for text in texts:
         try:
-            document = json.loads(out.read_text(name) or "")
+            document = json.loads(text)
         except ValueError:
             continue
         features = document.get("results", {}).get("features")

@@ -15,6 +15,7 @@ from typing import Any, ClassVar, TypeVar
 
 from ..audio import Audio, Segment
 from ..errors import ParameterError
+from ..io.atomic import write_bytes_atomic, write_text_atomic  # noqa: F401  (their home before io.atomic)
 from ..models import ModelManager
 from .registry import STAGES, register_stage  # noqa: F401  (register_stage: its home before the registry)
 
@@ -326,20 +327,3 @@ def build_steps(specs: str | list[str] | tuple[str, ...] | list[Stage] | list[tu
     for i, stage in enumerate(built):
         stage.check_order([s.name for s in built[:i]])
     return built
-
-
-def write_text_atomic(path: str, text: str) -> None:
-    """Write ``text`` (UTF-8) to ``path`` as :func:`write_bytes_atomic` does."""
-    write_bytes_atomic(path, text.encode("utf-8"))
-
-
-def write_bytes_atomic(path: str, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary name, fsynced, then renamed: a killed run leaves the
-    old file or the new one, never half of one."""
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    temp = f"{path}.{os.getpid()}.tmp"
-    with open(temp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(temp, path)

@@ -27,7 +27,7 @@ class Dataset(Sequence):
     """
 
     def __init__(self, path: str, storage_options: dict[str, Any] | None = None) -> None:
-        self.path = path.rstrip("/")
+        self.path = path.removeprefix("file://").rstrip("/") or "/"  # file:// is a local folder
         self.storage_options = storage_options or {}
         self.manifest = self._read_manifest()
         self.fields: dict[str, Field] = {name: field_from_spec(spec).bind(name)
