@@ -450,3 +450,5 @@ def test_gpu_share_of_an_actor_follows_its_stages_models():
     assert gpus_per_actor(pipeline.build_steps("vad,transcribe:model=large-v3"), "cuda:0") == 1.0
     assert gpus_per_actor(pipeline.build_steps("transcribe:model=medium.en"), "cuda") == 0.5
     assert gpus_per_actor(pipeline.build_steps("enhance:lufs=-23,analyze"), "cuda") == 0.0
+    # 'auto' follows the cluster's GPUs, not the driver's (a head node without a GPU)
+    assert gpus_per_actor(speech, "auto", cluster_gpus=0) == 0.0 and gpus_per_actor(speech, "auto", 2.0) == 0.25

@@ -122,33 +122,35 @@ def test_write_dataset_on_ray_is_store_write_and_resumes_after_an_interruption(l
 
 
 @contextlib.contextmanager
-def two_node_cluster(tmp_path, env):
-    """A real Ray cluster on this machine: a head (`ray start --head`) and a second raylet joined with
-    `ray start --address`, one CPU each, in their own process groups (stopped by killing them, never `ray
-    stop`, which would stop every Ray here)."""
+def two_node_cluster(tmp_path, env, raylets: int = 2, head: tuple[str, ...] = ()):
+    """A real Ray cluster on this machine: a head (`ray start --head`, with ``head``'s extra arguments) and a
+    second raylet joined with `ray start --address`, one CPU each, in their own process groups (stopped by
+    killing them, never `ray stop`, which would stop every Ray here); ``raylets=1``: the head alone."""
     from conftest import free_port
 
     port = free_port()
     common = ["--num-cpus", "1", "--disable-usage-stats", "--block"]
     short = tempfile.mkdtemp(prefix="ray-", dir="/tmp")  # Ray's socket paths must stay under 107 characters
     nodes = [subprocess.Popen([RAY_CLI, "start", "--head", "--port", str(port),
-                               "--include-dashboard", "false", "--temp-dir", short, *common],
+                               "--include-dashboard", "false", "--temp-dir", short, *common, *head],
                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)]
     address = f"127.0.0.1:{port}"
     try:
         time.sleep(3)
-        nodes.append(subprocess.Popen([RAY_CLI, "start", "--address", address,
-                                       "--resources", '{"second_node": 1}', *common], env=env,
-                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True))
+        if raylets > 1:
+            nodes.append(subprocess.Popen([RAY_CLI, "start", "--address", address,
+                                           "--resources", '{"second_node": 1}', *common], env=env,
+                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                          start_new_session=True))
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             status = subprocess.run([RAY_CLI, "status", "--address", address],
                                     env=env, capture_output=True, text=True, timeout=60).stdout
-            if status.count(" node_") >= 2:
+            if status.count(" node_") >= raylets:
                 break
             time.sleep(1)
         else:
-            raise AssertionError(f"the second raylet did not join:\n{status}")
+            raise AssertionError(f"the cluster did not come up:\n{status}")
         yield address
     finally:
         for node in reversed(nodes):
@@ -221,3 +223,24 @@ def test_two_raylets_with_inputs_and_outputs_in_s3_killed_and_resumed(tmp_path):
             entries = [json.loads(line) for line in (local / "manifest.jsonl").read_text().splitlines()]
             assert len({e["node"] for e in entries}) == 2
             assert len(list((local / "enhanced").glob("*.flac"))) == len(list((local / "results").glob("*.json"))) == 16
+
+
+def test_model_stages_share_the_clusters_gpu_while_the_driver_has_none(tmp_path, folder):
+    """A head node declaring one GPU (`ray start --num-gpus 1`; Ray schedules it as any other resource) and
+    a driver without CUDA: `--device auto` reserves the stages' fraction of it per actor (diarize: a
+    quarter, so two actors on the node's two CPUs both fit on the one GPU), each entry names the GPU its
+    actor held, and the models fall back to the CPU inside the actor, where torch finds no CUDA."""
+    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "RAY_AUTH_MODE": "disabled"}
+    speech = tmp_path / "speech"
+    speech.mkdir()
+    for path in sorted(folder.glob("tone*.flac"))[:2]:
+        shutil.copy(path, speech / path.name)
+    with two_node_cluster(tmp_path, env, raylets=1, head=("--num-gpus", "1", "--num-cpus", "2")) as address:
+        out = tmp_path / "out"
+        done = subprocess.run([sys.executable, "-m", "audioflow", "process", str(speech), "-o", str(out),
+                               "-s", "vad,diarize", "--engine", "ray", "--ray-address", address, "--no-progress"],
+                              env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    entries = [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
+    assert len(entries) == 2 and all(e["status"] == "ok" and e["gpus"] == ["0"] for e in entries), entries
+    assert "0.25 GPU each" in (out / "run.log").read_text()

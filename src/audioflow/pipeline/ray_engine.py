@@ -68,7 +68,10 @@ class ProcessActor:
             output = Output(output.location, output.storage_options, collect=True)
         self.stages, self.output, self.storage_options = list(stages), output, storage_options
         self.chunk_duration = chunk_duration
-        models = ModelManager(device)
+        from ..runtime import resolve_device
+
+        self.gpus = [str(g) for g in ray.get_gpu_ids()]  # what Ray gave this actor ([] without a GPU share)
+        models = ModelManager(str(resolve_device(device)))  # 'auto': this actor's GPU, if Ray gave it one
         for stage in self.stages:
             stage.setup(models)
 
@@ -81,16 +84,19 @@ class ProcessActor:
                                  self.chunk_duration)
             files.append(pickle.dumps(entry.pop("collected", {})))  # bytes: not through JSON
             entry["node"] = self.node
+            if self.gpus:
+                entry["gpus"] = self.gpus
             entries.append(json.dumps(entry, default=json_default))
         return {"entry": entries, "files": files}
 
 
-def gpus_per_actor(stages: Sequence[Stage], device: str) -> float:
+def gpus_per_actor(stages: Sequence[Stage], device: str, cluster_gpus: float = 0.0) -> float:
     """The GPU share a Ray actor running ``stages`` reserves: the largest of their ``gpu_fraction``s on a CUDA
-    device (Whisper tiny with CAM++: a quarter, so four actors per GPU), none on the CPU."""
-    if not device.startswith("cuda"):
-        return 0.0
-    return max((stage.gpu_fraction() for stage in stages), default=0.0)
+    device (Whisper tiny with CAM++: a quarter, so four actors per GPU), none on the CPU. ``device='auto'``
+    follows the cluster (``cluster_gpus``, its GPU count), not the driver: a head node without a GPU still
+    sends the models to its workers' GPUs."""
+    use_gpu = cluster_gpus > 0 if device == "auto" else device.startswith("cuda")
+    return max((stage.gpu_fraction() for stage in stages), default=0.0) if use_gpu else 0.0
 
 
 def run_ray(rows: list[dict[str, Any]], stages: list[Stage], output: Output, workers: int | str, device: str,
@@ -101,7 +107,7 @@ def run_ray(rows: list[dict[str, Any]], stages: list[Stage], output: Output, wor
 
     ray = ensure_ray(address, None if address else (usable_cores() if workers == "auto" else int(workers)))
     actors = int(ray.cluster_resources().get("CPU", 1)) if workers == "auto" else int(workers)
-    gpu = gpus_per_actor(stages, device)
+    gpu = gpus_per_actor(stages, device, ray.cluster_resources().get("GPU", 0.0))
     # with GPUs, as many actors as fit (1 / gpu per GPU), grown from one: a fixed pool would wait for all
     pool = ray.data.ActorPoolStrategy(min_size=1, max_size=max(1, actors)) if gpu else \
         ray.data.ActorPoolStrategy(size=max(1, actors))
@@ -113,7 +119,7 @@ def run_ray(rows: list[dict[str, Any]], stages: list[Stage], output: Output, wor
         fn_constructor_kwargs={"stages": stages, "output": output, "storage_options": storage_options,
                                "device": device, "chunk_duration": chunk_duration,
                                "driver_node": ray.get_runtime_context().get_node_id()})
-    log.info("ray: %d inputs on %d actors (%s)", len(rows), actors, "GPU" if gpu else "CPU")
+    log.info("ray: %d inputs on up to %d actors (%s)", len(rows), actors, f"{gpu:g} GPU each" if gpu else "CPU")
     for row in processed.iter_rows():
         entry = json.loads(row["entry"])
         collected = pickle.loads(row["files"])

@@ -195,7 +195,8 @@ def run(inputs: Any, steps: str | Sequence[str] | Sequence[Stage], output: str |
     out.prepare()
     from ..runtime import resolve_device
 
-    device_name = str(resolve_device(device))
+    # on Ray each actor resolves 'auto' where it runs (the driver may have no GPU while the workers do)
+    device_name = "auto" if engine == "ray" and str(device) == "auto" else str(resolve_device(device))
     summary = RunSummary(device=device_name, engine=engine, output=out.location)
     todo = []
     for row in rows:
