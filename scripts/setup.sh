@@ -28,6 +28,10 @@ command -v flite >/dev/null 2>&1 || need_apt+=(flite)
 [ -d /usr/share/asterisk/sounds/ru_RU_f_IvrvoiceRU ] || need_apt+=(asterisk-core-sounds-ru-wav)
 [ -f /var/lib/dpkg/info/asterisk-prompt-fr-armelle.list ] || need_apt+=(asterisk-prompt-fr-armelle)
 [ -f /var/lib/dpkg/info/asterisk-prompt-es-co.list ] || need_apt+=(asterisk-prompt-es-co)
+# real music recordings for the separation tests and benchmark: Sonic Pi's CC0 loops (44.1 kHz FLAC) and
+# Asterisk's music on hold (CC BY-SA tracks)
+[ -d /usr/share/sonic-pi/samples ] || need_apt+=(sonic-pi-samples)
+[ -d /usr/share/asterisk/moh ] || need_apt+=(asterisk-moh-opsound-wav)
 command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)  # the web page's test drives it with Playwright
 "$PYTHON" -c "import ensurepip, venv" >/dev/null 2>&1 || need_apt+=(python3-venv)
 if [ ${#need_apt[@]} -gt 0 ]; then

@@ -83,3 +83,28 @@ def cadence(tonic: int, mode: str, folder: Path, bpm: float = 100.0) -> Path:
     midi = folder / f"key_{tonic}_{mode}.mid"
     write_midi(midi, bpm, [events], programs={0: 0})
     return render(midi, folder / f"key_{tonic}_{mode}.wav")
+
+
+def ballad(bpm: float, bars: int, folder: Path, drums: bool = False) -> Path:
+    """Piano in 4/4: a chord on every beat (the first of the bar louder), a melody in eighth notes, a bass
+    note on beats 1 and 3; with ``drums``, kick on 1 and 3, snare on 2 and 4 and closed hi-hat eighths (as
+    :func:`drum_groove`). A slow piece whose eighths a tracker may take for the beat."""
+    progression = [(48, 52, 55), (45, 48, 52), (41, 45, 48), (43, 47, 50)]  # C Am F G
+    melody_steps = (0, 2, 4, 7, 9, 7, 4, 2)
+    piano, kit = [], []
+    for beat in range(bars * 4):
+        chord = progression[beat // 4 % 4]
+        for note in chord:
+            piano.append((beat, 0.95, 0, note + 12, 88 if beat % 4 == 0 else 78))
+        if beat % 2 == 0:
+            piano.append((beat, 1.9, 0, chord[0] - 12, 80))
+        for half in (0.0, 0.5):
+            step = melody_steps[int((beat % 4) * 2 + half * 2)]
+            piano.append((beat + half, 0.45, 0, chord[0] + 24 + step, 58))
+        if drums:
+            kit.append((beat, 0.25, 9, 36 if beat % 2 == 0 else 38, 100))
+            for half in (0.0, 0.5):
+                kit.append((beat + half, 0.1, 9, 42, 60))
+    name = f"ballad_{bpm:g}{'_drums' if drums else ''}"
+    write_midi(folder / f"{name}.mid", bpm, [piano, kit] if drums else [piano], programs={0: 0})
+    return render(folder / f"{name}.mid", folder / f"{name}.wav")

@@ -32,10 +32,11 @@ if TYPE_CHECKING:
     from .audio import Audio, Segment
     from .data import AudioDataLoader
     from .io import AudioInfo, info, load, resample, save, stream
+    from .music.separate import separate
 
 _LAZY = {
     "load": "io", "info": "io", "save": "io", "stream": "io", "resample": "io", "AudioInfo": "io",
-    "Audio": "audio", "Segment": "audio", "AudioDataLoader": "data",
+    "Audio": "audio", "Segment": "audio", "AudioDataLoader": "data", "separate": "music.separate",
 }
 
 __all__ = [
@@ -60,6 +61,7 @@ __all__ = [
     "load",
     "resample",
     "save",
+    "separate",
     "stream",
 ]
 

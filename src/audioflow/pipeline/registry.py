@@ -31,6 +31,7 @@ ENTRY_POINT_GROUP = "audioflow.stages"
 BUILTIN_STAGES: dict[str, str] = {
     "split": "audioflow.pipeline.stages.split:Split",
     "enhance": "audioflow.pipeline.stages.enhance:Enhance",
+    "separate": "audioflow.pipeline.stages.separate:Separate",
     "denoise": "audioflow.pipeline.stages.speech:Denoise",
     "vad": "audioflow.pipeline.stages.speech:VAD",
     "diarize": "audioflow.pipeline.stages.speech:Diarize",

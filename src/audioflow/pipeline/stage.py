@@ -57,6 +57,9 @@ class Annotations:
     results: dict[str, Any] = field(default_factory=dict)
     segments: list[Segment] = field(default_factory=list)
     files: dict[str, list[str]] = field(default_factory=dict)
+    # audio a stage made beside the audio it passes on (separate's stems), kept when it writes no files, for a
+    # face that answers with it (the server's /v1/separate)
+    audio_outputs: dict[str, Audio] = field(default_factory=dict)
     chunk: int | None = None  # which chunk of a long input this is (None: the whole input)
     offset: float = 0.0  # where the chunk starts in the input, seconds
     context: RunContext | None = None  # shared by the chunks of one input (made here for a whole input)

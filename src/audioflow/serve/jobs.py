@@ -63,6 +63,7 @@ class Job:
     audio_format: str | None = None
     feature: tuple[str, dict[str, Any]] | None = None
     feature_output: str = "json"
+    stems_format: str | None = None  # a zip of the stages' audio outputs (separate's stems) in this format
 
 
 def init_worker(device: str) -> None:
@@ -195,12 +196,33 @@ def run_job(job: Job, limits: Limits) -> Any:
         audio, annotations = run_stages(audio, job.steps)
     if job.feature is not None:
         return _feature(audio, *job.feature, job.feature_output, limits)
+    if job.stems_format is not None:
+        data = _zip_of(annotations, job.stems_format)
+        _check_answer(len(data), limits, job.name)
+        return data
     if job.audio_format is not None:
         data = encode_audio(audio, job.audio_format)
         _check_answer(len(data), limits, job.name)
         return data
     results = {name: as_dict(annotations.results[name]) for name in job.results}
     return {"results": results, "duration": audio.duration}
+
+
+def _zip_of(annotations: Any, fmt: str) -> bytes:
+    """The stages' audio outputs as ``{name}.{fmt}`` members of a zip, with ``results.json`` (every stage's
+    results); the audio is stored as it is (compressed formats do not shrink)."""
+    import io
+    import json
+    import zipfile
+
+    buffer = io.BytesIO()
+    extension = {"opus": "ogg"}.get(fmt, fmt)
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name, audio in annotations.audio_outputs.items():
+            archive.writestr(f"{name}.{extension}", encode_audio(audio, fmt))
+        results = {name: as_dict(result) for name, result in annotations.results.items()}
+        archive.writestr("results.json", json.dumps(results, indent=1), compress_type=zipfile.ZIP_DEFLATED)
+    return buffer.getvalue()
 
 
 def run_stages(audio: Audio, steps: list[tuple[str, dict[str, Any]]], known: dict[str, Any] | None = None

@@ -206,7 +206,7 @@ class StageRunner:
         """One request: its header checked and its cost estimated (worker), the budget reserved, then the
         decode, stages and answer (worker). ``answer``: :class:`Job`'s ``results``, ``audio_format``,
         ``feature`` and ``feature_output``."""
-        output_audio = answer.get("audio_format") is not None
+        output_audio = answer.get("audio_format") is not None or answer.get("stems_format") is not None
         described = await self.run("inspect", upload.path, upload.name, self.limits, decode, steps, output_audio,
                                    answer.get("feature") is not None, what=f"reading {upload.name}")
         job = Job(upload.path, upload.name, decode, steps, **answer)

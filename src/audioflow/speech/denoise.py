@@ -16,7 +16,7 @@ from ..errors import InvalidAudioError, MissingDependencyError, ParameterError
 from .checks import check_input
 from .resolve import package_file, resolve_model_file
 
-DENOISE_METHODS = ("deepfilternet", "rnnoise", "spectral")
+DENOISE_METHODS = ("deepfilternet", "rnnoise", "spectral", "separate")
 MODEL_SR = 48000
 _FLOAT_P = ctypes.POINTER(ctypes.c_float)
 
@@ -228,6 +228,21 @@ class SpectralGate:
         return spectral_gate(y, sr, self.reduction_db) if y.shape[-1] else y.copy()
 
 
+class VocalsOnly:
+    """Music and other non-voice sound removed by source separation (Spleeter's vocals stem,
+    :mod:`audioflow.music.separate`): for speech over a song or a TV background, which the stationary-noise
+    denoisers leave in."""
+
+    def __init__(self, device: str = "cpu") -> None:
+        from ..music.separate import SpleeterSeparator
+
+        self.separator = SpleeterSeparator(device=device)
+
+    def __call__(self, y: np.ndarray, sr: int) -> np.ndarray:
+        y = check_input(y, sr, "denoise")
+        return self.separator(y, sr)["vocals"] if y.shape[-1] else y.copy()
+
+
 def load_denoiser(method: str = "deepfilternet", model: str | None = None, atten_lim_db: float = 100.0):
     """A denoiser callable ``(samples, sr) -> samples`` for ``method`` in :data:`DENOISE_METHODS`."""
     if method == "deepfilternet":
@@ -236,6 +251,8 @@ def load_denoiser(method: str = "deepfilternet", model: str | None = None, atten
         return RNNoise()
     if method == "spectral":
         return SpectralGate(min(atten_lim_db, 40.0))
+    if method == "separate":
+        return VocalsOnly()
     raise ParameterError(f"denoise method must be one of {', '.join(DENOISE_METHODS)}, got {method!r}")
 
 
@@ -243,7 +260,8 @@ def denoise(y: np.ndarray, sr: int, method: str = "deepfilternet", atten_lim_db:
     """Denoised copy of ``y`` at ``sr`` Hz (mono or ``(channels, n)``), same length and rate.
 
     Args:
-        method: 'deepfilternet' (best), 'rnnoise' (lighter), or 'spectral' (no model).
+        method: 'deepfilternet' (best on noise), 'rnnoise' (lighter), 'spectral' (no model), or 'separate'
+            (keeps the vocals of a source separation: speech over music).
         atten_lim_db: most attenuation of noise, dB.
     """
     return load_denoiser(method, atten_lim_db=atten_lim_db)(y, sr)

@@ -69,13 +69,13 @@ class VAD(Stage):
 
 
 class Denoise(Stage):
-    """Speech denoising with DeepFilterNet3 (default), RNNoise, or spectral gating."""
+    """Speech denoising with DeepFilterNet3 (default), RNNoise, spectral gating, or source separation (vocals)."""
 
     name = "denoise"
     memory_fixed, memory_factor, work_rate, work_mono = 32 << 20, 6.0, 48000, True  # channel by channel, 48 kHz
     options: ClassVar[dict[str, Option]] = {
-        "method": Option("str", "deepfilternet", "deepfilternet, rnnoise, or spectral (no model)",
-                         ("deepfilternet", "rnnoise", "spectral")),
+        "method": Option("str", "deepfilternet", "deepfilternet, rnnoise, spectral (no model), or separate (keeps "
+                         "the vocals: speech over music)", ("deepfilternet", "rnnoise", "spectral", "separate")),
         "atten_lim": Option("float", 100.0, "most noise attenuation, dB (100: none; 20-30 keeps ambience)", ge=0,
                             le=100),
         "write": Option("bool", True, "write the denoised audio", remote=False),

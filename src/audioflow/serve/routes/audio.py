@@ -1,4 +1,4 @@
-"""Audio endpoints: ``/v1/denoise``, ``/v1/enhance``, ``/v1/analyze`` and ``/v1/features``."""
+"""Audio endpoints: ``/v1/denoise``, ``/v1/separate``, ``/v1/enhance``, ``/v1/analyze`` and ``/v1/features``."""
 
 from __future__ import annotations
 
@@ -25,6 +25,26 @@ async def denoise(request: Request,
     """Denoised audio (DeepFilterNet3, RNNoise or spectral gating) in the format asked."""
     data = await audio_request(request, NATIVE, [step("denoise", options, write=False)], "/v1/denoise",
                                audio_format=format)
+    return Response(data, media_type=AUDIO_TYPES[format])
+
+
+@router.post("/separate", openapi_extra=AUDIO_BODY,
+             responses={200: {"content": {**AUDIO_RESPONSES[200]["content"], "application/zip": {}}}})
+async def separate(request: Request,
+                   options: Annotated[Options, Depends(query_options("separate", "model", "wiener"))],
+                   stem: Annotated[str, Query(pattern="^(all|vocals|accompaniment)$",
+                                              description="one stem as audio, or all: a zip of every stem "
+                                                          "(vocals.FORMAT, accompaniment.FORMAT) and results.json "
+                                                          "(each stem's loudness)")] = "all",
+                   format: AudioFormat = "wav") -> Response:
+    """Vocals and accompaniment (Spleeter 2-stem source separation)."""
+    if stem == "all":
+        data = await audio_request(request, NATIVE, [step("separate", {**options, "keep": "mix"}, write=False)],
+                                   "/v1/separate", stems_format=format)
+        return Response(data, media_type="application/zip",
+                        headers={"content-disposition": 'attachment; filename="stems.zip"'})
+    data = await audio_request(request, NATIVE, [step("separate", {**options, "keep": stem}, write=False)],
+                               "/v1/separate", audio_format=format)
     return Response(data, media_type=AUDIO_TYPES[format])
 
 
