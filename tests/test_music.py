@@ -21,6 +21,17 @@ def test_tempo_of_a_rendered_groove_without_octave_errors(bpm, tmp_path):
     assert len(beats) >= 24
 
 
+@pytest.mark.parametrize("drums", [False, True], ids=["piano", "piano and drums"])
+@pytest.mark.parametrize("bpm", [60, 72, 96, 132, 180])
+def test_tempo_of_slow_and_fast_pieces_at_the_beat_level(bpm, drums, tmp_path):
+    """Issue 21: a slow piece with eighth-note hi-hats was read at twice its tempo (72 -> 144), a 180 BPM
+    piece at half (90); the metrical-accent octave decision (rhythm.tempo_octave) puts both at the beat."""
+    y, sr = af.load(midi.ballad(bpm, 8, tmp_path, drums=drums), sr=22050)
+    tempo, beats = tempo_and_beats(y, sr)
+    assert abs(tempo - bpm) / bpm < 0.02, tempo
+    assert abs(len(beats) - 32) <= 3  # 8 bars of 4: a beat per beat, not per eighth or per half note
+
+
 def test_key_and_mode_in_all_24_keys(tmp_path):
     wrong = []
     for tonic in range(12):
