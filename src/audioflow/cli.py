@@ -35,7 +35,7 @@ EXAMPLES: dict[str, list[tuple[str, str]]] = {
                  "analyze,features", "one comma-separated list"),
                 ("audioflow process meetings/ -o minutes/ -s vad -s diarize -s transcribe", "or one --steps each"),
                 ("audioflow process recordings/ -o analysis/ -s analyze --resume", "skip what the last run finished"),
-                ("audioflow steps transcribe", "every option of a step: type, default, unit, bounds")],
+                ("audioflow process music/ -o stems/ -s separate", "vocals and accompaniment of every song")],
     "steps": [("audioflow steps", "every step and what it does"),
               ("audioflow steps enhance split", "their options with types, defaults, units and bounds")],
     "dedupe": [("audioflow dedupe music/", "a table of duplicate and near-duplicate pairs"),

