@@ -152,6 +152,11 @@ def test_bad_input_is_refused_clearly(separator):
         sep.load_separator("nonsense")
     with pytest.raises(audioflow.MissingDependencyError, match="no vocals checkpoint"):
         sep.spleeter_checkpoints("/nonexistent-folder")
+    try:
+        import demucs  # noqa: F401
+    except ImportError:  # the usual case here: HTDemucs names what to install
+        with pytest.raises(audioflow.MissingDependencyError, match="pip install demucs"):
+            sep.load_separator("htdemucs")
 
 
 def test_separate_stage_writes_stems_and_denoise_keeps_the_vocals(tmp_path):
