@@ -211,7 +211,8 @@ def measure(minutes: float, file_minutes: float) -> dict:
 
 def render(results: dict) -> str:
     seconds, cpus, rows = results["audio_seconds"], results["cpus"], results["wall_seconds"]
-    lines = [f"`bench_scale.py` on {results['machine']}.", "",
+    lines = ["## Scale-out: the local engine, Ray and object storage", "",
+             f"`bench_scale.py` on {results['machine']}.", "",
              f"{seconds / 3600:.2f} h of real speech (conversations of Debian's Asterisk voices, "
              f"{results['file_minutes']:g}-minute FLAC files), each configuration as a user runs it: `audioflow "
              "process` in a fresh process, start-up included; S3 is a moto server on loopback (its CPU time "

