@@ -17,6 +17,7 @@ into a bucket; :func:`to_webdataset` turns rows into WebDataset samples for Ray'
 
 from __future__ import annotations
 
+import collections
 import json
 import time
 from collections.abc import Mapping
@@ -100,7 +101,7 @@ def write_dataset(source: Any, path: str, fields: dict[str, Any], shard_size: in
     state = target.begin(identity, resume)
     ranges: dict[str, dict[str, Any]] = state.setdefault("ranges", {})
     schema = dataset_schema(bound)
-    todo = [k for k in range(-(-total // shard_size)) if str(k) not in ranges]
+    todo = collections.deque(k for k in range(-(-total // shard_size)) if str(k) not in ranges)
     cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
     pack_range = ray.remote(num_cpus=1)(_pack_range)
     fields_ref, schema_ref, target_ref = ray.put(bound), ray.put(schema), ray.put(target)
@@ -110,7 +111,7 @@ def write_dataset(source: Any, path: str, fields: dict[str, Any], shard_size: in
         with Progress(progress, total, described, done=done_rows) as bar:
             while todo or pending:
                 while todo and len(pending) < 2 * cpus:  # a few shards in flight per CPU, not the whole listing
-                    k = todo.pop(0)
+                    k = todo.popleft()
                     chunk = [rows[i] for i in range(k * shard_size, min(total, (k + 1) * shard_size))]
                     pending[pack_range.remote(target_ref, fields_ref, schema_ref, k, k * shard_size, chunk)] = k
                 (ready,), _ = ray.wait(list(pending), num_returns=1)

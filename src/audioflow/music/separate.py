@@ -234,6 +234,7 @@ class SpleeterSeparator:
         import torch
 
         from ..dsp import istft, resample, stft
+        from ..dsp.wiener import soft_mask, wiener
 
         with torch.inference_mode():
             x = torch.from_numpy(np.ascontiguousarray(planar)).to(self.device)
@@ -241,8 +242,6 @@ class SpleeterSeparator:
                 x = resample(x, sr, MODEL_RATE)
             spec = stft(x, N_FFT, HOP, self.window)  # [C, 2049, T]
             magnitudes = self._magnitudes(spec)  # [J, C, 2049, T]
-            from ..dsp.wiener import soft_mask, wiener
-
             if not self.wiener_iterations:  # the vocals' share alone: the accompaniment is the rest
                 vocals_spec = soft_mask(spec, magnitudes, MASK_POWER)[0]
             elif spec.shape[0] > 2:  # no spatial model past stereo: each channel on its own

@@ -48,12 +48,18 @@ def rows_merged(parts: list[tuple[float, Any]]) -> dict[str, Any]:
     return first
 
 
+def output_name(annotations: Any, suffix: str = "") -> str:
+    """The file name (without extension) of an input's audio output: a long input's chunks as numbered parts,
+    which :func:`joined_audio_outputs` joins into the name without ``.partNNNN``."""
+    name = annotations.id if annotations.chunk is None else f"{annotations.id}.part{annotations.chunk:04d}"
+    return name + suffix
+
+
 def write_audio_output(stage: Stage, out: Audio, annotations: Any, kind: str, report: dict[str, Any]) -> None:
     """Write a stage's output audio to ``OUT/kind/`` when its ``write`` option is on (a long input's chunks
     as numbered parts), and record the stage's ``report`` as its result."""
     if stage.config["write"]:
-        name = annotations.id if annotations.chunk is None else f"{annotations.id}.part{annotations.chunk:04d}"
-        path = save_audio(out, annotations.output_path(kind, name), stage.config["format"])
+        path = save_audio(out, annotations.output_path(kind, output_name(annotations)), stage.config["format"])
         if path:
             report["file"] = path
             annotations.add_file(stage.name, path)

@@ -6,7 +6,7 @@ import dataclasses
 from typing import Any, ClassVar
 
 from ..stage import Option, Stage
-from .outputs import joined_audio_outputs, save_audio
+from .outputs import joined_audio_outputs, output_name, save_audio
 
 KEEP = ("vocals", "accompaniment", "mix")
 
@@ -58,9 +58,9 @@ class Separate(Stage):
             if not self.config["write"]:
                 annotations.audio_outputs[stem] = dataclasses.replace(audio, samples=samples)
             else:
-                name = annotations.id if annotations.chunk is None else f"{annotations.id}.part{annotations.chunk:04d}"
                 path = save_audio(dataclasses.replace(audio, samples=samples),
-                                  annotations.output_path("stems", f"{name}.{stem}"), self.config["format"])
+                                  annotations.output_path("stems", output_name(annotations, f".{stem}")),
+                                  self.config["format"])
                 if path:
                     entry["file"] = path
                     annotations.add_file(self.name, path)
