@@ -11,10 +11,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
-import click
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 from typer.core import TyperCommand, TyperGroup
 
 from . import __version__
@@ -64,7 +65,7 @@ def _flags_untyped(params: list[Any]) -> None:
 
 
 class _UntypedFlags:
-    def format_help(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+    def format_help(self, ctx: Any, formatter: Any) -> None:  # typer's vendored click.Context, HelpFormatter
         _flags_untyped(self.get_params(ctx))  # type: ignore[attr-defined]
         super().format_help(ctx, formatter)  # type: ignore[misc]
 
@@ -94,14 +95,33 @@ def command(name: str, cls: type[TyperCommand] = _Command, **kwargs):
 
 @contextmanager
 def user_errors() -> Iterator[None]:
-    """Turn an AudioflowError into one red line and exit code 1 (``--debug`` shows the traceback)."""
+    """Turn an AudioflowError (or an optional dependency's ModuleNotFoundError) into one red line and exit
+    code 1 (``--debug`` shows the traceback)."""
     try:
         yield
-    except AudioflowError as e:
-        if _state["debug"]:
+    except (AudioflowError, ModuleNotFoundError) as e:
+        error = _user_error(e)
+        if _state["debug"] or error is None:
             raise
-        err_console.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+        _print_error(error)
         raise typer.Exit(1) from None
+
+
+def _user_error(error: BaseException) -> AudioflowError | None:
+    """What to tell the user: an AudioflowError as it is, a missing optional module as the extra to install;
+    None for anything else (a bug: its traceback is shown)."""
+    if isinstance(error, AudioflowError):
+        return error
+    if isinstance(error, ModuleNotFoundError):
+        from .runtime.extras import as_missing_dependency
+
+        return as_missing_dependency(error, "this command")
+    return None
+
+
+def _print_error(error: AudioflowError) -> None:
+    # the message is literal text: 'audioflow[music]' must not be read as rich markup and vanish
+    err_console.print(f"[bold red]error:[/] {escape(str(error))}", highlight=False, soft_wrap=True)
 
 
 def _version(value: bool) -> None:
@@ -147,7 +167,7 @@ def info(files: Annotated[list[str], typer.Argument(help="Audio files or URLs.",
         for column in table.columns[3:]:
             column.no_wrap = True
         for row in rows:
-            table.add_row(*row, style="red" if row[1] == "error" else None)
+            table.add_row(*map(Text, row), style="red" if row[1] == "error" else None)  # paths as written
         console.print(table)
     else:  # for scripts: cut/awk/pandas read it, nothing is shortened to fit a width
         for row in (header, *rows):
@@ -173,7 +193,7 @@ def convert(
         y, rate = load(src, sr=sr, mono=mono)
         save(dst, y, rate, format=format, subtype=subtype, bitrate=bitrate)
     channels = 1 if y.ndim == 1 else y.shape[0]
-    console.print(f"wrote {dst}: {y.shape[-1] / rate:.3f} s, {rate} Hz, {channels} channel(s)")
+    console.print(f"wrote {escape(dst)}: {y.shape[-1] / rate:.3f} s, {rate} Hz, {channels} channel(s)", highlight=False)
 
 
 @command("pack")
@@ -207,10 +227,11 @@ def pack(
                              resume=resume)
         else:
             raise ParameterError(f"unknown engine {engine!r}: 'local' or 'ray'")
-    console.print(f"wrote {out}: {manifest['rows']} rows in {len(manifest['shards'])} shards, "
+    console.print(f"wrote {escape(out)}: {manifest['rows']} rows in {len(manifest['shards'])} shards, "
                   f"{manifest['audio_seconds'] / 3600:.3f} h of audio, {manifest['write_seconds']:.1f} s")
     for item in manifest["skipped"][:20]:
-        console.print(f"[yellow]skipped[/] {item['source']}: {item['reason']}", highlight=False)
+        console.print(f"[yellow]skipped[/] {escape(str(item['source']))}: {escape(str(item['reason']))}",
+                      highlight=False)
     if len(manifest["skipped"]) > 20:
         console.print(f"[yellow]... and {len(manifest['skipped']) - 20} more (see manifest.json)[/]")
 
@@ -222,7 +243,7 @@ def stage_table() -> Table:
 
     table = Table("step", "what it does", title="steps (audioflow steps NAME: its options)")
     for name, stage in STAGES.items():
-        table.add_row(name, _first_sentence(stage.__doc__ or ""))
+        table.add_row(name, Text(_first_sentence(stage.__doc__ or "")))
     return table
 
 
@@ -237,7 +258,7 @@ def option_table(name: str) -> Table:
     for key, option in stage.options.items():
         default = "-" if option.default is None else str(option.default).lower() if option.type == "bool" \
             else str(option.default)
-        table.add_row(key, option.type, default, option.describe())
+        table.add_row(key, option.type, Text(default), Text(option.describe()))
     return table
 
 
@@ -251,7 +272,7 @@ class _ProcessCommand(_Command):
     """``process --help`` ends with the table of steps, read from the stage registry when help is asked for
     (so plugins show up, and plain commands do not import the stages)."""
 
-    def format_help(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+    def format_help(self, ctx: Any, formatter: Any) -> None:
         super().format_help(ctx, formatter)
         with console.capture() as captured:
             console.print(stage_table())
@@ -327,11 +348,12 @@ def process(
     table.add_row("workers, device, engine", f"{summary.workers or 'auto'}, {summary.device}, {summary.engine}")
     console.print(table)
     for source, error in summary.errors[:20]:
-        console.print(f"[yellow]failed[/] {source}: {error}", highlight=False)
+        console.print(f"[yellow]failed[/] {escape(str(source))}: {escape(str(error))}", highlight=False)
     if summary.failed > 20:
         console.print(f"[yellow]... and {summary.failed - 20} more (see manifest.jsonl)[/]")
     if summary.failed and not summary.ok:  # scripts and CI must notice a run that produced nothing
-        err_console.print(f"[bold red]error:[/] every input failed ({summary.failed}); see {output}/manifest.jsonl",
+        err_console.print(f"[bold red]error:[/] every input failed ({summary.failed}); see "
+                          f"{escape(output)}/manifest.jsonl",
                           highlight=False)
         raise typer.Exit(1)
 
@@ -389,7 +411,7 @@ def dedupe(
     table = Table("kind", "similarity", "file", "same as", title=f"{len(pairs)} pairs among "
                   f"{summary.ok + summary.skipped} fingerprinted files ({summary.failed} unreadable)")
     for pair in pairs:
-        table.add_row(str(pair["kind"]), f"{pair['similarity']:.3f}", str(pair["a"]), str(pair["b"]))
+        table.add_row(str(pair["kind"]), f"{pair['similarity']:.3f}", Text(str(pair["a"])), Text(str(pair["b"])))
     console.print(table)
 
 
@@ -411,7 +433,7 @@ def say(
 
     if list_voices:
         for v in voices():
-            console.print(f"{v['voice']}" + ("" if v["installed"] else "  (not installed)"))
+            console.print(escape(v["voice"]) + ("" if v["installed"] else "  (not installed)"), highlight=False)
         return
     with user_errors():
         if text is None or output is None:
@@ -425,7 +447,8 @@ def say(
 
             samples, sr = resample(samples, sr, sample_rate), sample_rate
         save(output, samples, sr)
-    console.print(f"wrote {output} ({len(samples) / sr:.2f} s at {sr} Hz, voice {voice})")
+    console.print(f"wrote {escape(str(output))} ({len(samples) / sr:.2f} s at {sr} Hz, voice {escape(voice)})",
+                  highlight=False)
 
 
 @command("serve")
@@ -454,10 +477,13 @@ def serve(
                                                          "packaged tiny.en; names download when online).")] = None,
 ) -> None:
     """Serve the stages over HTTP (+ OpenAI-compatible endpoints), a WebSocket stream and a web page."""
-    from .serve import ServeSettings, read_api_keys
-    from .serve import serve as run_server
+    from .runtime.extras import require
 
     with user_errors():
+        require(("fastapi", "uvicorn", "multipart"), "audioflow serve", extra="serve")
+        from .serve import ServeSettings, read_api_keys
+        from .serve import serve as run_server
+
         settings = ServeSettings(host=host, port=port, api_keys=read_api_keys(api_key_file) if api_key_file else [],
                                  workers=workers, queue_limit=queue_limit, max_duration=max_duration,
                                  max_body_bytes=int(max_body_mb * 1024 * 1024), allow_urls=allow_urls,
@@ -466,7 +492,7 @@ def serve(
                                  device=device, whisper_model=whisper_model)
         settings.check()
     if not settings.api_keys:
-        console.print(f"[yellow]no API key: listening on {host} only[/] (give --api-key-file to open it up)")
+        console.print(f"[yellow]no API key: listening on {escape(host)} only[/] (give --api-key-file to open it up)")
     console.print(f"audioflow serve: web page http://{host}:{port}/  API docs http://{host}:{port}/docs")
     run_server(settings)
 
@@ -522,7 +548,7 @@ def demo(
     table.add_row("audio", f"{summary.audio_seconds:.0f} s in {summary.wall_seconds:.1f} s "
                            f"({summary.x_realtime:.1f}x realtime, {summary.workers} workers)")
     table.add_row("time per stage", ", ".join(f"{k} {v:.1f} s" for k, v in summary.stage_seconds.items()))
-    table.add_row("results", f"{folder / 'processed'} (results/*.json, manifest.jsonl, features.parquet)")
+    table.add_row("results", Text(f"{folder / 'processed'} (results/*.json, manifest.jsonl, features.parquet)"))
     console.print(table)
     from .demo import run_speech_demo
 
@@ -536,12 +562,12 @@ def demo(
         table.add_row("audio", f"{speech_summary.audio_seconds:.0f} s in {speech_summary.wall_seconds:.1f} s "
                                f"({speech_summary.x_realtime:.1f}x realtime)")
         table.add_row("time per stage", ", ".join(f"{k} {v:.1f} s" for k, v in speech_summary.stage_seconds.items()))
-        table.add_row("transcript", transcript.strip())
-        table.add_row("files", f"{folder / 'speech-processed'} (transcripts/*.json|txt|srt|vtt, rttm/)")
+        table.add_row("transcript", Text(transcript.strip()))
+        table.add_row("files", Text(f"{folder / 'speech-processed'} (transcripts/*.json|txt|srt|vtt, rttm/)"))
         console.print(table)
     for note in notes:
-        console.print(f"[yellow]note:[/] {note}")
-    console.print(f"corpus (and an augmented speech clip, *.augmented.wav) left in [bold]{folder}[/]")
+        console.print(f"[yellow]note:[/] {escape(note)}", highlight=False)
+    console.print(f"corpus (and an augmented speech clip, *.augmented.wav) left in [bold]{escape(str(folder))}[/]")
     console.print("speak: [bold]audioflow say \"Hello there\" -o hello.wav[/]")
     console.print("serve: [bold]audioflow serve[/], then open http://127.0.0.1:8000/ (record or upload, transcribe, "
                   "diarize, denoise; API docs at /docs)")
@@ -551,10 +577,11 @@ def main() -> None:
     """Entry point of the ``audioflow`` script."""
     try:
         app()
-    except AudioflowError as e:  # raised outside user_errors (e.g. with --debug already handled)
-        if "--debug" in sys.argv:
+    except (AudioflowError, ModuleNotFoundError) as e:  # raised outside user_errors (an import at a command's top)
+        error = _user_error(e)
+        if "--debug" in sys.argv or error is None:
             raise
-        err_console.print(f"[bold red]error:[/] {e}", highlight=False)
+        _print_error(error)
         sys.exit(1)
 
 

@@ -95,7 +95,7 @@ def write_dataset(source: Any, path: str, fields: dict[str, Any], shard_size: in
     target = Target.at(path, storage_options)
     target.check_new(overwrite)
     bound = bind_fields(fields)
-    rows, described = list_rows(source, storage_options=storage_options)
+    rows, described = list_rows(source, storage_options=storage_options, folder_labels=True)
     total = len(rows)
     identity = dataset_identity(bound, described, total, shard_size, engine="ray")
     state = target.begin(identity, resume)
@@ -185,12 +185,12 @@ class StageActor:
 
     def __init__(self, device: str = "auto", **options: Any) -> None:
         from .models import ModelManager
-        from .runtime import resolve_device
+        from .runtime import device_name
 
         self.stage = STAGES[self.stage_name](**options)
         if "write" in self.stage.config:
             self.stage.config["write"] = False  # rows carry the audio; nothing to write beside them
-        self.stage.setup(ModelManager(str(resolve_device(device))))  # 'auto': the actor's GPU when Ray gave it one
+        self.stage.setup(ModelManager(device_name(device)))  # 'auto': the actor's GPU when Ray gave it one
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
         audio_out, results = [], []

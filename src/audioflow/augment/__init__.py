@@ -9,6 +9,10 @@ and optional ``lengths``; get ``x`` back, or ``(x, lengths)`` when lengths were 
 >>> y, lengths = chain(torch.randn(4, 16000), torch.full((4,), 16000))
 """
 
+from ..runtime.extras import require
+
+require("torch", "audioflow.augment", extra="train")
+
 from .base import Transform
 from .compose import Compose, OneOf, SomeOf
 from .fused import SpectralStretch, warp_frequency

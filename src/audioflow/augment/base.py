@@ -4,6 +4,7 @@ on the tensor's device."""
 from __future__ import annotations
 
 import functools
+from typing import Any
 
 import torch
 from torch import nn
@@ -25,6 +26,31 @@ def device_generator(generator: torch.Generator | None, device: torch.device) ->
         return generator
     seed = int(torch.randint(0, 2**62, (1,), generator=generator))
     return torch.Generator(device).manual_seed(seed)
+
+
+def check_interval(owner: str, low_name: str, low: float, high_name: str, high: float, above: float | None = None,
+                   below: float | None = None, why: str = "") -> None:
+    """A ``[low, high]`` range of a constructor, checked when it is built (not at the first batch): finite,
+    ``low <= high``, both above ``above``, and ``low`` under ``below`` (a high end past it is clamped where it
+    is used, so defaults hold at any rate); ParameterError naming the parameters (``why`` says what ``below``
+    is, e.g. "the Nyquist frequency of sample_rate 16000 Hz")."""
+    for name, value in ((low_name, low), (high_name, high)):
+        if not isinstance(value, (int, float)) or value != value or value in (float("inf"), float("-inf")):
+            raise ParameterError(f"{owner}: {name} must be a finite number, got {value!r}")
+        if above is not None and value <= above:
+            raise ParameterError(f"{owner}: {name} must be above {above:g}, got {value:g}")
+    if below is not None and low >= below:
+        raise ParameterError(f"{owner}: {low_name} must be below {below:g}{f' ({why})' if why else ''}, got {low:g}")
+    if low > high:
+        raise ParameterError(f"{owner}: {low_name} ({low:g}) must not exceed {high_name} ({high:g})")
+
+
+def check_rate(owner: str, sample_rate: Any) -> int:
+    """``sample_rate`` as a positive int (Hz), or ParameterError naming ``owner``."""
+    if isinstance(sample_rate, bool) or not isinstance(sample_rate, (int, float)) or not sample_rate > 0 \
+            or sample_rate != int(sample_rate):
+        raise ParameterError(f"{owner}: sample_rate must be a positive whole number of Hz, got {sample_rate!r}")
+    return int(sample_rate)
 
 
 class Transform(nn.Module):

@@ -17,7 +17,7 @@ import torch
 
 from ..dsp import get_window, istft_frames, phase_vocoder_frames, resample_batch, stft_frames
 from ..errors import ParameterError
-from .base import Transform, valid_mask
+from .base import Transform, check_interval, valid_mask
 
 _CPU_CHUNK = 2  # items per stretch pass on the CPU
 
@@ -174,6 +174,7 @@ class PitchShift(Transform):
     def __init__(self, min_semitones: float = -4.0, max_semitones: float = 4.0, n_fft: int = 2048,
                  hop_length: int | None = None, p: float = 0.5, seed: int | None = None) -> None:
         super().__init__(p, seed)
+        check_interval("PitchShift", "min_semitones", min_semitones, "max_semitones", max_semitones)
         self.min_semitones, self.max_semitones = min_semitones, max_semitones
         self.n_fft, self.hop_length = n_fft, hop_length
 

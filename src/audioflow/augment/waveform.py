@@ -12,7 +12,7 @@ from ..dsp import butterworth_response, fft_convolve, fft_filter
 from ..dsp.filters import filter_length
 from ..dsp.iir import butterworth_sos, sosfilt
 from ..errors import ParameterError
-from .base import Transform, device_generator, mean_power, per_item, valid_mask
+from .base import Transform, check_interval, check_rate, device_generator, mean_power, per_item, valid_mask
 
 
 class Gain(Transform):
@@ -21,6 +21,7 @@ class Gain(Transform):
     def __init__(self, min_gain_db: float = -12.0, max_gain_db: float = 12.0, p: float = 0.5,
                  seed: int | None = None) -> None:
         super().__init__(p, seed)
+        check_interval("Gain", "min_gain_db", min_gain_db, "max_gain_db", max_gain_db)
         self.min_gain_db, self.max_gain_db = min_gain_db, max_gain_db
 
     def forward(self, x, lengths=None):
@@ -94,6 +95,7 @@ class AddNoise(Transform):
         super().__init__(p, seed)
         if snr_db is not None:
             min_snr_db, max_snr_db = (snr_db, snr_db) if isinstance(snr_db, (int, float)) else snr_db
+        check_interval("AddNoise", "min_snr_db", min_snr_db, "max_snr_db", max_snr_db)
         self.min_snr_db, self.max_snr_db = float(min_snr_db), float(max_snr_db)
         colors = [noise_color] if isinstance(noise_color, str) else list(noise_color)
         for c in colors:
@@ -228,6 +230,8 @@ class _Filter(Transform):
     def __init__(self, sample_rate: int, min_rolloff: float = 12.0, max_rolloff: float = 24.0, p: float = 0.5,
                  seed: int | None = None) -> None:
         super().__init__(p, seed)
+        sample_rate = check_rate(type(self).__name__, sample_rate)
+        check_interval(type(self).__name__, "min_rolloff", min_rolloff, "max_rolloff", max_rolloff, above=0)
         self.sample_rate, self.min_rolloff, self.max_rolloff = sample_rate, min_rolloff, max_rolloff
 
     def cutoffs(self, n: int, device: torch.device) -> torch.Tensor:
@@ -254,6 +258,9 @@ class LowPassFilter(_Filter):
 
     def __init__(self, sample_rate: int, min_cutoff_freq: float = 150.0, max_cutoff_freq: float = 7500.0, **kw):
         super().__init__(sample_rate, **kw)
+        # the first argument is the sample rate: LowPassFilter(3000, 7000) is a 3 kHz signal cut at 7 kHz
+        check_interval(type(self).__name__, "min_cutoff_freq", min_cutoff_freq, "max_cutoff_freq", max_cutoff_freq,
+                       above=0, below=sample_rate / 2, why=f"the Nyquist frequency of sample_rate {sample_rate} Hz")
         # corners strictly inside (0, Nyquist): a digital Butterworth has none at either end
         self.low = max(min_cutoff_freq, 1e-3 * sample_rate)
         self.high = min(max_cutoff_freq, 0.499 * sample_rate)
@@ -298,6 +305,10 @@ class BandPassFilter(_Filter):
     def __init__(self, sample_rate: int, min_center_freq: float = 200.0, max_center_freq: float = 4000.0,
                  min_bandwidth_fraction: float = 0.5, max_bandwidth_fraction: float = 1.99, **kw):
         super().__init__(sample_rate, **kw)
+        check_interval("BandPassFilter", "min_center_freq", min_center_freq, "max_center_freq", max_center_freq,
+                       above=0, below=sample_rate / 2, why=f"the Nyquist frequency of sample_rate {sample_rate} Hz")
+        check_interval("BandPassFilter", "min_bandwidth_fraction", min_bandwidth_fraction, "max_bandwidth_fraction",
+                       max_bandwidth_fraction, above=0)
         self.centre = (min_center_freq, max_center_freq)
         self.fraction = (min_bandwidth_fraction, max_bandwidth_fraction)
 
@@ -335,6 +346,8 @@ class Reverb(Transform):
     def __init__(self, sample_rate: int, rirs: Sequence[Any] | None = None, min_rt60: float = 0.2,
                  max_rt60: float = 1.0, p: float = 0.5, seed: int | None = None) -> None:
         super().__init__(p, seed)
+        sample_rate = check_rate("Reverb", sample_rate)
+        check_interval("Reverb", "min_rt60", min_rt60, "max_rt60", max_rt60, above=0)
         self.sample_rate, self.min_rt60, self.max_rt60 = sample_rate, min_rt60, max_rt60
         self.rirs = _load_bank(rirs, sample_rate) if rirs is not None else None
 

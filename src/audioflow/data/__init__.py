@@ -1,6 +1,10 @@
 """Training input: :class:`AudioDataLoader` (sources, sampler, decoded-audio cache, workers, batch
 transform on the device, measured settings) and its parts for those who assemble their own."""
 
+from ..runtime.extras import require
+
+require(("torch", "pyarrow"), "audioflow.data (AudioDataLoader)", extra="train")
+
 from ..features.registry import build_feature
 from ..runtime import resolve_device
 from .batching import Batch, BatchMaker, BatchResult

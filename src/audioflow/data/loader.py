@@ -47,6 +47,22 @@ log = logging.getLogger("audioflow.data")
 _ADAPT_EVERY = 8  # batches between looks at the consumer's waiting
 
 
+def _check_stored_features(source: AudioSource, features: Any, augmentations: Any) -> None:
+    """A source of stored features (a packed mel field) is fed as it is: no feature to compute, and only the
+    augmentations that work on features (SpecAugment's masks)."""
+    from ..augment import FreqMask, TimeMask
+
+    where = f"{source.dataset.path}: field {source.field!r} stores log-mel frames"  # type: ignore[attr-defined]
+    if features is not None:
+        raise ParameterError(f"{where}; they are the features: leave features=None")
+    members = augmentations if isinstance(augmentations, (list, tuple)) else [] if augmentations is None \
+        else [augmentations]
+    waveform = [type(m).__name__ for m in members if not isinstance(m, (FreqMask, TimeMask))]
+    if waveform:
+        raise ParameterError(f"{where}; {', '.join(waveform)} work on waveforms: only FreqMask and TimeMask "
+                             "apply (or pack a waveform field)")
+
+
 class LoaderStats:
     """Counters of a loader's life: what was delivered, how long the consumer waited, what workers did."""
 
@@ -73,8 +89,9 @@ class AudioDataLoader:
             (``path``, ``label``, ``offset``, ``duration`` in seconds, ``id``), a Lhotse CutSet manifest
             (``cuts.jsonl.gz``: each cut's window of its channel, supervisions kept; Lhotse need not be
             installed) or CutSet, a packed dataset (folder or ``audioflow.store`` Dataset; ``audio_field``
-            picks the field), or a map-style dataset yielding ``Audio``, ``(samples, sr)``, Hugging Face
-            audio dicts, or ``(audio, label)``.
+            picks the field; a mel field is fed as stored: ``[batch, n_mels, frames]``, lengths in frames,
+            ``features=None``, only FreqMask/TimeMask augmentations), or a map-style dataset yielding
+            ``Audio``, ``(samples, sr)``, Hugging Face audio dicts, or ``(audio, label)``.
         labels: one per item (ints, floats, or strings: mapped to ids, see ``classes``), a column name,
             or None (the source's ``label`` column when it has one).
         batch_size: items per batch (``batch_by='count'``).
@@ -145,6 +162,9 @@ class AudioDataLoader:
         self.source = open_audio_source(data, tuple(extensions), audio_field, storage_options)
         self.label_ids, self.classes = resolve_labels(labels, self.source)
         self.sample_rate, self.mono, self.max_duration = int(sample_rate), mono, max_duration
+        if getattr(self.source, "stored_features", False):  # a packed dataset of log-mels: batches are its frames
+            _check_stored_features(self.source, features, augmentations)
+            self.sample_rate, features = self.source.native_sr, None  # the items' time axis: frames per second
         self.crop = crop or ("random" if shuffle else "center")
         self.device = resolve_device(device)
         self.seed = seed if seed is not None else random.SystemRandom().randrange(2**31)

@@ -102,20 +102,28 @@ class FileSource(AudioSource):
 
 
 class StoreSource(AudioSource):
-    """An audio field of a packed dataset (:mod:`audioflow.store`)."""
+    """An audio field of a packed dataset (:mod:`audioflow.store`): a waveform, or stored features (a mel
+    field: its log-mel frames are the items, ``[n_mels, frames]`` at the field's ``frame_rate``, and
+    ``stored_features`` is true).
+    """
 
     def __init__(self, dataset: Any, field: str | None = None) -> None:
-        audio_fields = [name for name, f in dataset.fields.items() if f.waveform]
+        readable = [name for name, f in dataset.fields.items() if f.waveform or _frame_rate(f)]
         if field is None:
-            if not audio_fields:
-                raise ParameterError(f"{dataset.path} has no audio field (fields: {', '.join(dataset.fields)})",
-                                     dataset.path)
-            field = audio_fields[0]
-        elif field not in audio_fields:
-            raise ParameterError(f"{dataset.path}: {field!r} is not an audio field (audio fields: "
-                                 f"{', '.join(audio_fields) or 'none'})", dataset.path)
+            if not readable:
+                kinds = ", ".join(f"{name} ({f.kind})" for name, f in dataset.fields.items())
+                raise ParameterError(f"has no field the loader can read: a waveform (waveform, compressed, chunked) "
+                                     f"or stored features (mel); its fields: {kinds}", dataset.path)
+            waveforms = [name for name in readable if dataset.fields[name].waveform]
+            field = (waveforms or readable)[0]  # a waveform first: the loader can augment and featurize it
+        elif field not in readable:
+            raise ParameterError(f"{field!r} is not a field the loader can read (readable: "
+                                 f"{', '.join(readable) or 'none'})", dataset.path)
         self.dataset, self.field = dataset, field
-        self.native_sr = int(dataset.fields[field].sr)
+        chosen = dataset.fields[field]
+        self.stored_features = not chosen.waveform
+        # the rate of an item's last axis: samples per second, or frames per second for stored features
+        self.native_sr = _frame_rate(chosen) if self.stored_features else int(chosen.sr)
         self._frames: np.ndarray | None = None
 
     def __len__(self) -> int:
@@ -143,6 +151,11 @@ class StoreSource(AudioSource):
 
     def read(self, index, sr, mono, offset=0.0, duration=None):
         y = self.dataset.read_window(index, self.field, offset, duration).astype(np.float32, copy=False)
+        if self.stored_features:  # [n_mels, frames] as stored: nothing to mix down or resample
+            if sr != self.native_sr:
+                raise ParameterError(f"stored features come at {self.native_sr:g} frames/s, not {sr}",
+                                     self.dataset.path)
+            return y
         if mono and y.ndim == 2:
             y = y.mean(axis=0)
         return y if sr == self.native_sr else resample(y, self.native_sr, sr)
@@ -151,6 +164,11 @@ class StoreSource(AudioSource):
         if name not in self.dataset.fields:
             return None
         return [value for part in self._per_shard(self.dataset.fields[name].decode) for value in part]
+
+
+def _frame_rate(field: Any) -> float | None:
+    """Frames per second of a field that stores features (a mel field), else None."""
+    return getattr(field, "frame_rate", None)
 
 
 def _as_audio(value: Any, where: str) -> tuple[np.ndarray, int]:
@@ -257,27 +275,12 @@ def open_audio_source(data: Any, extensions: tuple[str, ...] = AUDIO_EXTENSIONS,
         return StoreSource(data, audio_field)
     if isinstance(data, (str, os.PathLike)) and not is_url(os.fspath(data)) and _is_store_dir(os.fspath(data)):
         return StoreSource(open_dataset(data), audio_field)
-    rows, _ = list_rows(data, extensions, storage_options)
+    rows, _ = list_rows(data, extensions, storage_options, folder_labels=True)
     if rows is not data or isinstance(data, (str, os.PathLike)):  # files were listed
         if not rows:
             raise ParameterError(f"no audio found in {data!r} (extensions: {', '.join(extensions)})")
-        if isinstance(data, (str, os.PathLike)) and (is_url(os.fspath(data)) or os.path.isdir(data)):
-            add_folder_labels(rows, os.fspath(data))
         return FileSource(rows, storage_options)
     return MapSource(rows)
-
-
-def add_folder_labels(rows: list[dict[str, Any]], root: str) -> None:
-    """Each file's first sub-folder under ``root`` as its ``label`` (``clips/dog/bark1.wav`` -> 'dog'), the
-    layout of torchvision's ImageFolder and of audio-classification datasets. Files directly in ``root``
-    get none, so the source has a label column only when every file lies in a class folder."""
-    prefix = root.rstrip("/") + "/"
-    for row in rows:
-        path = row["path"].replace(os.sep, "/")
-        relative = path[len(prefix):] if path.startswith(prefix) else os.path.relpath(path, root).replace(os.sep, "/")
-        parts = relative.split("/")
-        if len(parts) > 1:
-            row["label"] = parts[0]
 
 
 def resolve_labels(labels: Any, source: AudioSource) -> tuple[np.ndarray | None, list[Any] | None]:

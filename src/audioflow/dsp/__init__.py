@@ -1,6 +1,10 @@
 """Pure signal maths on tensors: windows, STFT, mel banks, DCT, lengths, resampling, filters,
 the phase vocoder. Plain functions, batched, on whatever device the input is on."""
 
+from ..runtime.extras import require
+
+require("torch", "audioflow.dsp", extra="train")
+
 from .filters import butterworth_response, fft_convolve, fft_filter, filter_length
 from .lengths import frame_lengths, mask_frames, time_mask
 from .mel import create_dct, hz_to_mel, kaldi_mel_banks, mel_filterbank, mel_frequencies, mel_to_hz

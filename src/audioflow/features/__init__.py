@@ -4,6 +4,10 @@ Inputs are ``[time]``, ``[batch, time]`` or ``[batch, channels, time]``; pass ``
 samples per item) to get ``(features, frame_lengths)`` with frames past each item's end zeroed.
 """
 
+from ..runtime.extras import require
+
+require("torch", "audioflow.features", extra="train")
+
 from .descriptors import (
     chroma_filterbank,
     chroma_stft,

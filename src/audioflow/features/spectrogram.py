@@ -115,9 +115,11 @@ class MelSpectrogram(Spectrogram):
                              persistent=False)
 
     @classmethod
-    def librosa(cls, sample_rate: int = 22050, n_fft: int = 2048, hop_length: int = 512, n_mels: int = 128,
+    def librosa(cls, sample_rate: int | None = None, n_fft: int = 2048, hop_length: int = 512, n_mels: int = 128,
                 **kwargs: Any) -> MelSpectrogram:
-        """librosa.feature.melspectrogram's defaults."""
+        """librosa.feature.melspectrogram's defaults, and its keyword names as well as ours: ``sr`` (Hz, default
+        22050), ``fmin``/``fmax`` (Hz), ``htk`` (True: the HTK mel scale), ``norm`` (``'slaney'`` or None)."""
+        sample_rate, kwargs = _librosa_arguments("MelSpectrogram.librosa", sample_rate, kwargs)
         kwargs = {"norm": "slaney", "mel_scale": "slaney", "pad_mode": "constant", **kwargs}
         return cls(sample_rate, n_fft, hop_length=hop_length, n_mels=n_mels, **kwargs)
 
@@ -185,6 +187,22 @@ def _masked_db(module: FeatureModule, db: torch.Tensor, lengths: torch.Tensor | 
     return mask_frames(db, module.output_lengths(lengths.to(db.device), db.shape[-1]), 10.0 * math.log10(amin))
 
 
+def _librosa_arguments(owner: str, sample_rate: int | None, kwargs: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    """librosa's keyword names as ours: ``sr`` -> sample_rate (default 22050, librosa's), ``fmin``/``fmax`` ->
+    f_min/f_max, ``htk`` -> mel_scale, ``win_length``/``center``/``pad_mode``/``power`` as they are."""
+    kwargs = dict(kwargs)
+    sr = kwargs.pop("sr", None)
+    if sr is not None and sample_rate is not None and sr != sample_rate:
+        raise ParameterError(f"{owner}: give sample_rate or sr (librosa's name), not both ({sample_rate} and {sr})")
+    for theirs, ours in (("fmin", "f_min"), ("fmax", "f_max")):
+        if theirs in kwargs:
+            kwargs[ours] = kwargs.pop(theirs)
+    if "htk" in kwargs:
+        kwargs["mel_scale"] = "htk" if kwargs.pop("htk") else "slaney"
+    rate = sample_rate if sample_rate is not None else sr if sr is not None else 22050
+    return rate, kwargs
+
+
 def _floored(db: torch.Tensor, top_db: float | None) -> torch.Tensor:
     return floor_db_(db, top_db, batch_dims=1 if db.ndim > 2 else 0)
 
@@ -215,11 +233,17 @@ class MFCC(FeatureModule):
                                  persistent=False)
 
     @classmethod
-    def librosa(cls, sample_rate: int = 22050, n_mfcc: int = 20, lifter: float = 0.0, **melkwargs: Any) -> MFCC:
-        """librosa.feature.mfcc's defaults (melkwargs as librosa.feature.melspectrogram's)."""
-        melkwargs = {"n_fft": 2048, "hop_length": 512, "n_mels": 128, "norm": "slaney", "mel_scale": "slaney",
-                     "pad_mode": "constant", **melkwargs}
-        return cls(sample_rate, n_mfcc, melkwargs=melkwargs, lifter=lifter)
+    def librosa(cls, sample_rate: int | None = None, n_mfcc: int = 20, lifter: float = 0.0, **melkwargs: Any) -> MFCC:
+        """librosa.feature.mfcc's defaults, melkwargs as :meth:`MelSpectrogram.librosa`'s (librosa's names too:
+        ``MFCC.librosa(sr=16000, n_mfcc=13, n_fft=512, fmax=8000, htk=True)``); ``dct_type`` 2 and ``norm``
+        as librosa's."""
+        sample_rate, melkwargs = _librosa_arguments("MFCC.librosa", sample_rate, melkwargs)
+        mfcc_args = {key: melkwargs.pop(key) for key in ("dct_type", "top_db") if key in melkwargs}
+        if "norm" in melkwargs and melkwargs["norm"] in ("ortho", None) and "mel_norm" not in melkwargs:
+            mfcc_args["norm"] = melkwargs.pop("norm")  # librosa.feature.mfcc's norm is the DCT's
+        melkwargs = {"n_fft": 2048, "hop_length": 512, "n_mels": 128, "norm": melkwargs.pop("mel_norm", "slaney"),
+                     "mel_scale": "slaney", "pad_mode": "constant", **melkwargs}
+        return cls(sample_rate, n_mfcc, melkwargs=melkwargs, lifter=lifter, **mfcc_args)
 
     def from_mel(self, mel: torch.Tensor, frames: torch.Tensor | None = None) -> torch.Tensor:
         """Cepstra of a mel power spectrogram ``[..., n_mels, frames]``; ``frames``: valid frames per item."""

@@ -89,16 +89,35 @@ def read_manifest(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
     return rows
 
 
+def add_folder_labels(rows: list[dict[str, Any]], root: str) -> None:
+    """Each file's first sub-folder under ``root`` as its ``label`` (``clips/dog/bark1.wav`` -> 'dog'), the
+    layout of torchvision's ImageFolder and of audio-classification datasets. Files directly in ``root``
+    get none, so the rows have a label column only when every file lies in a class folder."""
+    prefix = root.rstrip("/") + "/"
+    for row in rows:
+        path = row["path"].replace(os.sep, "/")
+        relative = path[len(prefix):] if path.startswith(prefix) else os.path.relpath(path, root).replace(os.sep, "/")
+        parts = relative.split("/")
+        if len(parts) > 1:
+            row["label"] = parts[0]
+
+
 def list_rows(source: Any, extensions: tuple[str, ...] = AUDIO_EXTENSIONS,
-              storage_options: dict[str, Any] | None = None) -> tuple[list[dict[str, Any]] | Any, str]:
+              storage_options: dict[str, Any] | None = None, folder_labels: bool = False
+              ) -> tuple[list[dict[str, Any]] | Any, str]:
     """Rows (dicts with ``path``) from a folder, a CSV/JSONL manifest or a list of paths/URLs; an
-    indexable dataset is returned as is. Also a description for messages."""
+    indexable dataset is returned as is. Also a description for messages. ``folder_labels``: a folder's
+    files get their class sub-folder as ``label`` (:func:`add_folder_labels`), as the loader and ``pack``
+    read them."""
     if isinstance(source, (str, os.PathLike)):
         text = os.fspath(source)
         if text.lower().endswith(MANIFEST_EXTENSIONS) and not is_url(text):
             return read_manifest(text), text
         if is_url(text) or Path(text).is_dir():
-            return [{"path": f} for f in list_audio_files(text, extensions, storage_options)], text
+            rows = [{"path": f} for f in list_audio_files(text, extensions, storage_options)]
+            if folder_labels:
+                add_folder_labels(rows, text)
+            return rows, text
         if Path(text).is_file():
             return [{"path": text}], text
         raise SourceError(f"{text} is not a folder, a manifest (.csv/.jsonl) or a file", text)

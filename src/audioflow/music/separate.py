@@ -391,9 +391,9 @@ def separate(y: np.ndarray, sr: int, model: str = "spleeter", wiener_iterations:
         A :class:`Separation`: ``result["vocals"]`` and ``result["accompaniment"]``, each shaped as ``y`` at
         ``sr``; they add up to ``y`` (the accompaniment is what the vocals leave).
     """
-    from ..runtime import resolve_device
+    from ..runtime import device_name
 
-    name = str(resolve_device(device))
+    name = device_name(device)
     separator = _SEPARATORS.get(f"separate:{model}:{model_path}:{wiener_iterations}",
                                 lambda target: load_separator(model, model_path, target, wiener_iterations), name)
     return separator(y, sr)

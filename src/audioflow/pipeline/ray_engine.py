@@ -68,10 +68,10 @@ class ProcessActor:
             output = Output(output.location, output.storage_options, collect=True)
         self.stages, self.output, self.storage_options = list(stages), output, storage_options
         self.chunk_duration = chunk_duration
-        from ..runtime import resolve_device
+        from ..runtime import device_name
 
         self.gpus = [str(g) for g in ray.get_gpu_ids()]  # what Ray gave this actor ([] without a GPU share)
-        models = ModelManager(str(resolve_device(device)))  # 'auto': this actor's GPU, if Ray gave it one
+        models = ModelManager(device_name(device))  # 'auto': this actor's GPU, if Ray gave it one
         for stage in self.stages:
             stage.setup(models)
 

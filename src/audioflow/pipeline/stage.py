@@ -6,6 +6,7 @@ The local runner, the Ray runner and the server drive the same objects."""
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import re
@@ -17,6 +18,7 @@ from ..audio import Audio, Segment
 from ..errors import ParameterError
 from ..io.atomic import write_bytes_atomic, write_text_atomic  # noqa: F401  (their home before io.atomic)
 from ..models import ModelManager
+from ..runtime.extras import require
 from .registry import STAGES, register_stage  # noqa: F401  (register_stage: its home before the registry)
 
 SCHEMA_VERSION = 1
@@ -129,12 +131,12 @@ class Option:
             return None
         try:
             if self.type == "float":
-                return self._bounded(float(value), where)
-            if self.type == "int":
+                number: float = float(value)
+            elif self.type == "int":
                 if isinstance(value, float) and not value.is_integer():
                     raise ValueError(value)
-                return self._bounded(int(value), where)
-            if self.type == "bool":
+                number = int(value)
+            elif self.type == "bool":
                 if isinstance(value, bool):
                     return value
                 text = str(value).strip().lower()
@@ -145,6 +147,8 @@ class Option:
                 raise ValueError(value)
         except (TypeError, ValueError, OverflowError):
             raise ParameterError(f"{where}: {value!r} is not a {self.type}") from None
+        if self.type in ("float", "int"):
+            return self._bounded(number, where)  # a number out of range names its bounds (not a type error)
         text = str(value)
         if self.choices is not None and text not in self.choices:
             raise ParameterError(f"{where}: {text!r} is not one of {', '.join(self.choices)}")
@@ -159,7 +163,8 @@ class Option:
             raise ParameterError(f"{where}: {number} is not a finite number")
         for words, bound in self._limits():
             if not _COMPARE[words](number, bound):
-                raise ParameterError(f"{where}: {number:g} is not {words} {bound:g}")
+                allowed = ", ".join(f"{w} {b:g}" for w, b in self._limits())
+                raise ParameterError(f"{where}: {number:g} is out of range (allowed: {allowed})")
         return number
 
     def _limits(self) -> list[tuple[str, float]]:
@@ -198,6 +203,11 @@ class Stage:
     work_rate: ClassVar[int | None] = None
     work_mono: ClassVar[bool] = False
     models: ModelManager | None = None  # set by setup() in stages that hold models
+    # What the stage imports beyond the core (top-level module names) and the extra of `pip install
+    # 'audioflow[...]'` that brings them: checked when the stage is built, before any work, so a missing one
+    # is one line naming the extra (the server answers 501 with it); ``requirements`` narrows them per option
+    requires: ClassVar[tuple[str, ...]] = ()
+    requires_extra: ClassVar[str | None] = None
 
     def __init__(self, **config: Any) -> None:
         unknown = set(config) - set(self.options)
@@ -211,7 +221,14 @@ class Stage:
                 self.config[key] = self.options[key].convert(value, f"{self.name}:{key}")
             else:
                 self.extra[key] = _guess(value)
+        require(self.requirements(self.config), f"the {self.name} step", self.requires_extra)
         self.validate()
+
+    @classmethod
+    def requirements(cls, config: dict[str, Any]) -> tuple[str, ...]:
+        """The modules beyond the core that the stage imports with ``config`` (its options, converted;
+        default: ``requires``). A class method: the server checks it before it reads a request's body."""
+        return cls.requires
 
     def validate(self) -> None:
         """Check option combinations; raise ParameterError."""
@@ -273,6 +290,19 @@ class Stage:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.describe()})"
+
+
+def check_installed(name: str, options: dict[str, Any]) -> None:
+    """Raise MissingDependencyError, naming the extra, when step ``name`` with ``options`` (as given: text or
+    values) needs a module that is not installed. Cheap (nothing is imported): the server runs it before it
+    reads a request's audio. Options that do not convert are left to the stage's own check."""
+    cls = STAGES.find(name)
+    config = {key: option.default for key, option in cls.options.items()}
+    for key, value in options.items():
+        if key in cls.options:
+            with contextlib.suppress(ParameterError):
+                config[key] = cls.options[key].convert(value, key)
+    require(cls.requirements(config), f"the {name} step", cls.requires_extra)
 
 
 def _guess(value: Any) -> Any:

@@ -28,6 +28,18 @@ def total_memory_bytes() -> int:
         return 8 << 30
 
 
+def device_name(device: str | torch.device) -> str:
+    """:func:`resolve_device` as a name ('cpu', 'cuda', 'cuda:1'); without torch installed 'auto' and 'cpu' are
+    'cpu' (a run whose steps compute in NumPy needs no torch) and any other device names the extra."""
+    from .extras import installed, missing_dependency
+
+    if not installed("torch") and str(device) in ("auto", "cpu"):
+        return "cpu"
+    if not installed("torch"):
+        raise missing_dependency("torch", f"device {device!r}", extra="train")
+    return str(resolve_device(device))
+
+
 def resolve_device(device: str | torch.device) -> torch.device:
     """'auto' → CUDA when available, then MPS, else CPU; a name or ``torch.device`` as given
     (ParameterError for a name torch does not know)."""

@@ -21,6 +21,8 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
+from .extras import installed
+
 log = logging.getLogger("audioflow.runtime")
 
 _POLL_S = 0.2
@@ -59,10 +61,11 @@ def spawn_guard_hint() -> str:
 
 def _worker_loop(task_fn: Callable[[Any], Any], tasks: Any, results: Any, worker_id: int, threads: int,
                  parent: int, init: Callable[[], None] | None) -> None:
-    import torch
-
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle
-    torch.set_num_threads(threads)
+    if installed("torch"):  # without it (the light core) the stages compute in NumPy
+        import torch
+
+        torch.set_num_threads(threads)
     setup_error = None
     if init is not None:
         try:
@@ -114,7 +117,10 @@ class ProcessPool:
 
     def __init__(self, task_fn: Callable[[Any], Any], num_workers: int, threads_per_worker: int = 1,
                  init: Callable[[], None] | None = None, max_deaths: int = 2, start_method: str | None = None) -> None:
-        import torch.multiprocessing as mp
+        if installed("torch"):  # torch's: tensors in results travel in shared memory
+            import torch.multiprocessing as mp
+        else:
+            import multiprocessing as mp
 
         methods = mp.get_all_start_methods()
         # fork by default: the task function, the sources and the transforms are inherited, nothing pickled.

@@ -12,9 +12,11 @@ import asyncio
 import contextlib
 import logging
 import re
+from collections.abc import Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -35,9 +37,9 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
     settings.check()
     device = settings.device
     if device == "auto":
-        from ..runtime import resolve_device
+        from ..runtime import device_name
 
-        device = str(resolve_device("auto"))
+        device = device_name("auto")
     metrics = Metrics()
     runner = StageRunner(settings, device, metrics)
     spool = Spool()
@@ -80,10 +82,29 @@ def _answer_errors(app: FastAPI) -> None:
         problem = problem_for(error)
         return JSONResponse(problem.body(), problem.status)
 
+    @app.exception_handler(RequestValidationError)
+    async def answer_invalid_request(request: Request, error: RequestValidationError) -> JSONResponse:
+        problem = validation_problem(error.errors(), request.url.path)
+        return JSONResponse(problem.body(), problem.status)
+
     @app.exception_handler(StarletteHTTPException)
     async def answer_http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
         problem = Problem(error.status_code, str(error.detail))
         return JSONResponse(problem.body(), problem.status, headers=getattr(error, "headers", None))
+
+
+def validation_problem(errors: Sequence[Any], path: str) -> Problem:
+    """FastAPI's validation errors (``[{"loc": ("query", "threshold"), "msg": ...}]``) as our error body, the
+    OpenAI shape: ``{"error": {"message", "type", "param", "code"}}`` with the first parameter named. The
+    OpenAI-compatible routes answer 400 as OpenAI does; ours keep FastAPI's 422."""
+    parts, param = [], None
+    for error in errors:
+        loc = [str(part) for part in error.get("loc", ()) if part not in ("body", "query", "path", "header")]
+        name = ".".join(loc) or "request"
+        param = param or (loc[0] if loc else None)
+        parts.append(f"{name}: {error.get('msg', 'invalid')}")
+    status = 400 if path.startswith("/v1/audio/") else 422
+    return Problem(status, "; ".join(parts) or "invalid request", param=param)
 
 
 class RedactKeys(logging.Filter):

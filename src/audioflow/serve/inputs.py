@@ -21,7 +21,14 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import AudioflowError, AudioTooLargeError, DecodeError, ParameterError, UnsupportedFormatError
+from ..errors import (
+    AudioflowError,
+    AudioTooLargeError,
+    DecodeError,
+    MissingDependencyError,
+    ParameterError,
+    UnsupportedFormatError,
+)
 from .settings import ServeSettings
 
 CHUNK = 1 << 16
@@ -55,6 +62,8 @@ def problem_for(error: AudioflowError) -> Problem:
         return Problem(422, message, param="file")
     if isinstance(error, ParameterError):
         return Problem(400, message)
+    if isinstance(error, MissingDependencyError):  # this installation lacks an extra: the message names it
+        return Problem(501, message, kind="not_implemented_error")
     return Problem(500, message, kind="server_error")
 
 

@@ -21,6 +21,7 @@ from ..audio import Audio
 from ..errors import AudioflowError
 from ..models import ModelManager
 from ..pipeline.results import as_dict
+from ..runtime.extras import as_missing_dependency
 from .inputs import Problem, problem_for
 
 _MODELS: ModelManager | None = None
@@ -93,6 +94,12 @@ def serve_task(payload: tuple[str, tuple[Any, ...]]) -> tuple[Any, ...]:
         return ("problem", p.status, p.message, p.kind, p.param)
     except AudioflowError as e:
         p = problem_for(e)
+        return ("problem", p.status, p.message, p.kind, p.param)
+    except ModuleNotFoundError as e:  # an optional dependency this installation lacks: 501 naming its extra
+        missing = as_missing_dependency(e, name)
+        if missing is None:
+            return ("problem", 500, f"{name} failed: {type(e).__name__}: {scrub(str(e))}", "server_error", None)
+        p = problem_for(missing)
         return ("problem", p.status, p.message, p.kind, p.param)
     except MemoryError:
         return ("problem", 507, f"{name}: the server ran out of memory for this request", "server_error", None)

@@ -5,12 +5,27 @@ faster-whisper) and synthesis (Piper, espeak-ng, flite).
 Models resolve in one order: an explicit path, an environment variable, an installed model package, then
 a hub name (for users who are online). See docs/models.md."""
 
+from typing import TYPE_CHECKING, Any
+
+from ..runtime.extras import require
 from .denoise import DENOISE_METHODS, DeepFilterNet, RNNoise, denoise, load_denoiser
 from .diarize import DiarizeOptions, Diarizer, diarize, write_rttm
-from .embed import SpeakerEncoder
 from .synthesize import synthesize, voices
 from .transcribe import Transcriber, Transcript, Utterance, Window, Word, plan_windows, transcribe
 from .vad import SileroVAD, VADEvent, WebRTCVAD
+
+if TYPE_CHECKING:
+    from .embed import SpeakerEncoder
+
+
+def __getattr__(name: str) -> Any:
+    """``SpeakerEncoder`` on first use: it is a torch module (the speech extra); the rest imports without torch."""
+    if name != "SpeakerEncoder":
+        raise AttributeError(f"module 'audioflow.speech' has no attribute {name!r}")
+    require("torch", "audioflow.speech.SpeakerEncoder", extra="speech")
+    from .embed import SpeakerEncoder
+
+    return SpeakerEncoder
 
 __all__ = [
     "DENOISE_METHODS",

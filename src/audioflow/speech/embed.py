@@ -11,9 +11,9 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
+from .checks import EMBED_SR
 from .resolve import load_weights
 
-EMBED_SR = 16000
 HOP = 160  # 10 ms mel frames
 TARGET_DBFS = -30.0  # the encoder was trained on audio raised to this RMS level
 

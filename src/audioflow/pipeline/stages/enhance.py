@@ -31,6 +31,7 @@ class Enhance(Stage):
 
     name = "enhance"
     memory_fixed, memory_factor = 32 << 20, 14.0
+    requires, requires_extra = ("scipy",), "music"
     options: ClassVar[dict[str, Option]] = {
         "lufs": Option("float", None, "loudness target, LUFS (e.g. -23); none: no normalisation", ge=-70, le=0),
         "true_peak": Option("float", -1.0, "true-peak ceiling with the loudness target, dBTP", ge=-20, le=0),
@@ -45,6 +46,11 @@ class Enhance(Stage):
         "write": Option("bool", True, "write the enhanced audio", remote=False),
         "format": Option("str", "flac", "enhanced file format", ("flac", "wav", "ogg", "opus", "mp3"), remote=False),
     }
+
+    @classmethod
+    def requirements(cls, config: dict[str, Any]) -> tuple[str, ...]:
+        c = config  # filters and de-click in SciPy; BS.1770 loudness in pyloudnorm; spectral gating in torch
+        return ("scipy", *(("pyloudnorm",) if c["lufs"] is not None else ()), *(("torch",) if c["denoise"] else ()))
 
     def validate(self) -> None:
         from ...enhance import EnhanceOptions, rbj_biquad

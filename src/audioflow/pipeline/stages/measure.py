@@ -15,6 +15,7 @@ class Analyze(Stage):
     """General measurements of any audio, and music analysis (tempo, beats, key, HPSS, onsets, spectra)."""
 
     name = "analyze"
+    requires, requires_extra = ("torch", "scipy", "pyloudnorm"), "music"
     memory_fixed, memory_factor = 64 << 20, 12.0
     options: ClassVar[dict[str, Option]] = {
         "music": Option("bool", True, "tempo, beats, key and mode, harmonic ratio, onsets, spectral summary"),
@@ -89,6 +90,7 @@ class Features(Stage):
     the results (and the run's ``features.parquet``), the whole matrix as ``.npy`` when asked."""
 
     name = "features"
+    requires, requires_extra = ("torch", "pyarrow"), "train"  # pyarrow: the run's features.parquet
     accepts_extra = True
     options: ClassVar[dict[str, Option]] = {
         "name": Option("str", "mfcc", "feature: mfcc, logmel, mel, spectrogram, fbank, whisper", pattern="[a-z_]+"),
@@ -140,6 +142,7 @@ class Fingerprint(Stage):
     """Chromaprint fingerprint of each input (raw values for comparison, and AcoustID's compact form)."""
 
     name = "fingerprint"
+    requires, requires_extra = ("acoustid",), "music"
     options: ClassVar[dict[str, Option]] = {
         "max_seconds": Option("float", 120.0, "fingerprint the first this many seconds", gt=0),
     }
@@ -162,6 +165,7 @@ class Classify(Stage):
     audio-classification checkpoint (a folder, or a hub name when online)."""
 
     name = "classify"
+    requires, requires_extra = ("torch",), "train"
     options: ClassVar[dict[str, Option]] = {
         "model": Option("str", None, "model folder (audioflow spec or Hugging Face checkpoint), or org/name",
                         remote=False),

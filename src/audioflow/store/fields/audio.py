@@ -180,6 +180,17 @@ class MelSpectrogramField(Field):
     def can_gather(self) -> bool:
         return True
 
+    @property
+    def frame_rate(self) -> float:
+        """Frames per second: ``sr / hop_length`` (100 for 16 kHz and a 10 ms hop)."""
+        return self.sr / self.hop_length
+
+    def window(self, table: ColumnViews, row: int, offset: float, duration: float | None) -> np.ndarray:
+        """``[n_mels, frames]`` of one row: ``duration`` seconds from ``offset`` seconds, at ``frame_rate``."""
+        mel = self.decode(table, np.array([row]))[0]
+        start = round(offset * self.frame_rate)
+        return mel[:, start: None if duration is None else start + round(duration * self.frame_rate)]
+
     def gather_shape(self, rows: int) -> tuple[int, ...]:
         return (rows, self.n_mels)
 
