@@ -2,7 +2,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: demo test test-fast lint bench bench-gpu setup clean
+.PHONY: demo test test-fast lint bench bench-gpu setup clean install-matrix
 
 demo:  ## set up, then run the demo on its embedded corpus
 	scripts/setup.sh dev
@@ -10,18 +10,24 @@ demo:  ## set up, then run the demo on its embedded corpus
 
 test:  ## set up, then lint and run the whole test suite (slow tests included)
 	scripts/setup.sh dev
-	$(PY) -m ruff check src tests benchmarks
+	$(PY) -m ruff check src tests benchmarks scripts
 	@# the workplace's layer checker, where it is (tests/test_architecture.py checks the same rules anywhere)
 	@if [ -f ../shared/tools/check_layers.py ]; then out=$$(python3 ../shared/tools/check_layers.py .); \
 	  [ -z "$$out" ] || { echo "imports pointing up the layers:"; echo "$$out"; exit 1; }; fi
 	$(PY) -m pytest -q || [ $$? -eq 5 ]  # 5: no tests collected
+	@# the wheel as users install it: a fresh environment per extra, each extra's checks (scripts/smoke_extra.py)
+	$(PY) scripts/install_matrix.py
 
 test-fast:  ## the inner loop: skip tests marked slow
 	scripts/setup.sh dev
 	$(PY) -m pytest -q -m "not slow"
 
 lint:
-	$(PY) -m ruff check src tests benchmarks
+	$(PY) -m ruff check src tests benchmarks scripts
+
+install-matrix:  ## build the sdist and wheel; install it per extra in fresh environments, check each; README's sizes
+	scripts/setup.sh dev
+	$(PY) scripts/install_matrix.py --readme
 
 bench:  ## benchmarks side by side with the libraries users would pick instead; writes docs/benchmarks.md
 	scripts/setup.sh dev,bench

@@ -60,7 +60,7 @@ def main() -> int:
     unknown = set(extras) - set(EXTRAS)
     if unknown:
         parser.error(f"unknown extras {sorted(unknown)}; known: {', '.join(EXTRAS)}")
-    work = Path(args.work)
+    work = Path(args.work).resolve()
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     wheel = build(work / "dist")

