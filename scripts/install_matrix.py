@@ -3,7 +3,7 @@ environment per extra the docs name, weigh each environment, and run scripts/smo
 
     python scripts/install_matrix.py                       # every extra; results in build/install-matrix/
     python scripts/install_matrix.py --extras core,serve   # some of them
-    python scripts/install_matrix.py --readme              # and rewrite README.md's table of sizes
+    python scripts/install_matrix.py --readme              # and README.md's table, benchmarks/results/ JSON
 
 The repository's own `dev` environment holds every extra at once, so only this shows what `pip install
 'audioflow[speech]'` alone gives. Torch: the environments whose extra needs it get ``--torch`` first (here
@@ -80,6 +80,7 @@ def main() -> int:
     (work / "install-matrix.json").write_text(json.dumps(report, indent=2) + "\n")
     if args.readme:
         write_readme_table(report)
+        (ROOT / "benchmarks" / "results" / "install-matrix.json").write_text(json.dumps(report, indent=2) + "\n")
     failed = [r["extra"] for r in results if not r["ok"]]
     print(f"install matrix: {len(results) - len(failed)} of {len(results)} extras ok"
           + (f"; failed: {', '.join(failed)}" if failed else ""), flush=True)

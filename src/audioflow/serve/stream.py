@@ -309,8 +309,8 @@ class _Session:
     async def call(self, name: str, *args: Any) -> Any:
         try:
             return await self.runner.run(name, *args, worker=self.worker, what="the stream")
-        except Problem as e:
-            raise _Closed(1011 if e.status >= 500 else 1008, e.message) from None
+        except Problem as e:  # 4501: a task whose extra is not installed (the message names it), as HTTP's 501
+            raise _Closed(4501 if e.status == 501 else 1011 if e.status >= 500 else 1008, e.message) from None
 
     async def feed(self, x: np.ndarray, last: bool) -> None:
         transcribing = "transcribe" in self.config["tasks"]
