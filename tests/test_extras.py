@@ -200,6 +200,22 @@ def test_augmentations_check_their_ranges_when_built():
     with pytest.raises(ParameterError, match="sample_rate must be a positive whole number"):
         A.LowPassFilter(0)
     A.LowPassFilter(8000)  # defaults above Nyquist at a low rate are clamped, as before
+    with pytest.raises(ParameterError, match="SpeedPerturb: min_rate must be above 0"):
+        A.SpeedPerturb(min_rate=0)  # was an OverflowError at the first batch
+    with pytest.raises(ParameterError, match="ClippingDistortion: max_percentile_threshold must be at most 100"):
+        A.ClippingDistortion(10, 150)
+
+
+@pytest.mark.parametrize(("build", "message"), [
+    (lambda: F.MelSpectrogram(16000, n_fft=0), "MelSpectrogram: n_fft must be a positive number"),  # ZeroDivisionError
+    (lambda: F.MelSpectrogram(16000, hop_length=-1), "hop_length must be a positive number"),  # failed at the call
+    (lambda: F.MFCC(16000, n_mfcc=0), "MFCC: n_mfcc must be a positive number"),  # IndexError
+    (lambda: F.Fbank(16000, num_mel_bins=0), "Fbank: num_mel_bins must be a positive number"),  # ran, empty
+    (lambda: F.LogMel(16000, n_mels=-3), "LogMel: n_mels must be a positive number"),
+])
+def test_feature_modules_check_their_arguments_when_built(build, message):
+    with pytest.raises(ParameterError, match=message):
+        build()
 
 
 def test_librosa_presets_take_librosas_keywords():

@@ -245,6 +245,11 @@ class SpeedPerturb(Transform):
     def __init__(self, factors: Sequence[float] | None = (0.9, 1.0, 1.1), min_rate: float | None = None,
                  max_rate: float | None = None, p: float = 0.5, seed: int | None = None) -> None:
         super().__init__(p, seed)
+        if min_rate is not None:
+            check_interval("SpeedPerturb", "min_rate", min_rate, "max_rate", max_rate if max_rate is not None
+                           else min_rate, above=0)
+        elif any(not isinstance(f, (int, float)) or not 0 < f < float("inf") for f in (factors or (1.0,))):
+            raise ParameterError(f"SpeedPerturb: factors must be positive numbers, got {list(factors or ())}")
         self.factors = None if min_rate is not None else torch.tensor(list(factors or (1.0,)), dtype=torch.float64)
         self.min_rate, self.max_rate = min_rate, max_rate if max_rate is not None else min_rate
 

@@ -190,6 +190,11 @@ class ClippingDistortion(Transform):
     def __init__(self, min_percentile_threshold: float = 0.0, max_percentile_threshold: float = 40.0,
                  p: float = 0.5, seed: int | None = None) -> None:
         super().__init__(p, seed)
+        check_interval("ClippingDistortion", "min_percentile_threshold", min_percentile_threshold,
+                       "max_percentile_threshold", max_percentile_threshold, above=-1e-12, below=100)
+        if max_percentile_threshold > 100:
+            raise ParameterError(f"ClippingDistortion: max_percentile_threshold must be at most 100, got "
+                                 f"{max_percentile_threshold:g}")
         self.low, self.high = min_percentile_threshold, max_percentile_threshold
 
     def apply(self, x, lengths):
@@ -209,6 +214,8 @@ class TanhDistortion(Transform):
     def __init__(self, min_distortion: float = 0.01, max_distortion: float = 0.7, p: float = 0.5,
                  seed: int | None = None) -> None:
         super().__init__(p, seed)
+        check_interval("TanhDistortion", "min_distortion", min_distortion, "max_distortion", max_distortion,
+                       above=-1e-12)
         self.low, self.high = min_distortion, max_distortion
 
     def apply(self, x, lengths):

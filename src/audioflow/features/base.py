@@ -8,6 +8,17 @@ import torch
 from torch import nn
 
 from ..dsp import frame_lengths, mask_frames
+from ..errors import ParameterError
+
+
+def check_positive(owner: str, **values: float | None) -> None:
+    """Constructor arguments that must be positive numbers (None: not given), checked when the module is built
+    with the parameter named, not at the first batch."""
+    for name, value in values.items():
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+            raise ParameterError(f"{owner}: {name} must be a positive number, got {value!r}")
 
 
 class FeatureModule(nn.Module):

@@ -12,7 +12,7 @@ import torch
 from ..dsp import create_dct, get_window, mel_filterbank, stft_frames
 from ..dsp.lengths import mask_frames
 from ..errors import ParameterError
-from .base import FeatureModule, decibels_, floor_db_, power_to_db
+from .base import FeatureModule, check_positive, decibels_, floor_db_, power_to_db
 
 _CHUNK_BYTES = 4 << 20  # complex STFT bytes per CPU chunk: about an L2 cache
 
@@ -43,6 +43,7 @@ class Spectrogram(FeatureModule):
                  power: float | None = 2.0, normalized: bool = False, wkwargs: dict | None = None,
                  center: bool = True, pad_mode: str = "reflect") -> None:
         super().__init__()
+        check_positive(type(self).__name__, n_fft=n_fft, win_length=win_length, hop_length=hop_length)
         self.n_fft = n_fft
         self.win_length = win_length or n_fft
         self.hop_length = hop_length or self.win_length // 2
@@ -109,6 +110,7 @@ class MelSpectrogram(Spectrogram):
                  n_mels: int = 128, window_fn: Callable[..., torch.Tensor] | str = torch.hann_window,
                  power: float = 2.0, normalized: bool = False, wkwargs: dict | None = None, center: bool = True,
                  pad_mode: str = "reflect", norm: str | None = None, mel_scale: str = "htk") -> None:
+        check_positive(type(self).__name__, sample_rate=sample_rate, n_mels=n_mels)
         super().__init__(n_fft, win_length, hop_length, pad, window_fn, power, normalized, wkwargs, center, pad_mode)
         self.sample_rate, self.n_mels = sample_rate, n_mels
         self.register_buffer("fb", mel_filterbank(sample_rate, n_fft, n_mels, f_min, f_max, norm, mel_scale),
@@ -221,6 +223,7 @@ class MFCC(FeatureModule):
         super().__init__()
         if dct_type != 2:
             raise ParameterError("only DCT type 2 is supported")
+        check_positive("MFCC", sample_rate=sample_rate, n_mfcc=n_mfcc)
         self.melspec = MelSpectrogram(sample_rate, **(melkwargs or {}))
         if n_mfcc > self.melspec.n_mels:
             raise ParameterError(f"n_mfcc ({n_mfcc}) cannot exceed n_mels ({self.melspec.n_mels})")

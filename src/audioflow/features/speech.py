@@ -9,7 +9,7 @@ import torch
 from ..dsp import get_window, kaldi_mel_banks, mel_filterbank, stft
 from ..dsp.lengths import mask_frames
 from ..errors import ParameterError
-from .base import FeatureModule
+from .base import FeatureModule, check_positive
 
 _CHUNK_BYTES = 4 << 20  # bytes of frames, spectrum and power per CPU chunk: about an L2 cache
 
@@ -73,6 +73,8 @@ class Fbank(FeatureModule):
                  low_freq: float = 20.0, high_freq: float = 0.0, use_power: bool = True, use_log_fbank: bool = True,
                  use_energy: bool = False, energy_floor: float = 1.0, dither: float = 0.0) -> None:
         super().__init__()
+        check_positive("Fbank", sample_rate=sample_rate, num_mel_bins=num_mel_bins, frame_length=frame_length,
+                       frame_shift=frame_shift)
         self.win = int(sample_rate * frame_length * 0.001)
         self.hop_length = int(sample_rate * frame_shift * 0.001)
         self.n_fft = 1 << (self.win - 1).bit_length() if round_to_power_of_two else self.win
