@@ -115,7 +115,8 @@ def _user_error(error: BaseException) -> AudioflowError | None:
     if isinstance(error, ModuleNotFoundError):
         from .runtime.extras import as_missing_dependency
 
-        return as_missing_dependency(error, "this command")
+        command = next((arg for arg in sys.argv[1:] if not arg.startswith("-")), "")
+        return as_missing_dependency(error, f"audioflow {command}".strip())
     return None
 
 
