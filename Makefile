@@ -31,7 +31,7 @@ install-matrix:  ## build the sdist and wheel; install it per extra in fresh env
 
 bench:  ## benchmarks side by side with the libraries users would pick instead; writes docs/benchmarks.md
 	scripts/setup.sh dev,bench
-	cd benchmarks && ../$(PY) bench_io.py && ../$(PY) bench_features.py && ../$(PY) bench_augment.py && ../$(PY) bench_store.py && ../$(PY) bench_loader.py && ../$(PY) bench_lhotse.py && ../$(PY) bench_batchpath.py && ../$(PY) bench_process.py && ../$(PY) bench_scale.py && ../$(PY) bench_speech.py && ../$(PY) bench_separate.py && ../$(PY) bench_diarize.py && ../$(PY) bench_serve.py && ../$(PY) bench_startup.py
+	cd benchmarks && ../$(PY) bench_io.py && ../$(PY) bench_features.py && ../$(PY) bench_augment.py && ../$(PY) bench_store.py && ../$(PY) bench_loader.py && ../$(PY) bench_lhotse.py && ../$(PY) bench_batchpath.py && ../$(PY) bench_process.py && ../$(PY) bench_scale.py && ../$(PY) bench_speech.py && ../$(PY) bench_separate.py && ../$(PY) bench_diarize.py && ../$(PY) bench_words.py && ../$(PY) bench_serve.py && ../$(PY) bench_startup.py
 
 bench-gpu:  ## on a machine with CUDA: the loader feeding a model, features on the device, model stages
 	scripts/setup.sh dev

