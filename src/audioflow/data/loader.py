@@ -40,7 +40,7 @@ from .cuts import lhotse_batch
 from .feeder import Feeder
 from .sampler import AudioSampler, distributed_rank_world
 from .sources import AudioSource, open_audio_source, resolve_labels
-from .transforms import BatchTransform, plan
+from .transforms import BatchTransform, _members, plan
 
 log = logging.getLogger("audioflow.data")
 
@@ -55,9 +55,7 @@ def _check_stored_features(source: AudioSource, features: Any, augmentations: An
     where = f"{source.dataset.path}: field {source.field!r} stores log-mel frames"  # type: ignore[attr-defined]
     if features is not None:
         raise ParameterError(f"{where}; they are the features: leave features=None")
-    members = augmentations if isinstance(augmentations, (list, tuple)) else [] if augmentations is None \
-        else [augmentations]
-    waveform = [type(m).__name__ for m in members if not isinstance(m, (FreqMask, TimeMask))]
+    waveform = [type(m).__name__ for m in _members(augmentations) if not isinstance(m, (FreqMask, TimeMask))]
     if waveform:
         raise ParameterError(f"{where}; {', '.join(waveform)} work on waveforms: only FreqMask and TimeMask "
                              "apply (or pack a waveform field)")

@@ -241,11 +241,10 @@ class MFCC(FeatureModule):
         ``MFCC.librosa(sr=16000, n_mfcc=13, n_fft=512, fmax=8000, htk=True)``); ``dct_type`` 2 and ``norm``
         as librosa's."""
         sample_rate, melkwargs = _librosa_arguments("MFCC.librosa", sample_rate, melkwargs)
-        mfcc_args = {key: melkwargs.pop(key) for key in ("dct_type", "top_db") if key in melkwargs}
-        if "norm" in melkwargs and melkwargs["norm"] in ("ortho", None) and "mel_norm" not in melkwargs:
-            mfcc_args["norm"] = melkwargs.pop("norm")  # librosa.feature.mfcc's norm is the DCT's
-        melkwargs = {"n_fft": 2048, "hop_length": 512, "n_mels": 128, "norm": melkwargs.pop("mel_norm", "slaney"),
-                     "mel_scale": "slaney", "pad_mode": "constant", **melkwargs}
+        # librosa.feature.mfcc's dct_type and norm are the DCT's (its mel bands keep the Slaney norm)
+        mfcc_args = {key: melkwargs.pop(key) for key in ("dct_type", "norm", "top_db") if key in melkwargs}
+        melkwargs = {"n_fft": 2048, "hop_length": 512, "n_mels": 128, "norm": "slaney", "mel_scale": "slaney",
+                     "pad_mode": "constant", **melkwargs}
         return cls(sample_rate, n_mfcc, melkwargs=melkwargs, lifter=lifter, **mfcc_args)
 
     def from_mel(self, mel: torch.Tensor, frames: torch.Tensor | None = None) -> torch.Tensor:

@@ -193,10 +193,10 @@ def run(inputs: Any, steps: str | Sequence[str] | Sequence[Stage], output: str |
     if done:
         check_same_steps(done, stages, out.location)
     out.prepare()
-    from ..runtime import device_name
+    from .. import runtime
 
     # on Ray each actor resolves 'auto' where it runs (the driver may have no GPU while the workers do)
-    device_name = "auto" if engine == "ray" and str(device) == "auto" else device_name(device)
+    device_name = "auto" if engine == "ray" and str(device) == "auto" else runtime.device_name(device)
     summary = RunSummary(device=device_name, engine=engine, output=out.location)
     todo = []
     for row in rows:

