@@ -333,3 +333,68 @@ def wder(words: list[tuple[float, float, str]], truth: list[tuple[float, float, 
     mapping = {found[i]: true[j] for i, j in zip(rows, cols, strict=True)}
     wrong = sum(1 for speaker, talking in scored if mapping.get(speaker) not in talking)
     return wrong / len(scored), len(scored)
+
+
+def speaker_words(words: list[tuple[float, float, str, str]]) -> dict[str, list[str]]:
+    """``(start, end, word, speaker)`` as each speaker's words in order, normalised for scoring (lower case, no
+    punctuation); words without a speaker form one stream of their own."""
+    streams: dict[str, list[str]] = {}
+    for _, _, word, speaker in sorted(words, key=lambda w: w[0]):
+        token = re.sub(r"[^\w']+", "", word.lower())
+        if token:
+            streams.setdefault(str(speaker), []).append(token)
+    return streams
+
+
+def _edits(reference: list[str], hypothesis: list[str]) -> int:
+    """Word-level Levenshtein distance (substitutions + deletions + insertions)."""
+    row = np.arange(len(hypothesis) + 1)
+    for i, word in enumerate(reference, 1):
+        previous, row = row, np.empty_like(row)
+        row[0] = i
+        for j, other in enumerate(hypothesis, 1):
+            row[j] = min(previous[j] + 1, row[j - 1] + 1, previous[j - 1] + (word != other))
+    return int(row[-1])
+
+
+def cpwer(hypothesis: dict[str, list[str]], reference: dict[str, list[str]]) -> tuple[float, int]:
+    """Concatenated minimum-permutation WER (CHiME-6): each speaker's words concatenated, the found speakers
+    matched one to one with the true ones (unmatched ones against nothing) so that the summed edit distance is
+    least, divided by the reference's word count. A word given to the wrong speaker costs a deletion and an
+    insertion. Returns the rate and the reference's word count."""
+    from scipy.optimize import linear_sum_assignment
+
+    found, true = list(hypothesis), list(reference)
+    size = max(len(found), len(true))
+    cost = np.zeros((size, size), int)
+    for i in range(size):
+        for j in range(size):
+            cost[i, j] = _edits(reference[true[j]] if j < len(true) else [],
+                                hypothesis[found[i]] if i < len(found) else [])
+    rows, cols = linear_sum_assignment(cost)
+    words = sum(len(w) for w in reference.values())
+    return float(cost[rows, cols].sum()) / max(words, 1), words
+
+
+def true_speaker(start: float, end: float, truth: list[tuple[float, float, str]]) -> str:
+    """The true speaker of a word timed ``start``-``end``: the one whose turns cover most of it (the nearest
+    turn when none does)."""
+    end = max(end, start + 0.02)
+    covered: dict[str, float] = {}
+    for a, b, name in truth:
+        covered[name] = covered.get(name, 0.0) + max(0.0, min(b, end) - max(a, start))
+    best = max(covered, key=covered.get) if covered else ""
+    if covered and covered[best] > 0:
+        return best
+    middle = (start + end) / 2
+    return min(truth, key=lambda t: max(t[0] - middle, middle - t[1]))[2]
+
+
+def attribution_cpwer(words: list[tuple[float, float, str, str]], truth: list[tuple[float, float, str]]
+                      ) -> tuple[float, int]:
+    """What a transcript's speaker labels add to its WER under cpWER: the cpWER of its words as attributed against
+    the same words given to their true speakers (:func:`true_speaker`), so recognition errors cancel and only
+    words with the wrong speaker count (each twice: a deletion and an insertion). cpWER = WER + this, give or
+    take the words a wrong speaker also misaligns."""
+    reference = speaker_words([(s, e, w, true_speaker(s, e, truth)) for s, e, w, _ in words])
+    return cpwer(speaker_words(words), reference)

@@ -9,8 +9,11 @@
 4. Frames: every 20 ms frame of speech takes the speaker whose centroid best matches the windows covering it;
    pauses shorter than ``min_gap`` inside one speaker's speech are filled and turns shorter than ``min_turn``
    join a neighbour.
-5. Overlaps: where pyannote's segmentation-3.0 (10 s chunks every 5 s) hears two voices at once, the frame
-   also goes to the runner-up speaker, so overlapped speech belongs to both.
+5. Exact changes and overlaps: pyannote's segmentation-3.0 (10 s chunks every 2.5 s, ~17 ms frames) says
+   when each local voice starts and stops; each run of a local voice takes the speaker who owns most of it by
+   step 4, so a change of speaker lands where the voices change, not where the 1.5 s windows smear it (0.3-0.5 s
+   off before: words at a change went to the wrong person). Where it hears two voices at once, the frame also
+   goes to the second speaker, so overlapped speech belongs to both.
 
 Why not pyannote's own recipe (segmentation's local speakers embedded per 10 s chunk)? Measured on real
 voices (benchmarks/realspeech.py, the tuning set): the segmentation model keeps two speakers who take turns
@@ -32,6 +35,11 @@ from ..errors import ParameterError
 from .checks import EMBED_SR
 
 FRAME_S = 0.02
+# a run of a local speaker's activity (segmentation-3.0) takes the speaker who owns at least this share of its
+# frames by the embedding windows (tuned on real voices: benchmarks/bench_words.py)
+RUN_PURITY = 0.7
+# seconds between the segmentation's 10 s chunks: each frame is heard in four
+LOCAL_STEP = 2.5
 # spectral clustering compares every window with every other: above this many windows (~25 min of speech),
 # neighbouring windows are averaged first, so time and memory stay bounded
 MAX_CLUSTERED = 2000
@@ -217,11 +225,13 @@ def centroids_of(embeddings: np.ndarray, labels: np.ndarray) -> np.ndarray:
 
 def resegment(speech: list[Segment], spans: list[tuple[float, float]], embeddings: np.ndarray,
               centroids: np.ndarray, duration: float, options: DiarizeOptions,
-              overlapped: np.ndarray | None = None) -> list[Segment]:
+              local: tuple[np.ndarray, np.ndarray] | None = None) -> list[Segment]:
     """Speaker turns labelled by cluster index. Each :data:`FRAME_S` frame of speech takes the speaker whose
     centroid best matches the windows covering it; short pauses inside a speaker's speech are filled, short
-    turns join a neighbour; frames marked ``overlapped`` (bool per frame) also go to the runner-up speaker, as
-    turns of their own that overlap the main ones."""
+    turns join a neighbour. With ``local`` (the segmentation model's chunk starts in seconds and local speaker
+    activity, :meth:`Segmenter.local_speakers`), the turns' edges move to where the local speakers' speech
+    starts and stops (:func:`speaker_activity`), and a frame where a second speaker talks as well goes to
+    both, as a turn of its own that overlaps the main one."""
     if not len(centroids):
         return []
     frames = int(np.ceil(duration / FRAME_S))
@@ -239,22 +249,72 @@ def resegment(speech: list[Segment], spans: list[tuple[float, float]], embedding
     for seg in speech:
         is_speech[int(seg.start / FRAME_S):int(np.ceil(seg.end / FRAME_S))] = True
     owner = np.where(is_speech, np.argmax(total, axis=1), -1)
-    turns = _fill_gaps(_absorb_short(_runs(owner), round(options.min_turn / FRAME_S)),
-                       round(options.min_gap / FRAME_S))
+    turns = _smoothed(owner, options)
     segments = list(turns)
-    if overlapped is not None and len(centroids) > 1:
+    if local is not None and len(centroids) > 1:
         main = np.full(frames, -1)
         for a, b, s in turns:
             main[a:b] = s
-        ranked = np.argsort(-total, axis=1)
-        runner_up = np.where(ranked[:, 0] == main, ranked[:, 1], ranked[:, 0])
-        marked = np.zeros(frames, bool)
-        marked[:min(frames, len(overlapped))] = overlapped[:frames]
-        second = np.where(marked & (main >= 0), runner_up, -1)
-        segments += [t for t in _fill_gaps(_runs(second), round(0.06 / FRAME_S))
-                     if t[1] - t[0] >= round(0.2 / FRAME_S)]
+        activity, talkers = speaker_activity(main, *local, len(centroids))
+        ranked = np.argsort(-activity, axis=1, kind="stable")
+        first, second = ranked[:, 0], ranked[:, 1]
+        held = np.take_along_axis(activity, ranked[:, :2], axis=1) >= 0.5
+        turns = _smoothed(np.where(is_speech & held[:, 0], first, owner), options)
+        main[:] = -1
+        for a, b, s in turns:
+            main[a:b] = s
+        # a second voice: the segmentation hears another mapped speaker talk in the main speaker's turn, or
+        # hears two voices where one is not mapped (a backchannel inside a turn): then the runner-up centroid
+        other = np.where(first == main, second, first)
+        ranked_centroids = np.argsort(-total, axis=1)
+        runner_up = np.where(ranked_centroids[:, 0] == main, ranked_centroids[:, 1], ranked_centroids[:, 0])
+        other = np.where(held[:, 1] & (other != main), other, runner_up)
+        also = np.where(is_speech & (main >= 0) & (talkers >= 1.5), other, -1)
+        segments = turns + [t for t in _fill_gaps(_runs(also), round(0.06 / FRAME_S))
+                            if t[1] - t[0] >= round(0.2 / FRAME_S)]
     return sorted((Segment(round(max(a * FRAME_S, 0.0), 3), round(min(b * FRAME_S, duration), 3), str(s))
                    for a, b, s in segments), key=lambda t: (t.start, t.end))
+
+
+def _smoothed(owner: np.ndarray, options: DiarizeOptions) -> list[list[int]]:
+    """Runs of one owner per frame, short turns joined to a neighbour and short pauses filled."""
+    return _fill_gaps(_absorb_short(_runs(owner), round(options.min_turn / FRAME_S)),
+                      round(options.min_gap / FRAME_S))
+
+
+def speaker_activity(owner: np.ndarray, starts: np.ndarray, local: np.ndarray, speakers: int,
+                     purity: float = RUN_PURITY) -> tuple[np.ndarray, np.ndarray]:
+    """Per :data:`FRAME_S` frame and speaker, the share of the segmentation chunks covering the frame in which
+    that speaker talks (0-1, ``[frames, speakers]``), and per frame the mean number of local speakers talking
+    (``[frames]``).
+
+    ``owner`` is each frame's speaker by the embedding windows (-1: nobody), ``starts`` the chunks' starts in
+    seconds and ``local`` their local speaker activity (``[chunks, frames, 3]`` at :data:`FRAME_STEP`). Each run
+    of one local speaker's activity (speech from its onset to its offset) becomes the speaker who owns most of
+    its frames, if they own at least ``purity`` of them: the windows say who, the segmentation says exactly
+    when. A local speaker is not mapped as a whole, as pyannote does, because segmentation-3.0 keeps two
+    people who take turns after a short pause as one local speaker (measured on real voices); one run mixing
+    two owners (no pause between them) is left to the windows."""
+    from .segmentation import FRAME_STEP
+
+    frames = len(owner)
+    total, cover, talkers = np.zeros((frames, speakers)), np.zeros(frames), np.zeros(frames)
+    for start, chunk in zip(starts, local, strict=True):
+        at = np.floor((start + (np.arange(len(chunk)) + 0.5) * FRAME_STEP) / FRAME_S).astype(int)
+        inside = at < frames
+        at, chunk = at[inside], chunk[inside]
+        mapped = np.zeros((len(at), speakers))
+        for active in chunk.T > 0:
+            edges = np.flatnonzero(np.diff(np.concatenate([[0], active.astype(np.int8), [0]])))
+            for a, b in zip(edges[::2], edges[1::2], strict=True):
+                votes = np.bincount(owner[at[a:b]][owner[at[a:b]] >= 0], minlength=speakers)
+                if votes.max(initial=0) >= purity * (b - a):
+                    mapped[a:b, int(np.argmax(votes))] = 1
+        np.add.at(total, at, mapped)
+        np.add.at(cover, at, 1)
+        np.add.at(talkers, at, chunk.sum(axis=1))
+    cover = np.maximum(cover, 1)
+    return total / cover[:, None], talkers / cover
 
 
 def _runs(owner: np.ndarray) -> list[list[int]]:
@@ -353,22 +413,11 @@ class Diarizer:
         embeddings = self.encoder.embed_windows(padded, samples)
         labels = cluster(embeddings, options, self.merge_similarity)
         centroids = centroids_of(embeddings, labels)
-        overlapped = self._overlapped(mono) if options.overlap and len(centroids) > 1 else None
-        turns = resegment(speech, spans, embeddings, centroids, duration, options, overlapped)
+        local = self.segmenter.local_speakers(mono, LOCAL_STEP) if options.overlap and len(centroids) > 1 else None
+        turns = resegment(speech, spans, embeddings, centroids, duration, options, local)
         names = {c: f"SPEAKER_{n:02d}" for n, c in enumerate(dict.fromkeys(t.label for t in turns))}
         return ([dataclasses.replace(t, label=names[t.label]) for t in turns],
                 {names[c]: centroids[int(c)] for c in names})
-
-    def _overlapped(self, mono: np.ndarray) -> np.ndarray:
-        """Per :data:`FRAME_S` frame: do two or more speakers talk (segmentation-3.0 on 16 kHz ``mono``)?"""
-        from .segmentation import FRAME_DURATION, FRAME_STEP
-
-        count = self.segmenter.speaker_count(mono)
-        if not len(count):
-            return np.zeros(0, bool)
-        centres = (np.arange(int(np.ceil(len(mono) / EMBED_SR / FRAME_S))) + 0.5) * FRAME_S
-        nearest = np.clip(np.round((centres - FRAME_DURATION / 2) / FRAME_STEP).astype(int), 0, len(count) - 1)
-        return count[nearest] >= 2
 
 
 class OnlineSpeakers:

@@ -147,24 +147,30 @@ class Segmenter:
         x = torch.from_numpy(padded).to(self.device)[:, None]
         return powerset_to_speakers(self.net(x)).cpu().numpy()
 
-    def speaker_count(self, y: np.ndarray, step: float = 5.0, batch: int = 16) -> np.ndarray:
-        """How many speakers talk in each :data:`FRAME_STEP` frame of a whole 16 kHz recording ``y``: the model
-        on 10 s chunks every ``step`` seconds (the last one flush with the end), each frame's count the rounded
-        mean over the chunks that cover it. ``[ceil(len(y) / (FRAME_STEP x 16000))]`` int."""
+    def local_speakers(self, y: np.ndarray, step: float = 5.0, batch: int = 16) -> tuple[np.ndarray, np.ndarray]:
+        """Local speaker activity over a whole 16 kHz recording ``y``: the model on 10 s chunks every ``step``
+        seconds (the last one flush with the end; one padded chunk when ``y`` is shorter). Returns each
+        chunk's start (seconds, ``[chunks]``) and its activity (``[chunks, 589, 3]`` of 0/1: frame ``f`` of a
+        chunk starting at ``s`` is the audio around ``s + f x FRAME_STEP``)."""
         y = np.asarray(y, np.float32)
         size, hop = round(CHUNK_SECONDS * SR), max(1, round(step * SR))
         starts = list(range(0, max(1, len(y) - size + 1), hop))
         if len(y) > size and starts[-1] != len(y) - size:
             starts.append(len(y) - size)
-        frame_samples = FRAME_STEP * SR
-        frames = int(np.ceil(len(y) / frame_samples))
+        found = [self(np.stack([y[s:s + size] for s in starts[first:first + batch]]) if len(y) >= size else y[None])
+                 for first in range(0, len(starts), batch)]
+        return np.asarray(starts, float) / SR, np.concatenate(found)
+
+    def speaker_count(self, y: np.ndarray, step: float = 5.0, batch: int = 16) -> np.ndarray:
+        """How many speakers talk in each :data:`FRAME_STEP` frame of a whole 16 kHz recording ``y``: each
+        frame's count the rounded mean over the chunks of :meth:`local_speakers` that cover it.
+        ``[ceil(len(y) / (FRAME_STEP x 16000))]`` int."""
+        starts, activity = self.local_speakers(y, step, batch)
+        frames = int(np.ceil(len(y) / (FRAME_STEP * SR)))
         total, cover = np.zeros(frames), np.zeros(frames)
-        for first in range(0, len(starts), batch):
-            chosen = starts[first:first + batch]
-            counts = self(np.stack([y[s:s + size] for s in chosen]) if len(y) >= size else y[None]).sum(axis=-1)
-            for start, count in zip(chosen, counts, strict=True):
-                a = round(start / frame_samples)
-                n = min(len(count), frames - a)
-                total[a:a + n] += count[:n]
-                cover[a:a + n] += 1
+        for start, count in zip(starts, activity.sum(axis=-1), strict=True):
+            a = round(start / FRAME_STEP)
+            n = max(0, min(len(count), frames - a))
+            total[a:a + n] += count[:n]
+            cover[a:a + n] += 1
         return np.rint(total / np.maximum(cover, 1)).astype(int)

@@ -22,8 +22,12 @@ from .resolve import package_file
 
 ASR_SR = 16000
 TRANSCRIPT_FORMATS = ("json", "txt", "srt", "vtt")
-# a speaker change moves to a sentence end at most this many seconds away (Transcript.with_speakers)
-SNAP_S = 1.0
+# a speaker change moves to a sentence end at most this many seconds away (Transcript.with_speakers); off by
+# default: once the diarizer places changes at the segmentation's frames, moving them to sentence ends put more
+# words with the wrong speaker on the tuning set (benchmarks/bench_words.py)
+SNAP_S = 0.0
+# a word Whisper times with no duration (start == end) is taken to last this long (seconds)
+SHORTEST_WORD_S = 0.02
 
 
 @dataclass
@@ -121,7 +125,8 @@ class Transcript:
 
     def with_speakers(self, turns: list[Segment], max_pause: float = 2.0, snap: float = SNAP_S) -> Transcript:
         """Words assigned to speakers by their times, and the text regrouped into one utterance per speaker
-        turn (a new one after a pause longer than ``max_pause`` seconds).
+        turn (a new one after a pause longer than ``max_pause`` seconds). ``snap`` (seconds, 0: off) moves
+        each change of speaker to a sentence end that near it, for turns from a coarse diarizer.
 
         A word goes to the turn it overlaps most; inside overlapped speech (two turns cover it about equally)
         it stays with the speaker of the word before, since Whisper transcribes the voice it was following.
@@ -216,12 +221,14 @@ def _clock(seconds: float, separator: str) -> str:
 
 def _speaker_of(word: Word, turns: list[Segment], previous: str | None = None) -> str:
     """The speaker of the turn ``word`` overlaps most; among turns that overlap it nearly as much (overlapped
-    speech) the ``previous`` word's speaker; the nearest turn when none overlaps."""
-    overlaps = [(min(word.end, t.end) - max(word.start, t.start), t.label) for t in turns]
+    speech) the ``previous`` word's speaker; the nearest turn when none overlaps. A word without duration is
+    given :data:`SHORTEST_WORD_S`: it belongs to the turn around it, not to the turn whose edge is nearest."""
+    end = max(word.end, word.start + SHORTEST_WORD_S)  # Whisper gives some words no duration at all
+    overlaps = [(min(end, t.end) - max(word.start, t.start), t.label) for t in turns]
     best = max(o for o, _ in overlaps)
     if best <= 0:
-        middle = (word.start + word.end) / 2
-        return min(turns, key=lambda t: min(abs(t.start - middle), abs(t.end - middle))).label
+        middle = (word.start + end) / 2
+        return min(turns, key=lambda t: max(t.start - middle, middle - t.end)).label
     close = [label for o, label in overlaps if o >= 0.8 * best]
     return previous if previous in close else max(overlaps, key=lambda o: o[0])[1]
 
