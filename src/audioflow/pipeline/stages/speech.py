@@ -137,7 +137,8 @@ class Diarize(Stage):
         "min_turn": Option("float", 0.3, "shortest turn kept, seconds", ge=0, le=10),
         "min_gap": Option("float", 0.5, "pauses shorter than this inside one speaker's speech stay in the turn, "
                           "seconds", ge=0, le=10),
-        "overlap": Option("bool", True, "give overlapped speech to both speakers (pyannote's segmentation-3.0)"),
+        "overlap": Option("bool", True, "place speaker changes and overlapped speech at the frames of pyannote's "
+                                        "segmentation-3.0 (false: the embedding windows alone)"),
         "write": Option("bool", True, "write an RTTM file", remote=False),
     }
     gpu_share = 0.25  # CAM++ (7 M parameters) and segmentation-3.0 (1.5 M)
