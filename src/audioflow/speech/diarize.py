@@ -253,17 +253,12 @@ def resegment(speech: list[Segment], spans: list[tuple[float, float]], embedding
     turns = _smoothed(owner, options)
     segments = list(turns)
     if local is not None and len(centroids) > 1:
-        main = np.full(frames, -1)
-        for a, b, s in turns:
-            main[a:b] = s
-        activity, talkers = speaker_activity(main, *local, len(centroids))
+        activity, talkers = speaker_activity(_owners(turns, frames), *local, len(centroids))
         ranked = np.argsort(-activity, axis=1, kind="stable")
         first, second = ranked[:, 0], ranked[:, 1]
         held = np.take_along_axis(activity, ranked[:, :2], axis=1) >= 0.5
         turns = _smoothed(np.where(is_speech & held[:, 0], first, owner), options)
-        main[:] = -1
-        for a, b, s in turns:
-            main[a:b] = s
+        main = _owners(turns, frames)
         # a second voice: the segmentation hears another mapped speaker talk in the main speaker's turn, or
         # hears two voices where one is not mapped (a backchannel inside a turn): then the runner-up centroid
         other = np.where(first == main, second, first)
@@ -275,6 +270,14 @@ def resegment(speech: list[Segment], spans: list[tuple[float, float]], embedding
                             if t[1] - t[0] >= round(0.2 / FRAME_S)]
     return sorted((Segment(round(max(a * FRAME_S, 0.0), 3), round(min(b * FRAME_S, duration), 3), str(s))
                    for a, b, s in segments), key=lambda t: (t.start, t.end))
+
+
+def _owners(turns: list[list[int]], frames: int) -> np.ndarray:
+    """Each frame's speaker by ``[start_frame, end_frame, speaker]`` turns that do not overlap (-1: nobody)."""
+    owner = np.full(frames, -1)
+    for a, b, speaker in turns:
+        owner[a:b] = speaker
+    return owner
 
 
 def _smoothed(owner: np.ndarray, options: DiarizeOptions) -> list[list[int]]:
@@ -306,8 +309,7 @@ def speaker_activity(owner: np.ndarray, starts: np.ndarray, local: np.ndarray, s
         at, chunk = at[inside], chunk[inside]
         mapped = np.zeros((len(at), speakers))
         for active in chunk.T > 0:
-            edges = np.flatnonzero(np.diff(np.concatenate([[0], active.astype(np.int8), [0]])))
-            for a, b in zip(edges[::2], edges[1::2], strict=True):
+            for a, b, _ in _runs(np.where(active, 0, -1)):
                 votes = np.bincount(owner[at[a:b]][owner[at[a:b]] >= 0], minlength=speakers)
                 if votes.max(initial=0) >= purity * (b - a):
                     mapped[a:b, int(np.argmax(votes))] = 1
