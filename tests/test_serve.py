@@ -89,6 +89,12 @@ def test_speech_and_audio_endpoints(client, speech):
         assert answer.status_code == 200 and answer.headers["content-type"] == media
         y, sr = af.load(answer.content, sr=None)
         assert sr == SR and abs(len(y) - len(speech["samples"])) < SR // 100
+    # the denoised audio itself, as the library makes it (not the share of the original a recogniser hears)
+    y, sr = af.load(client.post("/v1/denoise?method=rnnoise", content=wav).content, sr=None)
+    from audioflow.speech import denoise
+
+    expected = denoise(af.load(wav, sr=None)[0], SR, "rnnoise")
+    assert np.max(np.abs(y - expected)) < 2e-4  # 16-bit WAV
     from audioflow.enhance import integrated_loudness
 
     y, sr = af.load(client.post("/v1/enhance?lufs=-23", content=wav).content, sr=None)

@@ -15,6 +15,7 @@ import pytest
 import audioflow as af
 import voices
 from audioflow import pipeline
+from audioflow.enhance import si_sdr
 
 pytest.importorskip("onnxruntime")
 if __import__("importlib").util.find_spec("silero_vad") is None:
@@ -320,12 +321,6 @@ def test_diarization_error_on_three_voice_dialogue(tmp_path):
     assert len({t.label for t in diarizer(x, SR, DiarizeOptions(num_speakers=2))}) == 2
 
 
-def _si_sdr(estimate: np.ndarray, reference: np.ndarray) -> float:
-    scale = np.dot(estimate, reference) / np.dot(reference, reference)
-    target = scale * reference
-    return float(10 * np.log10(np.sum(target ** 2) / np.sum((estimate - target) ** 2)))
-
-
 @pytest.mark.slow
 @pytest.mark.skipif(not voices.have_flite(), reason="needs flite")
 def test_denoise_raises_si_sdr_at_0db_white_noise(tmp_path):
@@ -341,16 +336,76 @@ def test_denoise_raises_si_sdr_at_0db_white_noise(tmp_path):
         clean = 0.5 * clean / np.abs(clean).max()
         noise = np.random.default_rng(0).standard_normal(len(clean)).astype(np.float32)
         noisy = clean + noise * np.sqrt(np.mean(clean ** 2) / np.mean(noise ** 2))
-        before = _si_sdr(noisy, clean)
+        before = si_sdr(clean, noisy)
         for method in gains:
             out = denoise(noisy, SR, method)
             assert out.shape == noisy.shape
-            gains[method].append(_si_sdr(out, clean) - before)
+            gains[method].append(si_sdr(clean, out) - before)
     mean = {m: float(np.mean(g)) for m, g in gains.items()}
     assert mean["deepfilternet"] >= 12.0 and min(gains["deepfilternet"]) >= 9.0, gains
     assert mean["rnnoise"] >= 8.0 and mean["spectral"] >= 5.0, gains
     lag = np.argmax(np.correlate(denoise(noisy, SR)[:SR * 2], clean[:SR * 2], "full")) - (SR * 2 - 1)
     assert abs(lag) <= 1
+
+
+def test_si_sdr_is_the_known_ratio_and_scale_invariant():
+    """SI-SDR of a reference plus an orthogonal error of known power is their power ratio, whatever the
+    estimate's scale (0.01 dB)."""
+    t = np.arange(SR) / SR
+    reference = np.sin(2 * np.pi * 200 * t)
+    error = 0.1 * np.sin(2 * np.pi * 3000 * t)  # orthogonal over whole periods
+    expected = 10 * np.log10(np.sum(reference ** 2) / np.sum(error ** 2))  # 20 dB
+    assert abs(si_sdr(reference, reference + error) - expected) < 0.01
+    assert abs(si_sdr(reference, 0.3 * (reference + error)) - expected) < 0.01
+
+
+def test_a_recogniser_hears_the_denoised_audio_with_the_original_mixed_back(tmp_path):
+    """mix_for_recognition: denoised + mix * (original - denoised); auto takes 0.4 where the denoiser removed
+    more energy than it kept, else 0.6. The denoise step writes the fully denoised audio and passes on the mix."""
+    from audioflow.errors import ParameterError
+    from audioflow.speech import mix_for_recognition
+
+    rng = np.random.default_rng(0)
+    speech = np.sin(2 * np.pi * 300 * np.arange(SR) / SR).astype(np.float32)
+    noise = rng.standard_normal(SR).astype(np.float32)
+    for noise_gain, share in ((2.0, 0.4), (0.1, 0.6)):
+        mixed, used = mix_for_recognition(speech + noise_gain * noise, speech)
+        assert used == share and np.allclose(mixed, speech + share * noise_gain * noise, atol=1e-6)
+    same, used = mix_for_recognition(speech + noise, speech, mix=1.0)
+    assert used == 1.0 and np.allclose(same, speech + noise, atol=1e-6)
+    with pytest.raises(ParameterError):
+        mix_for_recognition(speech, speech[:-1])
+    with pytest.raises(ParameterError):
+        mix_for_recognition(speech, speech, mix=1.5)
+
+    from audioflow.pipeline import build_steps
+    from audioflow.pipeline.stage import Annotations
+
+    pytest.importorskip("pyrnnoise")
+    noisy = (0.5 * speech + 0.05 * noise).astype(np.float32)
+    stage = build_steps("denoise:method=rnnoise,format=wav")[0]
+    passed_on, notes = stage(af.Audio(noisy, SR), Annotations("x.wav", "x", str(tmp_path)))
+    written, _ = af.load(notes.results["denoise"]["file"], sr=None)
+    share = notes.results["denoise"]["mix"]  # RNNoise takes a steady tone for noise: most of it goes, 0.4
+    assert share in (0.4, 0.6) and np.allclose(passed_on.samples, written + share * (noisy - written), atol=1e-4)
+    with pytest.raises(ParameterError):
+        build_steps("denoise:mix=2")
+
+
+def test_words_outside_the_speech_that_the_model_doubts_are_dropped():
+    """The documented rule (Transcriber, _heard): a word wholly outside every VAD speech stretch goes when its
+    probability is under 0.5; a likely one there stays, and so does a doubtful one inside speech."""
+    from audioflow.audio import Segment
+    from audioflow.speech import Utterance, Word
+    from audioflow.speech.transcribe import _heard
+
+    speech = [Segment(1.0, 3.0)]
+    said = Utterance(1.1, 3.4, "", [Word(1.1, 1.5, " Press", 0.9), Word(1.6, 2.0, " mumble", 0.2),
+                                     Word(3.05, 3.1, " five.", 0.8), Word(3.2, 3.4, " Thanks.", 0.3)])
+    tail = Utterance(3.5, 3.9, "", [Word(3.5, 3.9, " Bye.", 0.1)])
+    kept = _heard([said, tail], speech)
+    assert [w.word for u in kept for w in u.words] == [" Press", " mumble", " five."]
+    assert kept[0].text == "Press mumble five." and (kept[0].start, kept[0].end) == (1.1, 3.1)
 
 
 @pytest.mark.slow

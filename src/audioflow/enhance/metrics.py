@@ -1,4 +1,5 @@
-"""Measurements any recording gets: duration, loudness, peaks, an SNR estimate, silence and clipping."""
+"""Measurements any recording gets: duration, loudness, peaks, an SNR estimate, silence and clipping; and
+SI-SDR against a known clean reference."""
 
 from __future__ import annotations
 
@@ -43,3 +44,14 @@ def signal_metrics(y: np.ndarray, sr: int, silence_db: float = -50.0, frame_s: f
         "clipping_ratio": float(np.mean(np.abs(x) >= 0.999)) if x.size else 0.0,
         "dc_offset": float(mono.mean()) if frames else 0.0,
     }
+
+
+def si_sdr(reference: np.ndarray, estimate: np.ndarray) -> float:
+    """Scale-invariant signal-to-distortion ratio of ``estimate`` against ``reference`` (same length), dB
+    (Le Roux et al. 2019): the share of the estimate that is the reference, scaled at best, against the rest."""
+    r = np.asarray(reference, np.float64).ravel()
+    e = np.asarray(estimate, np.float64).ravel()
+    if r.shape != e.shape:
+        raise ValueError(f"si_sdr: reference {r.shape} and estimate {e.shape} differ in length")
+    target = (e @ r) / max(r @ r, 1e-20) * r
+    return float(10 * math.log10(max(np.sum(target ** 2), 1e-20) / max(np.sum((e - target) ** 2), 1e-20)))

@@ -8,7 +8,7 @@ a hub name (for users who are online). See docs/models.md."""
 from typing import TYPE_CHECKING, Any
 
 from ..runtime.extras import require
-from .denoise import DENOISE_METHODS, DeepFilterNet, RNNoise, denoise, load_denoiser
+from .denoise import DENOISE_METHODS, DeepFilterNet, RNNoise, denoise, load_denoiser, mix_for_recognition
 from .diarize import DiarizeOptions, Diarizer, diarize, write_rttm
 from .synthesize import synthesize, voices
 from .transcribe import Transcriber, Transcript, Utterance, Window, Word, plan_windows, transcribe
@@ -46,6 +46,7 @@ __all__ = [
     "denoise",
     "diarize",
     "load_denoiser",
+    "mix_for_recognition",
     "plan_windows",
     "synthesize",
     "transcribe",

@@ -10,7 +10,7 @@ from __future__ import annotations
 import itertools
 import math
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,15 @@ TRANSCRIPT_FORMATS = ("json", "txt", "srt", "vtt")
 SNAP_S = 0.0
 # a word Whisper times with no duration (start == end) is taken to last this long (seconds)
 SHORTEST_WORD_S = 0.02
+# a word wholly outside the VAD's speech is dropped when its probability is below this (Transcriber: _heard)
+UNHEARD_PROBABILITY = 0.5
+# Whisper's check for a decoding stuck in a loop: its text compresses (gzip) more than this
+COMPRESSION_RATIO = 2.4
+# How a window whose beam-search text fails Whisper's checks is decoded again, in turn, in place of Whisper's
+# sampling at rising temperatures: CTranslate2 samples from one generator per native thread, seeded once per
+# process, so a sampled retry gave another text in another run, under another load or request order. First
+# the sequential decoder (with timestamp tokens, which break most loops), then with repeats penalised.
+RETRIES: tuple[dict[str, Any], ...] = ({}, {"repetition_penalty": 1.2, "no_repeat_ngram_size": 4})
 
 
 @dataclass
@@ -369,7 +378,7 @@ class Transcriber:
 
     def __call__(self, y: np.ndarray, sr: int, language: str | None = None, task: str = "transcribe",
                  word_timestamps: bool = True, beam_size: int = 5, initial_prompt: str | None = None,
-                 temperature: float | tuple[float, ...] = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0),
+                 temperature: float | tuple[float, ...] = 0.0,
                  speech: list[Segment] | None = None, max_window: float = 30.0, batch_size: int = 8) -> Transcript:
         """Transcript of ``y`` at ``sr`` Hz.
 
@@ -379,12 +388,16 @@ class Transcriber:
             word_timestamps: give each word its start and end (seconds).
             beam_size: beam search width (1: greedy, fastest).
             initial_prompt: text that primes vocabulary and style.
-            temperature: sampling temperature, or the fallback ladder tried when decoding fails.
+            temperature: 0 (default) decodes by beam search, and a window whose text fails Whisper's checks
+                again with the deterministic settings of :data:`RETRIES`: the same audio and options give
+                the same transcript. A temperature above 0, or a ladder such as (0.0, 0.2, ..., 1.0),
+                samples as Whisper does (CTranslate2's sampler is seeded per native thread: the text can
+                change from run to run).
             speech: VAD segments already found (seconds); None runs the VAD.
             max_window: longest window given to the model, seconds (at most 30).
-            batch_size: windows encoded and decoded together (1: one at a time). Windows whose batched
-                decoding fails Whisper's checks (repetitive text, low log-probability) are decoded again one
-                at a time up the ``temperature`` ladder, so batching costs no accuracy.
+            batch_size: windows encoded and decoded together (1: one at a time; the text does not depend
+                on it). Windows whose batched decoding fails Whisper's checks (repetitive text, low
+                log-probability) are decoded again one at a time, so batching costs no accuracy.
         """
         if task not in ("transcribe", "translate"):
             raise ParameterError(f"task must be 'transcribe' or 'translate', got {task!r}")
@@ -413,26 +426,54 @@ class Transcriber:
             windows = [gap for w, found in zip(windows, kept, strict=True)
                        for gap in _skipped(speech, [x for u in found for x in u.words], w, duration)]
         segments.sort(key=lambda u: u.start)
+        if word_timestamps:
+            segments = _heard(segments, speech)
         return Transcript(segments, detected[0], detected[1], duration)
 
     def _decode(self, mono: np.ndarray, windows: list[Window], batch_size: int, ladder: tuple[float, ...],
                 detected: tuple[str | None, float | None], options: dict[str, Any],
                 ) -> tuple[list[list[Any]], tuple[str | None, float | None]]:
         """faster-whisper's segments of each window, times in the window's own audio: in batches at the
-        ladder's first temperature, then one at a time up the whole ladder for the windows whose batched
-        decoding failed Whisper's checks. Also the language found and its probability."""
-        decoded: dict[int, list[Any]] = {}
-        if batch_size > 1 and len(windows) > 1:
-            decoded, detected = self._decode_batched(mono, windows, batch_size, ladder[0], detected, options)
+        ladder's first temperature, then one at a time for the windows whose batched decoding failed Whisper's
+        checks (with :data:`RETRIES`, or up a sampled ladder when one was asked for). Also the language found
+        and its probability."""
+        decoded, detected = self._decode_batched(mono, windows, batch_size, ladder[0], detected, options)
+        sampled = any(t > 0 for t in ladder)
         for i, window in enumerate(windows):
             if i in decoded:
                 continue
-            found, info = self.model.transcribe(window.audio(mono), language=detected[0], temperature=ladder,
-                                                condition_on_previous_text=False, vad_filter=False, **options)
-            decoded[i] = list(found)
+            if sampled:
+                found, info = self.model.transcribe(window.audio(mono), language=detected[0], temperature=ladder,
+                                                    condition_on_previous_text=False, vad_filter=False, **options)
+                decoded[i] = list(found)
+            else:
+                decoded[i], info = self._retried(window.audio(mono), detected[0], options)
             if detected[1] is None:
                 detected = (info.language, round(float(info.language_probability), 4))
         return [decoded[i] for i in range(len(windows))], detected
+
+    def _retried(self, audio: np.ndarray, language: str | None, options: dict[str, Any]) -> tuple[list[Any], Any]:
+        """One window decoded alone with each of :data:`RETRIES` in turn, until one passes Whisper's checks;
+        when none does, the attempt Whisper itself keeps after its ladder (the most probable of those that do
+        not repeat themselves, else the most probable). Deterministic: no sampling."""
+        attempts = []
+        for settings in RETRIES:
+            found, info = self.model.transcribe(audio, language=language, temperature=0.0, vad_filter=False,
+                                                condition_on_previous_text=False, **(options | settings))
+            pieces = list(found)
+            verdict = _quality(pieces)
+            if verdict != "retry":
+                return (pieces if verdict == "ok" else []), info
+            attempts.append(pieces)
+
+        def ranking(pieces: list[Any]) -> tuple[bool, float]:
+            from faster_whisper.transcribe import get_compression_ratio
+
+            text = "".join(p.text for p in pieces)
+            probability = float(np.mean([p.avg_logprob for p in pieces])) if pieces else -math.inf
+            return get_compression_ratio(text) <= COMPRESSION_RATIO, probability
+
+        return max(attempts, key=ranking), info
 
     def _decode_batched(self, mono: np.ndarray, windows: list[Window], batch_size: int, temperature: float,
                         detected: tuple[str | None, float | None], options: dict[str, Any],
@@ -445,7 +486,9 @@ class Transcriber:
         for first in range(0, len(windows), batch_size):
             batch = range(first, min(first + batch_size, len(windows)))
             # the batch's windows end to end, each a clip of that audio (they may overlap in the recording)
-            audios = [windows[i].audio(mono) for i in batch]
+            # each padded to whole 10 ms frames: faster-whisper rounds times to 10 ms in the batch's clock, so a
+            # clip starting between frames would get its words timed differently in another batch
+            audios = [_whole_frames(windows[i].audio(mono)) for i in batch]
             offsets = np.cumsum([0] + [len(a) for a in audios]) / ASR_SR
             clips = [{"start": offsets[k], "end": offsets[k + 1]} for k in range(len(audios))]
             found, info = self.batched.transcribe(np.concatenate(audios), language=detected[0],
@@ -464,6 +507,31 @@ class Transcriber:
                 if verdict != "retry":
                     decoded[i] = pieces if verdict == "ok" else []
         return decoded, detected
+
+
+def _heard(segments: list[Utterance], speech: list[Segment], min_probability: float = UNHEARD_PROBABILITY,
+           ) -> list[Utterance]:
+    """``segments`` without the words that lie wholly outside every stretch of VAD ``speech`` (they can only
+    come from the padding around it) and that the model itself doubts (probability below
+    ``min_probability``): Whisper's habit of ending a window with a stock phrase ('Thank you.', 'We'll see
+    you next time.') over the silence after speech. An utterance left with no words goes."""
+    def unheard(w: Word) -> bool:
+        return w.probability < min_probability and all(w.end <= s.start or w.start >= s.end for s in speech)
+
+    kept = []
+    for u in segments:
+        words = [w for w in u.words if not unheard(w)]
+        if len(words) == len(u.words):
+            kept.append(u)
+        elif words:
+            kept.append(replace(u, start=words[0].start, end=words[-1].end, words=words,
+                                            text="".join(w.word for w in words).strip()))
+    return kept
+
+
+def _whole_frames(audio: np.ndarray, frame: int = ASR_SR // 100) -> np.ndarray:
+    """``audio`` with silence added to a whole number of Whisper's 10 ms frames."""
+    return np.pad(audio, (0, -len(audio) % frame))
 
 
 def _skipped(speech: list[Segment], words: list[Word], window: Window, duration: float, shortest: float = 1.0,
@@ -497,7 +565,7 @@ def _shifted(piece: Any, offset: float) -> Any:
                                words=words if piece.words is not None else None)
 
 
-def _quality(pieces: list[Any], compression_ratio: float = 2.4, log_prob: float = -1.0,
+def _quality(pieces: list[Any], compression_ratio: float = COMPRESSION_RATIO, log_prob: float = -1.0,
              no_speech: float = 0.6) -> str:
     """faster-whisper's own checks on one window's decoding: 'silent' when the model says there is no speech
     and is unsure of its text, 'retry' when the text repeats itself (gzip ratio above ``compression_ratio``)
@@ -571,8 +639,8 @@ def _kept(pieces: list[Any], window: Window, with_words: bool) -> list[Utterance
     at = window.source_time
     out = []
     for p in pieces:
-        start, end = round(at(p.start), 3), round(at(p.end), 3)
-        words = [Word(round(at(w.start), 3), round(at(w.end), 3), w.word, round(float(w.probability), 4))
+        start, end = round(float(at(p.start)), 3), round(float(at(p.end)), 3)
+        words = [Word(round(float(at(w.start)), 3), round(float(at(w.end)), 3), w.word, round(float(w.probability), 4))
                  for w in (p.words or [])]
         if with_words:
             words = [w for w in words if window.keep_from <= (w.start + w.end) / 2 < window.keep_to]

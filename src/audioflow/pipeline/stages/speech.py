@@ -81,9 +81,19 @@ class Denoise(Stage):
                          "the vocals: speech over music)", ("deepfilternet", "rnnoise", "spectral", "separate")),
         "atten_lim": Option("float", 100.0, "most noise attenuation, dB (100: none; 20-30 keeps ambience)", ge=0,
                             le=100),
+        "mix": Option("str", "auto", "share of the original mixed back into the audio later steps get (0-1; 0: "
+                      "the denoised audio), or auto (0.4 where the noise outweighs the speech, else 0.6): "
+                      "recognisers lose words to a denoiser's artefacts; the written file is fully denoised",
+                      max_length=8, pattern=r"auto|0(\.\d+)?|1(\.0*)?|\.\d+"),
         "write": Option("bool", True, "write the denoised audio", remote=False),
         "format": Option("str", "flac", "denoised file format", ("flac", "wav", "ogg", "opus", "mp3"), remote=False),
     }
+
+    def validate(self) -> None:
+        mix = self.config["mix"]
+        self.mix = None if mix in (None, "auto") else float(mix)
+        if self.mix is not None and not 0.0 <= self.mix <= 1.0:
+            raise ParameterError(f"denoise:mix must be auto or within 0-1, got {mix}")
 
     def work_bytes(self, duration: float, rate: int, channels: int) -> float:
         if self.config["method"] == "separate":  # a source separation, not a 48 kHz denoiser
@@ -107,9 +117,13 @@ class Denoise(Stage):
 
     def __call__(self, audio, annotations):
         self.ensure_setup()
-        out = dataclasses.replace(audio, samples=self.denoiser(audio.samples, audio.sample_rate))
-        write_audio_output(self, out, annotations, "denoised", {"method": self.config["method"]})
-        return out, annotations
+        from ...speech.denoise import mix_for_recognition
+
+        denoised = self.denoiser(audio.samples, audio.sample_rate)
+        passed_on, mix = mix_for_recognition(audio.samples, denoised, self.mix)
+        write_audio_output(self, dataclasses.replace(audio, samples=denoised), annotations, "denoised",
+                           {"method": self.config["method"], "mix": mix})
+        return dataclasses.replace(audio, samples=passed_on), annotations
 
     def merge(self, parts, context):
         return {"method": self.config["method"], "chunks": len(parts)} | joined_audio_outputs(
@@ -240,7 +254,8 @@ class Transcribe(Stage):
         "formats": Option("str", "json+txt+srt+vtt", "files to write, joined by '+' (json, txt, srt, vtt)",
                           remote=False),
         "prompt": Option("str", None, "text that primes vocabulary and style", max_length=2000),
-        "temperature": Option("float", None, "sampling temperature (none: 0 with Whisper's fallback ladder)", ge=0,
+        "temperature": Option("float", None, "sampling temperature (none: 0, beam search with deterministic "
+                              "retries: the same text every run; above 0 samples, and the text can vary)", ge=0,
                               le=1),
     }
     gpu_share = 0.25  # tiny.en, the default; gpu_fraction reads the model asked for

@@ -23,7 +23,8 @@ async def denoise(request: Request,
                   options: Annotated[Options, Depends(query_options("denoise", "method", "atten_lim"))],
                   format: AudioFormat = "wav") -> Response:
     """Denoised audio (DeepFilterNet3, RNNoise or spectral gating) in the format asked."""
-    data = await audio_request(request, NATIVE, [step("denoise", options, write=False)], "/v1/denoise",
+    # mix=0: the answer is the denoised audio itself (the share of the original is for a recogniser after it)
+    data = await audio_request(request, NATIVE, [step("denoise", options, write=False, mix="0")], "/v1/denoise",
                                audio_format=format)
     return Response(data, media_type=AUDIO_TYPES[format])
 
