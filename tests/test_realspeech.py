@@ -102,10 +102,42 @@ def test_the_stream_labels_real_speakers_online():
 
 
 @pytest.mark.slow
+def test_the_stream_ends_a_final_where_the_voice_changes():
+    """Real voices taking turns with short pauses and overlaps (the VAD hears one utterance across a change):
+    the stream's state splits the speech where pyannote's segmentation hears another voice, so fewer finals
+    than VAD utterances hold half a second or more of two people speaking alone (at most one here); each
+    split comes within ``MAX_SPLIT_AGE_S`` (and one look) of its change."""
+    from audioflow.serve.stream import CHANGE_EVERY_S, MAX_SPLIT_AGE_S, StreamState
+
+    y, sr, truth = conversation(VOICES[:2], turns=6, seed=31, overlap=0.5)
+    state = StreamState({"sample_rate": sr, "encoding": "float32", "tasks": ["vad", "speakers"]})
+    finals, utterances, changes = [], [], []
+    for start in range(0, len(y), sr // 10):
+        answer = state.feed(y[start:start + sr // 10], start + sr // 10 >= len(y), False)
+        finals += [(begin, begin + len(clip) / 16000) for begin, clip, _ in answer["finals"]]
+        utterances += [(e["start"], e["end"]) for e in answer["events"] if e["type"] == "speech_end"]
+        changes += [(e["time"], answer["now"]) for e in answer["events"] if e["type"] == "speaker_change"]
+    assert changes and all(found - at <= MAX_SPLIT_AGE_S + CHANGE_EVERY_S + 0.1 for at, found in changes), changes
+    grid = np.arange(0, len(y) / sr, 0.01)
+    talking = {name: np.zeros(len(grid), bool) for _, _, name in truth}
+    for start, end, name in truth:
+        talking[name] |= (grid >= start) & (grid < end)
+    alone = sum(t.astype(int) for t in talking.values()) == 1
+
+    def two_people(start: float, end: float) -> bool:
+        inside = (grid >= start) & (grid < end) & alone
+        return sorted(float(np.sum(t & inside)) * 0.01 for t in talking.values())[-2] >= 0.5
+
+    spanning = sum(two_people(*f) for f in finals)
+    assert spanning <= 1 and spanning < sum(two_people(*u) for u in utterances), (finals, utterances)
+
+
+@pytest.mark.slow
 def test_online_labels_and_the_overlap_count_take_any_length():
     """The new entry points into the models with 0, 1 and odd lengths (around the 0.1 s CAM++ minimum, the 10 s
-    chunk and its multiples): a label or None, a count per frame, never an exception."""
-    from audioflow.speech.diarize import Diarizer, OnlineSpeakers
+    chunk and its multiples): a label or None, a count per frame, a change inside the audio or None, never an
+    exception."""
+    from audioflow.speech.diarize import Diarizer, OnlineSpeakers, SpeakerChanges
     from audioflow.speech.segmentation import FRAME_STEP
 
     diarizer = Diarizer()
@@ -114,10 +146,14 @@ def test_online_labels_and_the_overlap_count_take_any_length():
     for length in (0, 1, 1599, 1600, 1601, 23999, 24001, 37_777):
         label = online.label(speech[:length])
         assert (label is None) == (length < 1600) and (label is None or label.startswith("SPEAKER_"))
+    changes = SpeakerChanges(diarizer.segmenter)
     for length in (0, 1, 4001, 159_999, 160_000, 160_001, 250_007):
-        count = diarizer.segmenter.speaker_count(speech[:length] if length <= len(speech)
-                                                 else np.resize(speech, length))
+        audio = speech[:length] if length <= len(speech) else np.resize(speech, length)
+        count = diarizer.segmenter.speaker_count(audio)
         assert len(count) == int(np.ceil(length / (FRAME_STEP * 16000))) and set(np.unique(count)) <= {0, 1, 2, 3}
+        for since, max_age in ((0.0, None), (length / 32000, 1.0), (length / 16000 + 5, None)):
+            change = changes.first_change(audio, since, max_age)
+            assert change is None or since <= change <= length / 16000
 
 
 @pytest.mark.slow

@@ -11,7 +11,9 @@ utterance goes on (about once a second, when a worker is free) and a ``final`` o
 binary frames in the client's encoding and rate (DeepFilterNet3, streamed). With ``speakers``, each
 ``speech_end`` and ``final`` carries a ``speaker`` label ('SPEAKER_00', ...): online clustering of each
 utterance's CAM++ embedding against the speakers heard so far (:class:`~audioflow.speech.diarize.OnlineSpeakers`;
-a label once given stays).
+a label once given stays); and where the voice changes inside speech (pyannote's segmentation,
+:class:`~audioflow.speech.diarize.SpeakerChanges`), a ``speaker_change`` event (time, start, end, speaker of
+the speech before it) ends the speech so far as a final of its own, so no final holds two people.
 
 The models and their state live in one worker process (:class:`StreamState`); the handler here only moves
 messages, so a stream never holds up the event loop. Close codes: 1000 done, 1008 a protocol violation,
@@ -38,6 +40,9 @@ from .work import Metrics, StageRunner, step
 STREAM_TASKS = ("vad", "transcribe", "enhance", "speakers")
 ENCODINGS = {"pcm_s16le": ("<i2", 32768.0), "float32": ("<f4", 1.0)}
 PARTIAL_EVERY_S = 1.0
+CHANGE_EVERY_S = 0.25  # with speakers: how often open speech is searched for a change of voice, stream seconds
+# a change of voice found later than this after it happened does not end a final (its caption would come late)
+MAX_SPLIT_AGE_S = 1.0
 
 
 def parse_config(config: Any, settings: ServeSettings) -> dict[str, Any]:
@@ -97,13 +102,17 @@ class StreamState:
         self.used = time.monotonic()
         self.denoise = None
         self.speakers = None
+        self.changes = None
+        self.checked_at = 0.0  # stream time of the last look for a change of voice, seconds
+        self.split_at: float | None = None  # the last change of voice inside the open speech, seconds
         if "speakers" in self.tasks:
-            from ..speech.diarize import Diarizer, OnlineSpeakers
+            from ..speech.diarize import Diarizer, OnlineSpeakers, SpeakerChanges
             from .jobs import models
 
-            # the diarize stage's model, under its key: one CAM++ per worker process, not one per use
+            # the diarize stage's models, under its key: one CAM++ and segmentation per worker process
             diarizer = models().get("diarizer", lambda device: Diarizer(device=device))
             self.speakers = OnlineSpeakers(diarizer.encoder)
+            self.changes = SpeakerChanges(diarizer.segmenter)
         if "enhance" in self.tasks:
             from ..speech.denoise import DeepFilterNet, DenoiseStream
 
@@ -138,13 +147,17 @@ class StreamState:
             described = event.to_dict()
             answer["events"].append(described)
             if event.type == "speech_end":
-                self.open_since = None
                 if event.segment is not None:
-                    utterance = self._clip(event.segment.start, event.segment.end)
+                    # from the last change of voice inside this speech (the final before it ended there)
+                    start = self.split_at if self.split_at is not None else event.segment.start
+                    utterance = self._clip(start, event.segment.end)
                     speaker = self.speakers.label(utterance) if self.speakers is not None else None
                     if speaker is not None:
                         described["speaker"] = speaker
-                    answer["finals"].append((event.segment.start, utterance, speaker))
+                    answer["finals"].append((start, utterance, speaker))
+                self.open_since = self.split_at = None
+        if self.open_since is not None and self.changes is not None and self.now - self.checked_at >= CHANGE_EVERY_S:
+            answer["events"] += self._split_at_a_change(answer["finals"])
         if self.open_since is None:
             keep = 2 * self.vad_rate  # nothing open: only the last 2 s can still belong to an utterance
             if len(self.heard) > keep:
@@ -154,6 +167,23 @@ class StreamState:
             answer["partial"] = (self.open_since, self._clip(self.open_since, self.now))
         answer["now"], answer["open_since"] = self.now, self.open_since
         return answer
+
+    def _split_at_a_change(self, finals: list) -> list[dict[str, Any]]:
+        """While speech goes on: where the voice changes inside it, the speech so far ends as a final of its
+        own speaker (a ``speaker_change`` event) and the open speech starts again at the change."""
+        self.checked_at = self.now
+        since = self.split_at if self.split_at is not None else self.open_since
+        heard_from = max(self.heard_offset, self.now - self.changes.context)
+        change = self.changes.first_change(self._clip(heard_from, self.now), since - heard_from, MAX_SPLIT_AGE_S)
+        if change is None:
+            return []
+        at = round(heard_from + change, 3)
+        utterance = self._clip(since, at)
+        speaker = self.speakers.label(utterance)
+        finals.append((since, utterance, speaker))
+        self.open_since = self.split_at = at
+        return [{"type": "speaker_change", "time": at, "start": round(since, 3), "end": at,
+                 **({"speaker": speaker} if speaker is not None else {})}]
 
     def _clip(self, start: float, end: float) -> np.ndarray:
         a = max(0, round((start - self.heard_offset) * self.vad_rate))

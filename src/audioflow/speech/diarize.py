@@ -322,6 +322,8 @@ def speaker_activity(owner: np.ndarray, starts: np.ndarray, local: np.ndarray, s
 
 def _runs(owner: np.ndarray) -> list[list[int]]:
     """``[start_frame, end_frame, speaker]`` of each run of one speaker (frames marked -1 belong to none)."""
+    if not len(owner):
+        return []
     change = np.flatnonzero(np.diff(owner)) + 1
     bounds = np.concatenate([[0], change, [len(owner)]])
     return [[int(a), int(b), int(owner[a])] for a, b in pairwise(bounds) if owner[a] >= 0]
@@ -475,6 +477,49 @@ class OnlineSpeakers:
                 return f"SPEAKER_{best:02d}"
         self.sums.append(windows.sum(axis=0))
         return f"SPEAKER_{len(self.sums) - 1:02d}"
+
+
+class SpeakerChanges:
+    """Where the voice changes inside speech that is still going on (a live stream): pyannote's segmentation
+    over the last ``context`` seconds; a change is a run of one local voice after a run of another, each
+    at least ``min_run`` seconds of that voice alone (shorter runs, overlaps and pauses between are skipped);
+    the change time is where the later run starts. A stream asks again as audio arrives, so a change is
+    found once its new voice has lasted ``min_run``: the latency of a final that ends there.
+
+    Args:
+        segmenter: a :class:`~audioflow.speech.segmentation.Segmenter`.
+        min_run: seconds of a voice alone that count as a turn.
+        context: seconds of audio the model sees at once (at most its 10 s chunk).
+    """
+
+    def __init__(self, segmenter: Any, min_run: float = 0.5, context: float = 10.0) -> None:
+        from .segmentation import CHUNK_SECONDS
+
+        if not 0 < context <= CHUNK_SECONDS:
+            raise ParameterError(f"SpeakerChanges: context must be within 0-{CHUNK_SECONDS} s, got {context}")
+        self.segmenter, self.min_run, self.context = segmenter, min_run, context
+
+    def first_change(self, audio: np.ndarray, since: float = 0.0, max_age: float | None = None) -> float | None:
+        """The first change of voice at least ``since`` seconds into ``audio`` (16 kHz mono, ending now) and at
+        most ``max_age`` seconds before its end (None: any), in seconds into ``audio``; None when one voice (or
+        none) talks there."""
+        from .segmentation import FRAME_STEP
+
+        audio = np.asarray(audio, np.float32)
+        offset = max(0, len(audio) - round(self.context * EMBED_SR))
+        seen = audio[offset:]
+        if len(seen) < 2 * self.min_run * EMBED_SR:
+            return None
+        active = self.segmenter(seen[None])[0][: int(len(seen) / EMBED_SR / FRAME_STEP)]
+        alone = np.where(active.sum(axis=1) == 1, active.argmax(axis=1), -1)
+        first = max(0, int(np.ceil((since - offset / EMBED_SR) / FRAME_STEP)))
+        runs = [r for r in _runs(alone[first:]) if (r[1] - r[0]) * FRAME_STEP >= self.min_run]
+        earliest = -np.inf if max_age is None else len(audio) / EMBED_SR - max_age
+        for before, after in pairwise(runs):
+            at = offset / EMBED_SR + (first + after[0]) * FRAME_STEP
+            if after[2] != before[2] and at >= earliest:
+                return at
+        return None
 
 
 def load_encoder(name: str | None, device: str = "cpu") -> Any:
