@@ -395,8 +395,8 @@ class Transcriber:
                 change from run to run).
             speech: VAD segments already found (seconds); None runs the VAD.
             max_window: longest window given to the model, seconds (at most 30).
-            batch_size: windows encoded and decoded together (1: one at a time; the text does not depend
-                on it). Windows whose batched decoding fails Whisper's checks (repetitive text, low
+            batch_size: windows encoded and decoded together (1: one at a time, Whisper's sequential
+                decoder). Windows whose batched decoding fails Whisper's checks (repetitive text, low
                 log-probability) are decoded again one at a time, so batching costs no accuracy.
         """
         if task not in ("transcribe", "translate"):
@@ -434,10 +434,13 @@ class Transcriber:
                 detected: tuple[str | None, float | None], options: dict[str, Any],
                 ) -> tuple[list[list[Any]], tuple[str | None, float | None]]:
         """faster-whisper's segments of each window, times in the window's own audio: in batches at the
-        ladder's first temperature, then one at a time for the windows whose batched decoding failed Whisper's
+        ladder's first temperature (when ``batch_size`` > 1), then one at a time by Whisper's sequential decoder
+        for the windows left (all of them with ``batch_size`` 1) or whose batched decoding failed Whisper's
         checks (with :data:`RETRIES`, or up a sampled ladder when one was asked for). Also the language found
         and its probability."""
-        decoded, detected = self._decode_batched(mono, windows, batch_size, ladder[0], detected, options)
+        decoded: dict[int, list[Any]] = {}
+        if batch_size > 1 and len(windows) > 1:
+            decoded, detected = self._decode_batched(mono, windows, batch_size, ladder[0], detected, options)
         sampled = any(t > 0 for t in ladder)
         for i, window in enumerate(windows):
             if i in decoded:
