@@ -9,6 +9,7 @@ import time
 from fastapi.testclient import TestClient
 
 from audioflow.serve import ServeSettings, create_app
+from audioflow.serve.app import uvicorn_config
 
 LOCAL = "http://127.0.0.1"  # the loopback server's own name: other Host headers are refused (DNS rebinding)
 WS = "ws://127.0.0.1/v1/stream"
@@ -22,7 +23,7 @@ def local(app) -> TestClient:
 class LiveServer:
     """uvicorn on 127.0.0.1 and a free port, in a thread of this process."""
 
-    def __init__(self, settings: ServeSettings) -> None:
+    def __init__(self, settings: ServeSettings, log_level: str = "warning") -> None:
         import uvicorn
 
         with socket.socket() as s:
@@ -31,9 +32,7 @@ class LiveServer:
         self.settings = settings
         self.url = f"http://127.0.0.1:{settings.port}"
         self.app = create_app(settings)
-        config = uvicorn.Config(self.app, host="127.0.0.1", port=settings.port, log_level="warning",
-                                ws_max_size=settings.ws_max_message_bytes)
-        self.server = uvicorn.Server(config)
+        self.server = uvicorn.Server(uvicorn_config(settings, self.app, log_level=log_level))
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
     def __enter__(self) -> LiveServer:

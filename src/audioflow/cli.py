@@ -462,6 +462,14 @@ def serve(
     workers: Annotated[int, typer.Option(help="Worker processes running decoders, models and encoders (a crash "
                                               "costs one request; the worker is replaced).")] = 2,
     queue_limit: Annotated[int, typer.Option(help="Requests in progress before answering 503.")] = 16,
+    key_concurrency: Annotated[Optional[int], typer.Option(help="Requests in progress per API key before "  # noqa: UP045
+                                                               "answering 429 (default: no per-key limit).")] = None,
+    key_rate: Annotated[Optional[float], typer.Option(help="Requests per second each API key may make on "  # noqa: UP045
+                                                           "average (429 beyond; default: no limit).")] = None,
+    key_burst: Annotated[int, typer.Option(help="Requests a key may make at once after a quiet spell.")] = 10,
+    header_timeout: Annotated[float, typer.Option(help="Seconds a connection may take to send a request's "
+                                                       "headers before it is closed.")] = 10.0,
+    body_timeout: Annotated[float, typer.Option(help="Seconds a request body may pause before 408.")] = 30.0,
     max_duration: Annotated[float, typer.Option(help="Longest audio accepted, seconds.")] = 3 * 3600.0,
     max_body_mb: Annotated[float, typer.Option(help="Largest request body, MB.")] = 100.0,
     max_request_mb: Annotated[float, typer.Option(help="Most memory one request may need, MB, estimated from "
@@ -487,6 +495,8 @@ def serve(
 
         settings = ServeSettings(host=host, port=port, api_keys=read_api_keys(api_key_file) if api_key_file else [],
                                  workers=workers, queue_limit=queue_limit, max_duration=max_duration,
+                                 key_concurrency=key_concurrency, key_rate=key_rate, key_burst=key_burst,
+                                 header_timeout=header_timeout, body_timeout=body_timeout,
                                  max_body_bytes=int(max_body_mb * 1024 * 1024), allow_urls=allow_urls,
                                  max_request_bytes=int(max_request_mb * 1024 * 1024), job_timeout=job_timeout,
                                  allowed_hosts=allowed_host or None, allowed_origins=allowed_origin or [],

@@ -55,6 +55,7 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
                   default_response_class=SafeJSONResponse,
                   description="Speech and audio processing: the stages of `audioflow process` over HTTP and "
                               "WebSocket, with OpenAI-compatible audio endpoints.")
+    redact_logs(settings.api_keys)
     app.state.settings, app.state.runner, app.state.metrics = settings, runner, metrics
     app.state.streams = {}
     app.state.spool = spool
@@ -108,28 +109,63 @@ def validation_problem(errors: Sequence[Any], path: str) -> Problem:
 
 
 class RedactKeys(logging.Filter):
-    """Keys in URLs out of the logs: the server refuses ``?api_key=``, but uvicorn logs the request line
-    of the refused attempt (and of any ``key``/``token`` query) before the app sees it."""
+    """No credential in the logs: every query string value and every configured key in a log line is
+    replaced by ``…`` (names stay: ``/v1/vad?threshold=…``). uvicorn writes a request's line, query included,
+    before the app sees it, and a refused ``?api_key=`` would otherwise be logged in clear. uvicorn's access
+    records keep their five arguments (its formatter unpacks them); other records are rewritten whole."""
 
-    pattern = re.compile(r"((?:api_key|apikey|key|token|access_token)=)[^&\s\"']+", re.IGNORECASE)
+    query_value = re.compile(r"([?&][^=&\s\"'#?]*)=[^&\s\"'#]*")
+
+    def __init__(self, keys: Sequence[str] = ()) -> None:
+        super().__init__()
+        self.keys = [k for k in keys if k]
+
+    def clean(self, text: str) -> str:
+        text = self.query_value.sub("\\1=…", text)
+        for key in self.keys:
+            text = text.replace(key, "…")
+        return text
 
     def filter(self, record: logging.LogRecord) -> bool:
+        if record.name == "uvicorn.access" and isinstance(record.args, tuple) and len(record.args) == 5:
+            record.args = tuple(self.clean(a) if isinstance(a, str) else a for a in record.args)
+            return True
         message = record.getMessage()
-        redacted = self.pattern.sub(r"\1REDACTED", message)
-        if redacted != message:
-            record.msg, record.args = redacted, ()
+        cleaned = self.clean(message)
+        if cleaned != message:
+            record.msg, record.args = cleaned, ()
         return True
+
+
+LOGGERS = ("uvicorn.access", "uvicorn.error", "uvicorn", "audioflow")
+
+
+def redact_logs(keys: Sequence[str]) -> None:
+    """Put one :class:`RedactKeys` for ``keys`` on the server's loggers (replacing an earlier one)."""
+    for name in LOGGERS:
+        logger = logging.getLogger(name)
+        for old in [f for f in logger.filters if isinstance(f, RedactKeys)]:
+            logger.removeFilter(old)
+        logger.addFilter(RedactKeys(keys))
+
+
+def uvicorn_config(settings: ServeSettings, app: FastAPI | None = None, log_level: str = "info") -> Any:
+    """uvicorn's configuration for the app of ``settings``: its address, the WebSocket message limit and
+    the HTTP protocol with a deadline for request headers (:mod:`.connections`)."""
+    import uvicorn
+
+    from .connections import protocol_with_header_deadline
+
+    return uvicorn.Config(app or create_app(settings), host=settings.host, port=settings.port, log_level=log_level,
+                          ws_max_size=settings.ws_max_message_bytes,
+                          http=protocol_with_header_deadline(settings.header_timeout))
 
 
 def serve(settings: ServeSettings) -> None:
     """Run the server with uvicorn until interrupted."""
     import uvicorn
 
-    app = create_app(settings)
-    for name in ("uvicorn.access", "uvicorn.error"):
-        logging.getLogger(name).addFilter(RedactKeys())
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level="info",
-                ws_max_size=settings.ws_max_message_bytes)
+    uvicorn.Server(uvicorn_config(settings)).run()
 
 
-__all__ = ["RedactKeys", "create_app", "serve"]
+__all__ = ["RedactKeys", "create_app", "redact_logs", "serve", "uvicorn_config"]

@@ -23,7 +23,16 @@ class ServeSettings:
         workers: worker processes running decodes, models and encoders (a crash there costs one request,
             and the worker is replaced).
         queue_limit: HTTP requests in progress at once (uploading, waiting or running); beyond it the
-            answer is 503 with Retry-After, before the body is read.
+            answer is 503 with Retry-After, before the body is read. A request without an accepted key is
+            refused (401) before it is counted or its body read.
+        key_concurrency: HTTP requests in progress at once per API key (None: only ``queue_limit``); beyond
+            it: 429 with Retry-After, before the body is read.
+        key_rate, key_burst: requests per second each API key may make on average, and how many at once
+            after a quiet spell (a token bucket); beyond it: 429 with Retry-After. None: no rate limit.
+        header_timeout: seconds a connection may take to send a request's headers (from its opening, or
+            the end of its last response) before it is closed.
+        body_timeout: seconds a request's body may pause between two chunks before the request is
+            refused (408).
         max_body_bytes: largest request body, bytes (spooled to disk as it arrives, never held whole).
         max_json_bytes: largest JSON body (``audio_base64``), bytes: JSON is parsed in memory.
         max_duration: longest audio accepted, seconds.
@@ -59,6 +68,11 @@ class ServeSettings:
     api_keys: list[str] = field(default_factory=list)
     workers: int = 2
     queue_limit: int = 16
+    key_concurrency: int | None = None
+    key_rate: float | None = None
+    key_burst: int = 10
+    header_timeout: float = 10.0
+    body_timeout: float = 30.0
     max_body_bytes: int = 100 * 1024 * 1024
     max_json_bytes: int = 16 * 1024 * 1024
     max_duration: float = 3 * 3600.0
@@ -88,6 +102,12 @@ class ServeSettings:
                                  "or bind 127.0.0.1")
         if self.workers < 1 or self.queue_limit < 1:
             raise ParameterError("workers and queue_limit must be >= 1")
+        if self.key_concurrency is not None and self.key_concurrency < 1:
+            raise ParameterError("key_concurrency must be >= 1 (or None: no per-key limit)")
+        if (self.key_rate is not None and self.key_rate <= 0) or self.key_burst < 1:
+            raise ParameterError("key_rate must be > 0 requests per second (or None) and key_burst >= 1")
+        if self.header_timeout <= 0 or self.body_timeout <= 0:
+            raise ParameterError("header_timeout and body_timeout are seconds > 0")
         if not 0 < self.min_sample_rate <= self.max_sample_rate:
             raise ParameterError("min_sample_rate must be positive and at most max_sample_rate")
 
@@ -129,18 +149,46 @@ def host_name(host: str) -> str:
     return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
 
 
-def key_accepted(settings: ServeSettings, headers: Mapping[str, str], given_key: str | None = None) -> bool:
-    """Whether a request may pass: no keys configured, or a configured key in ``Authorization: Bearer``,
-    ``X-API-Key`` or ``given_key`` (a WebSocket's first message: browsers cannot set headers there, and a
-    key in the URL would end up in access logs)."""
-    if not settings.api_keys:
-        return True
+def matching_key(settings: ServeSettings, headers: Mapping[str, str], given_key: str | None = None) -> str | None:
+    """The configured key a request carries in ``Authorization: Bearer``, ``X-API-Key`` or ``given_key`` (a
+    WebSocket's first message: browsers cannot set headers there), or None."""
     given = headers.get("x-api-key") or given_key or ""
     bearer = headers.get("authorization", "")
     if bearer.lower().startswith("bearer "):
         given = bearer[7:].strip()
+    found = None
     # compare with every key, in constant time, so timing says nothing about which bytes matched
-    return any(hmac.compare_digest(given.encode(), key.encode()) for key in settings.api_keys)
+    for key in settings.api_keys:
+        if hmac.compare_digest(given.encode(), key.encode()):
+            found = key
+    return found
+
+
+def key_accepted(settings: ServeSettings, headers: Mapping[str, str], given_key: str | None = None) -> bool:
+    """Whether a request may pass: no keys configured, or a configured key in a header or ``given_key``
+    (:func:`matching_key`; a key in the URL would end up in access logs)."""
+    return not settings.api_keys or matching_key(settings, headers, given_key) is not None
+
+
+# query parameters that carry credentials, by name without case or separators ('api_key', 'X-Api-Key', ...)
+CREDENTIAL_PARAMETERS = frozenset({"apikey", "xapikey", "key", "token", "accesstoken", "authtoken", "auth",
+                                   "authorization", "bearer", "secret", "password", "passwd"})
+
+
+def credential_in_url(settings: ServeSettings, path: str, query: str) -> str | None:
+    """What in a request's URL looks like a credential: the name of a query parameter called like one
+    (after percent-decoding: ``api_%6Bey`` is ``api_key``), or 'the URL' when a configured key appears
+    anywhere in it; None when nothing does. Keys belong in headers: URLs are written to access logs,
+    proxies' logs and browser history."""
+    from urllib.parse import parse_qsl, unquote
+
+    for name, _ in parse_qsl(query, keep_blank_values=True):
+        if "".join(c for c in name.lower() if c.isalnum()) in CREDENTIAL_PARAMETERS:
+            return name
+    url = unquote(path) + "?" + unquote(query)
+    if any(key in url for key in settings.api_keys):
+        return "the URL"
+    return None
 
 
 def read_api_keys(path: str | os.PathLike[str]) -> list[str]:

@@ -216,8 +216,6 @@ def register_stream(app: FastAPI, settings: ServeSettings, runner: StageRunner, 
         await websocket.accept()
         try:
             _check_origin(websocket, settings)
-            if "api_key" in websocket.query_params:
-                raise _Closed(4401, "send the API key in a header or the first message, never in the URL")
             if sum(1 for c in streams.values() if c == client) >= settings.max_streams_per_client:
                 raise _Closed(4429, f"at most {settings.max_streams_per_client} streams per client")
             if len(streams) >= settings.max_streams:
