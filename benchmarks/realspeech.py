@@ -128,6 +128,45 @@ def conversation(voices: list[Voice], turns: int = 12, seed: int = 0, overlap: f
     return _condition(y, condition, rng), SR if condition != "telephone" else 8000, truth
 
 
+def short_replies(voices: list[Voice], replies: int = 8, seed: int = 0, condition: str = "clean",
+                  reply_seconds: tuple[float, float] = (0.5, 1.2),
+                  ) -> tuple[np.ndarray, int, list[tuple[float, float, str]]]:
+    """Two real voices where one answers the other briefly ('Hello.', 'Yes, I did.'): turns of 1-2 prompts
+    of the first voice, each followed (0.2-0.4 s later) by a reply of the other, the start of one of its
+    prompts cut at its quietest 20 ms between ``reply_seconds`` (shorter than the 1.5 s embedding windows,
+    which hear it with its neighbours), and every third reply a full turn instead, so both voices have a
+    centroid. Returns the audio, its rate and the true turns (seconds, speaker name) in order of start."""
+    rng = np.random.default_rng(seed)
+    first, second = (voices[i] for i in rng.choice(len(voices), 2, replace=False))
+    pieces: list[tuple[int, np.ndarray, str]] = []
+    cursor = 0
+
+    def place(y: np.ndarray, name: str) -> None:
+        nonlocal cursor
+        start = cursor + int(rng.uniform(0.2, 0.4) * SR)
+        pieces.append((start, y, name))
+        cursor = start + len(y)
+
+    def prompt(voice: Voice) -> np.ndarray:
+        return read_prompt(voice.prompts[int(rng.integers(len(voice.prompts)))])
+
+    for k in range(replies):
+        for _ in range(int(rng.integers(1, 3))):
+            place(prompt(first), first.name)
+        reply = prompt(second)
+        if k % 3 != 2 and len(reply) > reply_seconds[1] * SR:
+            frame = SR // 50
+            lo, hi = int(reply_seconds[0] * SR) // frame, int(reply_seconds[1] * SR) // frame
+            power = (reply[:hi * frame].reshape(hi, frame) ** 2).mean(axis=1)
+            reply = _trim(reply[:(lo + int(np.argmin(power[lo:]))) * frame])
+        place(reply, second.name)
+    y = np.zeros(cursor + SR // 2, np.float32)
+    for start, part, _ in pieces:
+        y[start:start + len(part)] += part * np.float32(rng.uniform(0.6, 1.0) / max(np.abs(part).max(), 1e-6) * 0.5)
+    truth = sorted((start / SR, (start + len(part)) / SR, name) for start, part, name in pieces)
+    return _condition(y, condition, rng), SR if condition != "telephone" else 8000, truth
+
+
 def _condition(y: np.ndarray, condition: str, rng: np.random.Generator) -> np.ndarray:
     if condition == "clean":
         return y
@@ -360,20 +399,16 @@ def read_rttm(path) -> list[tuple[float, float, str]]:
     return sorted(turns)
 
 
-def wder(words: list[tuple[float, float, str]], truth: list[tuple[float, float, str]]) -> tuple[float, int]:
-    """Word diarization error rate: of the words ``(start, end, speaker)`` whose midpoint lies in a true turn,
-    the share whose speaker, under the one-to-one mapping of found to true speakers that agrees on most
-    words, is not one of the true speakers talking there; and how many words were scored."""
+def _talking(start: float, end: float, truth: list[tuple[float, float, str]]) -> set[str]:
+    """The true speakers talking at the middle of a word timed ``start``-``end``."""
+    middle = (start + end) / 2
+    return {name for a, b, name in truth if a <= middle < b}
+
+
+def _mapping(scored: list[tuple[str, set[str]]], truth: list[tuple[float, float, str]]) -> dict[str, str]:
+    """The one-to-one mapping of found to true speakers that agrees on most words (``(found, talking)``)."""
     from scipy.optimize import linear_sum_assignment
 
-    scored = []
-    for start, end, speaker in words:
-        middle = (start + end) / 2
-        talking = {name for a, b, name in truth if a <= middle < b}
-        if talking:
-            scored.append((speaker, talking))
-    if not scored:
-        return 0.0, 0
     found = sorted({s for s, _ in scored})
     true = sorted({name for _, _, name in truth})
     agree = np.zeros((len(found), len(true)))
@@ -381,7 +416,17 @@ def wder(words: list[tuple[float, float, str]], truth: list[tuple[float, float, 
         for name in talking:
             agree[found.index(speaker), true.index(name)] += 1
     rows, cols = linear_sum_assignment(-agree)
-    mapping = {found[i]: true[j] for i, j in zip(rows, cols, strict=True)}
+    return {found[i]: true[j] for i, j in zip(rows, cols, strict=True)}
+
+
+def wder(words: list[tuple[float, float, str]], truth: list[tuple[float, float, str]]) -> tuple[float, int]:
+    """Word diarization error rate: of the words ``(start, end, speaker)`` whose midpoint lies in a true turn,
+    the share whose speaker, under the one-to-one mapping of found to true speakers that agrees on most
+    words, is not one of the true speakers talking there; and how many words were scored."""
+    scored = [(speaker, talking) for start, end, speaker in words if (talking := _talking(start, end, truth))]
+    if not scored:
+        return 0.0, 0
+    mapping = _mapping(scored, truth)
     wrong = sum(1 for speaker, talking in scored if mapping.get(speaker) not in talking)
     return wrong / len(scored), len(scored)
 
@@ -446,6 +491,12 @@ def attribution_cpwer(words: list[tuple[float, float, str, str]], truth: list[tu
     """What a transcript's speaker labels add to its WER under cpWER: the cpWER of its words as attributed against
     the same words given to their true speakers (:func:`true_speaker`), so recognition errors cancel and only
     words with the wrong speaker count (each twice: a deletion and an insertion). cpWER = WER + this, give or
-    take the words a wrong speaker also misaligns."""
-    reference = speaker_words([(s, e, w, true_speaker(s, e, truth)) for s, e, w, _ in words])
+    take the words a wrong speaker also misaligns. A word in overlapped speech (two true speakers talking at
+    its middle) is right with either of them, as in :func:`wder`: turns cannot say which of two voices
+    Whisper followed there, and picking one would charge a system for the reference's guess."""
+    scored = [(who, _talking(s, e, truth)) for s, e, _, who in words]
+    mapping = _mapping([x for x in scored if x[1]], truth) if any(t for _, t in scored) else {}
+    reference = speaker_words([(s, e, w, mapping[who] if len(talking) > 1 and mapping.get(who) in talking
+                                else true_speaker(s, e, truth))
+                               for (s, e, w, _), (who, talking) in zip(words, scored, strict=True)])
     return cpwer(speaker_words(words), reference)
