@@ -147,6 +147,21 @@ def test_issue_corner_cases_get_clear_4xx(client):
     assert client.get("/v1/health").json()["status"] == "ok"
 
 
+def test_what_cannot_be_processed_is_a_4xx_not_an_empty_200(client):
+    """Issue 32: a 1-sample upload answered 200 on every endpoint (SECURITY.md promises a 4xx), and so did an
+    unknown language; both now say what is wrong."""
+    for endpoint in (*ENDPOINTS, "/v1/separate"):
+        answer = client.post(endpoint, content=wav(1))
+        assert answer.status_code == 422, endpoint
+        assert "too short to process (at least 10 ms)" in answer.json()["error"]["message"], endpoint
+    assert client.post("/v1/vad", content=wav(480)).status_code == 200  # 10 ms is enough
+    unknown = client.post("/v1/transcribe?language=xx", content=wav(16000, 16000))
+    assert unknown.status_code == 400 and "'xx'" in unknown.json()["error"]["message"]
+    openai = client.post("/v1/audio/transcriptions", files={"file": ("a.wav", wav(16000, 16000))},
+                         data={"model": "whisper-1", "language": "xx"})
+    assert openai.status_code == 400 and "'xx'" in openai.json()["error"]["message"]
+
+
 def webm_opus(seconds: float = 2.0) -> bytes:
     """What a browser's MediaRecorder uploads: Opus in WebM."""
     import av

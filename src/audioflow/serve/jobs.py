@@ -128,6 +128,10 @@ def inspect(path: str, name: str, limits: Limits, decode: Decode, steps: list[tu
     sr, channels = described.sample_rate, described.channels
     if described.frames <= 0 or described.duration <= 0:
         raise Problem(422, f"{name}: the audio holds no samples", param="file")
+    if described.duration < MIN_DURATION:
+        raise Problem(422, f"{name}: {described.duration * 1000:.2f} ms of audio ({described.frames} "
+                           f"sample{'s' * (described.frames != 1)}) is too short to process (at least "
+                           f"{MIN_DURATION * 1000:.0f} ms)", param="file")
     if described.duration > limits.max_duration:
         raise Problem(413, f"{name}: {described.duration:.0f} s of audio is over the limit of "
                            f"{limits.max_duration:.0f} s", param="file")
@@ -165,6 +169,8 @@ def estimate_bytes(duration: float, sr: int, channels: int, decode: Decode,
     return int(max(decode_peak, held + work + answer))
 
 
+# the shortest upload processed, seconds: one 10 ms analysis frame (a 1-sample file is a client's mistake)
+MIN_DURATION = 0.01
 FEATURE_FACTOR = 8.0  # a feature's STFT and mel buffers, times the audio (measured ~6x for log-mel)
 
 
@@ -192,6 +198,9 @@ def decode_upload(job: Job) -> Audio:
         samples, rate = _named(job.name, load, job.path, sr=None, mono=job.decode.mono)
     if samples.shape[-1] == 0:
         raise Problem(422, f"{job.name}: the audio holds no samples", param="file")
+    if samples.shape[-1] < MIN_DURATION * rate:  # the header said more than the file holds
+        raise Problem(422, f"{job.name}: {samples.shape[-1] / rate * 1000:.2f} ms of audio is too short to "
+                           f"process (at least {MIN_DURATION * 1000:.0f} ms)", param="file")
     _named(job.name, check_range, samples, job.name)
     return Audio(samples, rate, job.name)
 

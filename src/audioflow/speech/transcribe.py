@@ -405,6 +405,11 @@ class Transcriber:
             raise ParameterError(f"max_window must be within 1-30 seconds, got {max_window}")
         if batch_size < 1:
             raise ParameterError(f"batch_size must be >= 1, got {batch_size}")
+        supported = self.model.supported_languages
+        if language is not None and language not in supported:
+            known = (f"this model knows {', '.join(supported)} only" if len(supported) < 5 else
+                     "give an ISO 639-1 code such as 'en', 'de', 'zh', or none to detect it")
+            raise ParameterError(f"language {language!r} is not one this model knows: {known}")
         from .vad import mono_at
 
         mono = mono_at(y, sr, ASR_SR)
