@@ -13,6 +13,7 @@ import signal
 import socket
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -488,8 +489,8 @@ def test_url_filter_refuses_every_way_into_the_local_network():
 class _Trickle:
     """A local HTTP server that answers one byte every ``every`` seconds, and records the Host it was asked."""
 
-    def __init__(self, every: float) -> None:
-        self.every, self.hosts = every, []
+    def __init__(self, every: float, body: bytes | None = None) -> None:
+        self.every, self.hosts, self.body = every, [], body
         self.sock = socket.socket()
         self.sock.bind(("127.0.0.1", 0))
         self.sock.listen(1)
@@ -501,6 +502,11 @@ class _Trickle:
         request = conn.recv(4096).decode()
         self.hosts += [line.split(":", 1)[1].strip() for line in request.splitlines()
                        if line.lower().startswith("host:")]
+        if self.body is not None:  # all at once, then the connection closed (Connection: close)
+            conn.sendall(b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: %d\r\n\r\n" % len(self.body)
+                         + self.body)
+            conn.close()
+            return
         conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n")
         try:
             for _ in range(1000):
@@ -538,3 +544,19 @@ def wav_speech(tmp_path) -> np.ndarray:
         pytest.skip("needs flite")
     x, _ = voices.dialogue(tmp_path, [("slt", voices.PASSAGE[0])], seed=1, gaps=(0.3, 0.3))
     return x
+
+
+def test_url_download_from_a_server_that_closes_the_connection(tmp_path):
+    """A source answering ``Connection: close`` (http.client then drops its socket) was a 500 with the spool
+    file left behind; its audio now arrives whole."""
+    from audioflow.serve.inputs import Spool
+
+    audio = wav(4800)
+    source = _Trickle(every=0.0, body=audio)
+    spool = Spool()
+    upload = _download(check_url(f"http://files.example:{source.port}/a.wav")[0], "files.example", source.port,
+                       "127.0.0.1", ServeSettings(allow_urls=True), spool)
+    assert upload.size == len(audio) and Path(upload.path).read_bytes() == audio
+    upload.discard()
+    assert not os.listdir(spool.folder)
+    spool.close()

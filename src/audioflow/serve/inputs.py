@@ -262,6 +262,7 @@ def _download(parsed: urllib.parse.SplitResult, host: str, port: int, address: s
         if parsed.query:
             target += "?" + parsed.query
         connection.request("GET", target, headers={"User-Agent": "audioflow", "Accept": "*/*"})
+        sock = connection.sock  # http.client lets go of it when the answer says Connection: close
         response = connection.getresponse()
         if response.status != 200:
             raise Problem(400, f"{shown} answered HTTP {response.status} (redirects are not followed)", param="url")
@@ -270,7 +271,7 @@ def _download(parsed: urllib.parse.SplitResult, host: str, port: int, address: s
                 left = deadline - time.monotonic()
                 if left <= 0:
                     raise Problem(400, f"{shown}: the download took over {settings.url_timeout:g} s", param="url")
-                connection.sock.settimeout(left)
+                sock.settimeout(left)
                 chunk = response.read1(CHUNK)
                 if not chunk:
                     break
@@ -286,6 +287,9 @@ def _download(parsed: urllib.parse.SplitResult, host: str, port: int, address: s
         if isinstance(e, (TimeoutError, socket.timeout)) and time.monotonic() >= deadline - 0.05:
             raise Problem(400, f"{shown}: the download took over {settings.url_timeout:g} s", param="url") from None
         raise Problem(400, f"cannot fetch {shown}: {type(e).__name__}", param="url") from None
+    except BaseException:  # whatever else goes wrong, nothing is left in the spool
+        upload.discard()
+        raise
     finally:
         connection.close()
     return upload
