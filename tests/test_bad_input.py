@@ -133,6 +133,34 @@ def test_absurd_rate_in_flac_streaminfo(valid, tmp_path):
     assert "sample rate" in assert_clean_error(path, DecodeError).message
 
 
+@pytest.mark.parametrize(("seconds", "sr", "channels", "subtype"),
+                         [(3.0, 16000, 1, "PCM_16"), (61.3, 44100, 2, "PCM_24"), (0.05, 8000, 1, "PCM_16")])
+def test_flac_streamed_without_its_length(tmp_path, seconds, sr, channels, subtype):
+    """A FLAC whose STREAMINFO says 0 samples (an encoder that wrote to a pipe) is legal: its length is read
+    from its last frames' headers, it decodes whole, and info() tells the truth (it said 5.8e14 s, and the
+    server refused such an upload as '192153584101141 s of audio')."""
+    import soundfile as sf
+
+    n = int(seconds * sr)
+    x = (np.random.default_rng(n).standard_normal((n, channels)) * 0.1).astype(np.float32)
+    known = tmp_path / "known.flac"
+    sf.write(known, x, sr, subtype=subtype)
+    data = bytearray(known.read_bytes())
+    v = int.from_bytes(data[18:26], "big") & ~((1 << 36) - 1)  # the low 36 bits: total samples
+    data[18:26] = v.to_bytes(8, "big")
+    streamed = tmp_path / "streamed.flac"
+    streamed.write_bytes(bytes(data))
+    described = audioflow.info(streamed)
+    assert described.frames == n and abs(described.duration - n / sr) < 1e-9
+    y, rate = audioflow.load(streamed, sr=None, mono=False)
+    expected, _ = audioflow.load(known, sr=None, mono=False)
+    assert rate == sr and np.array_equal(y, expected)
+    # cut inside its last frame: the frames before it are still found, and the cut is named
+    truncated = tmp_path / "cut.flac"
+    truncated.write_bytes(bytes(data[:-200]))
+    assert "truncated" in assert_clean_error(truncated, DecodeError).message
+
+
 def test_zero_channels(tmp_path):
     path = tmp_path / "nochannels.wav"
     header = bytearray(wav_header(1, 16000, 16, 2000))

@@ -8,6 +8,7 @@ truncated headers *before* anything allocates memory for them.
 from __future__ import annotations
 
 import os
+import re
 import struct
 from dataclasses import dataclass
 
@@ -276,8 +277,81 @@ def parse_flac(src: Source, start: int) -> Header:
     v = int.from_bytes(block[14:22], "big")
     sr, channels, bits, total = v >> 44, ((v >> 41) & 7) + 1, ((v >> 36) & 31) + 1, v & ((1 << 36) - 1)
     _check_rate_channels(src, sr, channels)
+    if total == 0:  # a stream written before its length was known (legal: encoders piping their output)
+        total = flac_frames_from_the_end(src, int.from_bytes(block[6:8], "big"))
     check_allocation(src, total, channels)
     return Header("flac", "flac", sr, channels, total or None, bits)
+
+
+FLAC_TAIL = 256 * 1024  # bytes read from a FLAC's end to find its last frames (the largest frames are ~100 KB)
+
+
+def flac_frames_from_the_end(src: Source, block_size: int) -> int:
+    """The length in frames of a FLAC whose STREAMINFO leaves it unknown (0 when it cannot be told), from
+    the headers of its last two audio frames: a frame header carries its frame number (fixed block size)
+    or its first sample, and its block size. Two consecutive headers that pass their CRC-8 are taken as
+    real (a header-like pattern inside audio data passes one check in 256, two consecutive ones about never).
+    Bounded time: only the last :data:`FLAC_TAIL` bytes are read."""
+    tail_start = max(0, src.size - FLAC_TAIL)
+    tail = src.read_at(tail_start, src.size - tail_start)
+    frames = [h for m in re.finditer(rb"\xff[\xf8\xf9]", tail)
+              if (h := _flac_frame_header(tail, m.start(), block_size)) is not None]
+    ends = {first + length for first, length in frames}
+    for first, length in reversed(frames):
+        if first in ends:  # a frame ends where this one starts: two real frames in a row
+            return first + length
+    if tail_start == 0 and frames and frames[0][0] == 0:  # a stream of one frame, read whole
+        return frames[0][1]
+    return 0
+
+
+def _flac_frame_header(data: bytes, at: int, fixed_block: int) -> tuple[int, int] | None:
+    """(first sample, block size) of a FLAC frame header at ``data[at:]``, or None when it is not one."""
+    if at + 6 > len(data):
+        return None
+    variable = data[at + 1] & 1
+    size_code, rate_code = data[at + 2] >> 4, data[at + 2] & 15
+    channels_code, depth_code = data[at + 3] >> 4, (data[at + 3] >> 1) & 7
+    if size_code == 0 or rate_code == 15 or channels_code > 10 or depth_code == 3 or data[at + 3] & 1:
+        return None
+    # the frame or sample number, coded like UTF-8 (up to 7 bytes)
+    lead = data[at + 4]
+    ones = next(n for n in range(9) if not (lead << n) & 0x80) if lead else 0
+    if ones == 1 or ones == 8:
+        return None
+    extra = max(0, ones - 1)
+    i = at + 5
+    if i + extra > len(data):
+        return None
+    number = lead & (0x7F >> ones)
+    for byte in data[i:i + extra]:
+        if byte >> 6 != 2:
+            return None
+        number = number << 6 | byte & 0x3F
+    i += extra
+    if size_code == 1:
+        length = 192
+    elif size_code <= 5:
+        length = 576 << (size_code - 2)
+    elif size_code <= 7:
+        width = 1 if size_code == 6 else 2
+        length, i = int.from_bytes(data[i:i + width], "big") + 1, i + width
+    else:
+        length = 256 << (size_code - 8)
+    i += {12: 1, 13: 2, 14: 2}.get(rate_code, 0)
+    if i >= len(data) or _crc8(data[at:i]) != data[i]:
+        return None
+    return (number if variable else number * fixed_block), length
+
+
+def _crc8(data: bytes) -> int:
+    """CRC-8 with polynomial x^8 + x^2 + x + 1, FLAC's frame header check."""
+    crc = 0
+    for byte in data:
+        crc ^= byte
+        for _ in range(8):
+            crc = (crc << 1 ^ 0x07) & 0xFF if crc & 0x80 else crc << 1 & 0xFF
+    return crc
 
 
 # --- Ogg ----------------------------------------------------------------------------------------

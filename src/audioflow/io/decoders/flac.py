@@ -22,6 +22,9 @@ class FlacDecoder:
         self.fallback = SndfileDecoder()
 
     def describe(self, src: Source, header: Header) -> StreamInfo:
+        if header.frames is None and header.sample_rate and header.channels:
+            raise DecodeError("FLAC of unknown length: its STREAMINFO says 0 samples and no complete frames "
+                              "were found at its end (truncated or corrupt)", src.name)
         if header.frames is None or not header.sample_rate or not header.channels:
             return self.fallback.describe(src, header)
         return StreamInfo(header.sample_rate, header.channels, header.frames, "flac", header.codec,
