@@ -470,6 +470,10 @@ def serve(
     header_timeout: Annotated[float, typer.Option(help="Seconds a connection may take to send a request's "
                                                        "headers before it is closed.")] = 10.0,
     body_timeout: Annotated[float, typer.Option(help="Seconds a request body may pause before 408.")] = 30.0,
+    jobs_dir: Annotated[Optional[Path], typer.Option(help="Folder for jobs (POST /v1/jobs) and their results, "  # noqa: UP045
+                                                          "kept across restarts (default: "
+                                                          "$XDG_STATE_HOME/audioflow/jobs).")] = None,
+    max_jobs: Annotated[int, typer.Option(help="Jobs waiting or running at once before answering 429.")] = 32,
     max_duration: Annotated[float, typer.Option(help="Longest audio accepted, seconds.")] = 3 * 3600.0,
     max_body_mb: Annotated[float, typer.Option(help="Largest request body, MB.")] = 100.0,
     max_request_mb: Annotated[float, typer.Option(help="Most memory one request may need, MB, estimated from "
@@ -497,6 +501,7 @@ def serve(
                                  workers=workers, queue_limit=queue_limit, max_duration=max_duration,
                                  key_concurrency=key_concurrency, key_rate=key_rate, key_burst=key_burst,
                                  header_timeout=header_timeout, body_timeout=body_timeout,
+                                 jobs_dir=str(jobs_dir) if jobs_dir else None, max_jobs=max_jobs,
                                  max_body_bytes=int(max_body_mb * 1024 * 1024), allow_urls=allow_urls,
                                  max_request_bytes=int(max_request_mb * 1024 * 1024), job_timeout=job_timeout,
                                  allowed_hosts=allowed_host or None, allowed_origins=allowed_origin or [],

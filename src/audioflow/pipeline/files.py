@@ -8,7 +8,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -42,8 +42,8 @@ def input_rows(inputs: Any, extensions: tuple[str, ...] = AUDIO_EXTENSIONS,
 
 
 def process_file(row: dict[str, Any], stages: Sequence[Stage], output: Any,
-                 storage_options: dict[str, Any] | None = None, chunk_duration: float | None = None
-                 ) -> dict[str, Any]:
+                 storage_options: dict[str, Any] | None = None, chunk_duration: float | None = None,
+                 progress: Callable[[float, float], None] | None = None) -> dict[str, Any]:
     """Decode one input, run the stages, write its result JSON atomically; returns the manifest entry.
 
     ``output``: an :class:`~audioflow.pipeline.output.Output`, a local folder, or None (nothing written).
@@ -54,7 +54,8 @@ def process_file(row: dict[str, Any], stages: Sequence[Stage], output: Any,
     An input longer than ``chunk_duration`` seconds is streamed in chunks of that length (memory bounded
     by a chunk): each chunk runs through the stages, and each stage merges its chunks' results (times in
     the input's clock); stages that need the whole input first (the loudness target) see every chunk in
-    a measuring pass."""
+    a measuring pass. ``progress(seconds_done, seconds_total)`` is called after each chunk (seconds of the
+    input's audio)."""
     from .output import Output
 
     started = time.perf_counter()
@@ -64,11 +65,12 @@ def process_file(row: dict[str, Any], stages: Sequence[Stage], output: Any,
         output = Output(output)
     try:
         if output is None:
-            annotations, audio_info = _run_stages(row, stages, None, storage_options, chunk_duration, timings)
+            annotations, audio_info = _run_stages(row, stages, None, storage_options, chunk_duration, timings,
+                                                  progress)
         else:
             with output.staging() as folder:
                 annotations, audio_info = _run_stages(row, stages, folder, storage_options, chunk_duration,
-                                                      timings)
+                                                      timings, progress)
                 document = {**annotations.to_dict(), "audio": audio_info, "steps": [s.describe() for s in stages]}
                 for key in ("results", "segments", "files"):
                     document[key] = relative_to(document[key], folder)
@@ -89,7 +91,8 @@ def process_file(row: dict[str, Any], stages: Sequence[Stage], output: Any,
 
 def _run_stages(row: dict[str, Any], stages: Sequence[Stage], output_dir: str | None,
                 storage_options: dict[str, Any] | None, chunk_duration: float | None,
-                timings: dict[str, float]) -> tuple[Annotations, dict[str, Any]]:
+                timings: dict[str, float], progress: Callable[[float, float], None] | None = None,
+                ) -> tuple[Annotations, dict[str, Any]]:
     from ..io import info, load
     from ..io.decoders import check_range
 
@@ -97,7 +100,8 @@ def _run_stages(row: dict[str, Any], stages: Sequence[Stage], output_dir: str | 
     whole = "offset" not in row and "duration" not in row and chunk_duration
     described = info(row["path"], storage_options=storage_options) if whole else None
     if described is not None and described.duration > chunk_duration:
-        return _process_chunked(row, described, stages, output_dir, storage_options, chunk_duration, timings)
+        return _process_chunked(row, described, stages, output_dir, storage_options, chunk_duration, timings,
+                                progress)
     samples, sr = load(row["path"], sr=None, mono=False, offset=float(row.get("offset", 0.0)),
                        duration=row.get("duration"), storage_options=storage_options)
     timings["decode"] = time.perf_counter() - started
@@ -111,12 +115,15 @@ def _run_stages(row: dict[str, Any], stages: Sequence[Stage], output_dir: str | 
         t0 = time.perf_counter()
         audio, annotations = stage(audio, annotations)
         timings[stage.name] = time.perf_counter() - t0
+    if progress is not None:
+        progress(audio_info["duration"], audio_info["duration"])
     return annotations, audio_info
 
 
 def _process_chunked(row: dict[str, Any], described: Any, stages: Sequence[Stage], output_dir: str | None,
                      storage_options: dict[str, Any] | None, chunk_duration: float,
-                     timings: dict[str, float]) -> tuple[Annotations, dict[str, Any]]:
+                     timings: dict[str, float], progress: Callable[[float, float], None] | None = None,
+                     ) -> tuple[Annotations, dict[str, Any]]:
     from ..io import stream
 
     path = row["path"]
@@ -150,13 +157,15 @@ def _process_chunked(row: dict[str, Any], described: Any, stages: Sequence[Stage
             merged.files.setdefault(stage_name, []).extend(files)
         frames += chunk_frames
         offset += chunk_frames / sr
+        if progress is not None:
+            progress(min(offset, described.duration), described.duration)
     for stage in stages:
         if per_stage[stage.name]:
             result = stage.merge(per_stage[stage.name], context)
             merged.results[stage.name] = result
             data = as_dict(result)
-            if isinstance(data, dict) and data.get("file"):
-                merged.files[stage.name] = [data["file"]]
+            if isinstance(data, dict) and (data.get("file") or data.get("files")):  # what the merge wrote
+                merged.files[stage.name] = [data["file"]] if data.get("file") else list(data["files"])
     audio_info = {"schema_version": 1, "source": path, "sample_rate": sr, "channels": channels, "frames": frames,
                   "duration": frames / sr, "chunks": number + 1, "chunk_duration": chunk_duration}
     return merged, audio_info

@@ -24,6 +24,7 @@ from .. import __version__
 from ..errors import AudioflowError
 from .guard import Guard
 from .inputs import Problem, Spool, problem_for
+from .long_jobs import JobBoard
 from .responses import SafeJSONResponse
 from .routes import ROUTERS
 from .routes.server import add_docs
@@ -44,10 +45,14 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
     runner = StageRunner(settings, device, metrics)
     spool = Spool()
 
+    jobs = JobBoard(settings, device)
+
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> Any:
         await asyncio.to_thread(runner.start)
+        jobs.start()
         yield
+        await asyncio.to_thread(jobs.shutdown)
         await asyncio.to_thread(runner.shutdown)
         spool.close()
 
@@ -59,6 +64,7 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
     app.state.settings, app.state.runner, app.state.metrics = settings, runner, metrics
     app.state.streams = {}
     app.state.spool = spool
+    app.state.jobs = jobs
     _answer_errors(app)
     app.add_middleware(Guard, settings=settings, runner=runner, metrics=metrics)
     add_docs(app)

@@ -110,13 +110,14 @@ class Guard:
                                   kind="authentication_error", headers={"WWW-Authenticate": "Bearer"})
                 self.keys.admit(found)
                 key = found
+            limit = self.settings.body_limit(scope["path"])
             declared = headers.get("content-length")
-            if declared is not None and declared.isdigit() and int(declared) > self.settings.max_body_bytes:
-                raise Problem(413, f"request body over {self.settings.max_body_bytes} bytes")
+            if declared is not None and declared.isdigit() and int(declared) > limit:
+                raise Problem(413, f"request body over {limit} bytes")
             if scope["method"] == "POST" and scope["path"].startswith("/v1/"):
                 self.runner.admit()
                 admitted = True
-            await self.app(scope, self._limited(receive), guarded_send)
+            await self.app(scope, self._limited(receive, limit), guarded_send)
         except Problem as problem:
             await send_problem(guarded_send, problem, close=True)
         finally:
@@ -146,8 +147,8 @@ class Guard:
                           "Bearer KEY, or X-API-Key), never in the URL, which is written to logs",
                           param=None if found == "the URL" else found)
 
-    def _limited(self, receive: Any) -> Any:
-        received, limit, timeout = 0, self.settings.max_body_bytes, self.settings.body_timeout
+    def _limited(self, receive: Any, limit: int) -> Any:
+        received, timeout = 0, self.settings.body_timeout
         body_done = False
 
         async def limited() -> Any:

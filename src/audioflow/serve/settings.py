@@ -52,6 +52,13 @@ class ServeSettings:
             bound to loopback (DNS-rebinding protection), anything when bound elsewhere. ``["*"]``: any.
         allowed_origins: browser origins (``https://app.example.com``) allowed besides the server's own
             page, for HTTP and the WebSocket; ``["*"]``: any.
+        jobs_dir: where jobs (``POST /v1/jobs``) keep their state, inputs and results, surviving restarts
+            (None: ``$XDG_STATE_HOME/audioflow/jobs``).
+        max_jobs: jobs waiting or running at once (beyond: 429).
+        max_job_body_bytes: largest upload for a job, bytes (spooled to disk).
+        max_job_duration: longest audio a job accepts, seconds.
+        job_chunk_duration: seconds of audio a job processes at a time (memory bounded by a chunk;
+            ``audioflow process`` uses the same default, so a job's result equals its).
         ws_max_message_bytes: largest WebSocket message, bytes.
         ws_max_stream_seconds: longest audio one stream may send, seconds.
         ws_idle_timeout: seconds a stream may stay silent (no message) before it is closed (4408).
@@ -88,6 +95,11 @@ class ServeSettings:
     url_timeout: float = 30.0
     allowed_hosts: list[str] | None = None
     allowed_origins: list[str] = field(default_factory=list)
+    jobs_dir: str | None = None
+    max_jobs: int = 32
+    max_job_body_bytes: int = 2 * 1024 * 1024 * 1024
+    max_job_duration: float = 24 * 3600.0
+    job_chunk_duration: float = 600.0
     ws_max_message_bytes: int = 1024 * 1024
     ws_max_stream_seconds: float = 3600.0
     ws_idle_timeout: float = 30.0
@@ -106,10 +118,16 @@ class ServeSettings:
             raise ParameterError("key_concurrency must be >= 1 (or None: no per-key limit)")
         if (self.key_rate is not None and self.key_rate <= 0) or self.key_burst < 1:
             raise ParameterError("key_rate must be > 0 requests per second (or None) and key_burst >= 1")
+        if self.max_jobs < 1 or self.job_chunk_duration <= 0:
+            raise ParameterError("max_jobs must be >= 1 and job_chunk_duration > 0 seconds")
         if self.header_timeout <= 0 or self.body_timeout <= 0:
             raise ParameterError("header_timeout and body_timeout are seconds > 0")
         if not 0 < self.min_sample_rate <= self.max_sample_rate:
             raise ParameterError("min_sample_rate must be positive and at most max_sample_rate")
+
+    def body_limit(self, path: str) -> int:
+        """The largest request body for ``path``, bytes (a job's upload may be larger than a request's)."""
+        return self.max_job_body_bytes if path == "/v1/jobs" else self.max_body_bytes
 
     @property
     def budget_bytes(self) -> int:

@@ -49,8 +49,10 @@ def authorize(request: Request) -> None:
 
 
 async def receive_audio(request: Request) -> Upload:
-    """The request's audio (any of the accepted forms), spooled to a file as it arrives."""
+    """The request's audio (any of the accepted forms), spooled to a file as it arrives (up to the body limit
+    of its path)."""
     settings, spool = settings_of(request), spool_of(request)
+    limit = settings.body_limit(request.url.path)
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type == "multipart/form-data":
         form = await request.form(max_files=1, max_fields=50)
@@ -58,7 +60,7 @@ async def receive_audio(request: Request) -> Upload:
             upload = form.get("file") or form.get("audio")
             if upload is None or isinstance(upload, str):
                 raise Problem(400, "multipart upload needs a 'file' part", param="file")
-            return await spool_upload_file(upload, spool, settings.max_body_bytes)
+            return await spool_upload_file(upload, spool, limit)
         finally:
             await form.close()
     if content_type == "application/json":
@@ -73,7 +75,7 @@ async def receive_audio(request: Request) -> Upload:
         raise Problem(400, "JSON bodies carry the audio as audio_base64 (or url)", param="audio_base64")
     # Any other body is the audio itself, whatever its type says: `curl --data-binary @talk.wav` labels it
     # application/x-www-form-urlencoded. The decoder answers 415 when the bytes are not audio.
-    return await spool_stream(request.stream(), spool, settings.max_body_bytes, "upload")
+    return await spool_stream(request.stream(), spool, limit, "upload")
 
 
 async def process(runner: StageRunner, upload: Upload, decode: Decode, steps: Steps, endpoint: str,

@@ -1,0 +1,103 @@
+"""Jobs for long inputs (:mod:`audioflow.serve.long_jobs`): submit, follow, fetch the result and its files,
+cancel. Each job belongs to the API key that made it."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import FileResponse
+
+from ...io import info
+from ..inputs import Problem, Upload
+from ..long_jobs import JobBoard, job_steps, owner_of
+from ..settings import matching_key
+from .common import authorize, receive_audio, settings_of
+
+router = APIRouter(prefix="/v1/jobs", dependencies=[Depends(authorize)], tags=["jobs"])
+DEFAULT_STEPS = "vad,diarize,transcribe"
+
+
+def board_of(request: Request) -> JobBoard:
+    return request.app.state.jobs
+
+
+def owner(request: Request) -> str:
+    return owner_of(matching_key(settings_of(request), request.headers))
+
+
+@router.post("", status_code=202)
+async def submit(request: Request,
+                 steps: Annotated[str | None, Query(max_length=2000, description="the steps as in `audioflow process "
+                                                    "-s` (default vad,diarize,transcribe)")] = None,
+                 ) -> dict[str, Any]:
+    """Submit audio (any form the other endpoints take, up to ``max_job_body_bytes``) and its steps; the answer
+    comes at once with the job's id: follow it at ``GET /v1/jobs/{id}``."""
+    settings = settings_of(request)
+    pairs = job_steps(steps or DEFAULT_STEPS, settings)  # bad steps are refused before the body is read
+    upload = await receive_audio(request)
+    try:
+        if upload.size == 0:
+            raise Problem(400, "no audio in the request (send a file, a raw audio body, or a url)", param="file")
+        await asyncio.to_thread(_check_header, upload, settings)
+        return board_of(request).submit(upload, pairs, owner(request))
+    finally:
+        upload.discard()  # moved into the job's folder when submitted
+
+
+def _check_header(upload: Upload, settings: Any) -> None:
+    """The upload's header against the job limits: its duration, rate and channels (it is never decoded
+    whole: a job streams it in chunks)."""
+    from ...errors import AudioflowError
+    from ..inputs import problem_for
+
+    try:
+        described = info(upload.path)
+    except AudioflowError as e:
+        problem = problem_for(e)
+        problem.message = f"{upload.name}: {e.message}"
+        raise problem from None
+    if described.frames <= 0:
+        raise Problem(422, f"{upload.name}: the audio holds no samples", param="file")
+    if described.duration > settings.max_job_duration:
+        raise Problem(413, f"{upload.name}: {described.duration:.0f} s of audio is over the job limit of "
+                           f"{settings.max_job_duration:.0f} s", param="file")
+    if not settings.min_sample_rate <= described.sample_rate <= settings.max_sample_rate:
+        raise Problem(422, f"{upload.name}: sample rate {described.sample_rate} Hz is outside "
+                           f"{settings.min_sample_rate}-{settings.max_sample_rate} Hz", param="file")
+    if described.channels > settings.max_channels:
+        raise Problem(422, f"{upload.name}: {described.channels} channels is over {settings.max_channels}",
+                      param="file")
+
+
+@router.get("")
+async def list_jobs(request: Request) -> dict[str, Any]:
+    """The caller's jobs, oldest first."""
+    return {"jobs": await asyncio.to_thread(board_of(request).list, owner(request))}
+
+
+@router.get("/{job_id}")
+async def get_job(request: Request, job_id: str) -> dict[str, Any]:
+    """A job's state (queued, running, done, failed, cancelled) and progress (seconds of audio done, and as a
+    fraction)."""
+    return await asyncio.to_thread(board_of(request).get, job_id, owner(request))
+
+
+@router.get("/{job_id}/result")
+async def get_result(request: Request, job_id: str) -> Any:
+    """The finished job's result: what ``audioflow process`` writes to ``results/<id>.json`` (409 before)."""
+    return await asyncio.to_thread(board_of(request).result, job_id, owner(request))
+
+
+@router.get("/{job_id}/files/{name:path}")
+async def get_file(request: Request, job_id: str, name: str) -> FileResponse:
+    """A file the job wrote, by its path in the result's ``files`` (``transcribe/input.srt``)."""
+    path = await asyncio.to_thread(board_of(request).file, job_id, owner(request), name)
+    return FileResponse(path, filename=path.name)
+
+
+@router.delete("/{job_id}")
+async def cancel_job(request: Request, job_id: str) -> dict[str, Any]:
+    """Cancel a queued or running job; delete a finished one with its files."""
+    return await asyncio.to_thread(board_of(request).cancel, job_id, owner(request))
