@@ -474,7 +474,8 @@ def serve(
                                                           "kept across restarts (default: "
                                                           "$XDG_STATE_HOME/audioflow/jobs).")] = None,
     max_jobs: Annotated[int, typer.Option(help="Jobs waiting or running at once before answering 429.")] = 32,
-    max_duration: Annotated[float, typer.Option(help="Longest audio accepted, seconds.")] = 3 * 3600.0,
+    max_duration: Annotated[float, typer.Option(help="Longest audio one request processes, seconds (longer: "
+                                                    "POST /v1/jobs).")] = 1800.0,
     max_body_mb: Annotated[float, typer.Option(help="Largest request body, MB.")] = 100.0,
     max_request_mb: Annotated[float, typer.Option(help="Most memory one request may need, MB, estimated from "
                                                        "the header before decoding (else 413).")] = 1024.0,

@@ -133,8 +133,9 @@ def inspect(path: str, name: str, limits: Limits, decode: Decode, steps: list[tu
                            f"sample{'s' * (described.frames != 1)}) is too short to process (at least "
                            f"{MIN_DURATION * 1000:.0f} ms)", param="file")
     if described.duration > limits.max_duration:
-        raise Problem(413, f"{name}: {described.duration:.0f} s of audio is over the limit of "
-                           f"{limits.max_duration:.0f} s", param="file")
+        raise Problem(413, f"{name}: {described.duration:.0f} s of audio is over this server's limit of "
+                           f"{limits.max_duration:.0f} s for one request: submit it as a job (POST /v1/jobs), "
+                           "which processes it in chunks", param="file")
     if not limits.min_sample_rate <= sr <= limits.max_sample_rate:
         raise Problem(422, f"{name}: sample rate {sr} Hz is outside {limits.min_sample_rate}-"
                            f"{limits.max_sample_rate} Hz", param="file")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import os
 from collections.abc import Mapping
@@ -35,7 +36,8 @@ class ServeSettings:
             refused (408).
         max_body_bytes: largest request body, bytes (spooled to disk as it arrives, never held whole).
         max_json_bytes: largest JSON body (``audio_base64``), bytes: JSON is parsed in memory.
-        max_duration: longest audio accepted, seconds.
+        max_duration: longest audio one request processes, seconds (longer inputs go to ``POST /v1/jobs``,
+            which processes them in chunks).
         min_sample_rate, max_sample_rate: sample rates accepted, Hz.
         max_channels: most channels accepted.
         max_request_bytes: the most memory one request may need, bytes, estimated from the header before
@@ -62,7 +64,10 @@ class ServeSettings:
         ws_max_message_bytes: largest WebSocket message, bytes.
         ws_max_stream_seconds: longest audio one stream may send, seconds.
         ws_idle_timeout: seconds a stream may stay silent (no message) before it is closed (4408).
-        max_streams_per_client: concurrent WebSocket streams per client address.
+        ws_max_backlog_seconds: seconds of a stream's audio that may wait for its worker (a client sending
+            faster than it is processed): past half of it a ``slow_down`` event, past all of it close 1008.
+        max_streams_per_client: concurrent WebSocket streams per API key (per client address on a server
+            without keys).
         max_streams: concurrent WebSocket streams in all.
         device: 'cpu', 'cuda' or 'auto' for the models.
         whisper_model: the Whisper model every transcription uses: a CTranslate2 directory or a
@@ -82,7 +87,7 @@ class ServeSettings:
     body_timeout: float = 30.0
     max_body_bytes: int = 100 * 1024 * 1024
     max_json_bytes: int = 16 * 1024 * 1024
-    max_duration: float = 3 * 3600.0
+    max_duration: float = 1800.0
     min_sample_rate: int = 4000
     max_sample_rate: int = 192000
     max_channels: int = 8
@@ -103,6 +108,7 @@ class ServeSettings:
     ws_max_message_bytes: int = 1024 * 1024
     ws_max_stream_seconds: float = 3600.0
     ws_idle_timeout: float = 30.0
+    ws_max_backlog_seconds: float = 300.0
     max_streams_per_client: int = 4
     max_streams: int = 32
     device: str = "auto"
@@ -180,6 +186,11 @@ def matching_key(settings: ServeSettings, headers: Mapping[str, str], given_key:
         if hmac.compare_digest(given.encode(), key.encode()):
             found = key
     return found
+
+
+def owner_of(key: str | None) -> str:
+    """Who a key is, for what belongs to it (jobs, streams): a hash of it ('' for none), never the key."""
+    return hashlib.sha256(key.encode()).hexdigest()[:32] if key else ""
 
 
 def key_accepted(settings: ServeSettings, headers: Mapping[str, str], given_key: str | None = None) -> bool:

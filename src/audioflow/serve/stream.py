@@ -34,7 +34,7 @@ import numpy as np
 from fastapi import FastAPI, WebSocket, WebSocketDisconnect
 
 from .inputs import Problem
-from .settings import ServeSettings, key_accepted
+from .settings import ServeSettings, matching_key, owner_of
 from .work import Metrics, StageRunner, step
 
 STREAM_TASKS = ("vad", "transcribe", "enhance", "speakers")
@@ -206,7 +206,7 @@ class _Closed(Exception):
 
 
 def register_stream(app: FastAPI, settings: ServeSettings, runner: StageRunner, metrics: Metrics) -> None:
-    streams: dict[int, str] = app.state.streams
+    streams: dict[int, str | None] = app.state.streams
 
     @app.websocket("/v1/stream")
     async def stream(websocket: WebSocket) -> None:
@@ -216,16 +216,14 @@ def register_stream(app: FastAPI, settings: ServeSettings, runner: StageRunner, 
         await websocket.accept()
         try:
             _check_origin(websocket, settings)
-            if sum(1 for c in streams.values() if c == client) >= settings.max_streams_per_client:
-                raise _Closed(4429, f"at most {settings.max_streams_per_client} streams per client")
             if len(streams) >= settings.max_streams:
                 raise _Closed(4429, f"the server has {settings.max_streams} streams open; retry shortly")
         except _Closed as closed:
             await _close(websocket, closed.code, closed.reason)
             return
-        streams[id(websocket)] = client
+        streams[id(websocket)] = None  # whose it is: known when its config (and key) arrives
         metrics.streams.set(len(streams))
-        session = _Session(websocket, settings, runner)
+        session = _Session(websocket, settings, runner, streams, client)
         try:
             await session.run()
             await _close(websocket, 1000, "done")
@@ -258,12 +256,14 @@ async def _close(websocket: WebSocket, code: int, reason: str) -> None:
 class _Session:
     """The handler's side of one stream: reads messages, sends them to the stream's worker, answers."""
 
-    def __init__(self, websocket: WebSocket, settings: ServeSettings, runner: StageRunner) -> None:
+    def __init__(self, websocket: WebSocket, settings: ServeSettings, runner: StageRunner,
+                 streams: dict[int, str | None], address: str) -> None:
         self.websocket, self.settings, self.runner = websocket, settings, runner
+        self.streams, self.address = streams, address
         self.config: dict[str, Any] | None = None
         self.id = uuid.uuid4().hex
         self.worker: int | None = None
-        self.received_seconds = 0.0
+        self.received_seconds = self.fed_seconds = 0.0
         self.open_since: float | None = None
         self.last_partial = 0.0
         self.partial_running = False
@@ -276,17 +276,47 @@ class _Session:
             raise _Closed(4408, f"no message for {self.settings.ws_idle_timeout:g} s") from None
 
     async def run(self) -> None:
+        """The config, then audio until 'end': one task reads messages as they come (so the WebSocket's pings
+        are always answered and a client that leaves is noticed at once), another feeds the worker with all
+        the audio waiting at each turn (a client faster than the worker gets bigger blocks, a 'slow_down'
+        event past half of ``ws_max_backlog_seconds`` and a close 1008 past all of it)."""
+        while self.config is None:
+            message = await self.receive()
+            if message["type"] == "websocket.disconnect":
+                raise WebSocketDisconnect(message.get("code", 1000))
+            self._check_size(message)
+            await self.open(message.get("text"))
+        self.waiting: list[np.ndarray] = []
+        self.waiting_seconds, self.ended, self.warned = 0.0, False, False
+        self.arrived = asyncio.Event()
+        reader, feeder = asyncio.create_task(self._read()), asyncio.create_task(self._feed_waiting())
+        done, _ = await asyncio.wait({reader, feeder}, return_when=asyncio.FIRST_COMPLETED)
+        if feeder not in done and reader.exception() is None:  # 'end' came: the audio still waiting is fed
+            await asyncio.wait({feeder})
+        for task in (reader, feeder):
+            task.cancel()
+        await asyncio.gather(reader, feeder, return_exceptions=True)
+        for task in (reader, feeder):  # the reader's error first: a client that left explains the rest
+            if not task.cancelled() and task.exception() is not None:
+                raise task.exception()  # type: ignore[misc]
+        if self.transcripts:
+            await asyncio.gather(*self.transcripts, return_exceptions=True)
+        await self.websocket.send_json({"type": "done", "seconds": round(self.received_seconds, 3)})
+
+    def _check_size(self, message: dict[str, Any]) -> None:
+        data, text = message.get("bytes"), message.get("text")
+        size = len(data) if data is not None else len((text or "").encode())
+        if size > self.settings.ws_max_message_bytes:
+            raise _Closed(1009, f"message of {size} bytes is over {self.settings.ws_max_message_bytes}")
+
+    async def _read(self) -> None:
+        """Messages into the waiting audio until 'end' (or an error, or the client leaving)."""
         while True:
             message = await self.receive()
             if message["type"] == "websocket.disconnect":
                 raise WebSocketDisconnect(message.get("code", 1000))
+            self._check_size(message)
             data, text = message.get("bytes"), message.get("text")
-            size = len(data) if data is not None else len((text or "").encode())
-            if size > self.settings.ws_max_message_bytes:
-                raise _Closed(1009, f"message of {size} bytes is over {self.settings.ws_max_message_bytes}")
-            if self.config is None:
-                await self.open(text)
-                continue
             last = False
             if text is not None:
                 payload = _json_object(text)
@@ -309,22 +339,59 @@ class _Session:
             except Problem as e:
                 await self.error(e.message)
                 continue
-            self.received_seconds += len(x) / self.config["sample_rate"]
+            seconds = len(x) / self.config["sample_rate"]
+            self.received_seconds += seconds
             if self.received_seconds > self.settings.ws_max_stream_seconds:
                 raise _Closed(1008, f"stream over {self.settings.ws_max_stream_seconds:.0f} s of audio")
+            self.waiting.append(x)
+            self.waiting_seconds += seconds
+            await self._check_backlog()
+            if last:
+                self.ended = True
+            self.arrived.set()
+            if last:
+                return
+
+    async def _check_backlog(self) -> None:
+        limit = self.settings.ws_max_backlog_seconds
+        if self.waiting_seconds > limit:
+            raise _Closed(1008, f"audio arrives faster than this stream is processed: {self.waiting_seconds:.0f} s "
+                                f"waiting, at most {limit:g} s (send it at real time, or use POST /v1/jobs)")
+        if self.waiting_seconds > limit / 2 and not self.warned:
+            self.warned = True
+            with contextlib.suppress(RuntimeError):
+                await self.websocket.send_json({"type": "slow_down", "waiting_seconds": round(self.waiting_seconds, 3),
+                                                "max_waiting_seconds": limit})
+        elif self.waiting_seconds < limit / 4:
+            self.warned = False
+
+    async def _feed_waiting(self) -> None:
+        """All the audio waiting, to the worker, turn after turn, until the last of it."""
+        while True:
+            await self.arrived.wait()
+            self.arrived.clear()
+            blocks, last = self.waiting, self.ended
+            self.waiting, self.waiting_seconds = [], 0.0
+            x = np.concatenate(blocks) if len(blocks) > 1 else blocks[0] if blocks else np.zeros(0, np.float32)
             await self.feed(x, last)
             if last:
-                break
-        if self.transcripts:
-            await asyncio.gather(*self.transcripts, return_exceptions=True)
-        await self.websocket.send_json({"type": "done", "seconds": round(self.received_seconds, 3)})
+                return
+            if self.waiting or self.ended:
+                self.arrived.set()
 
     async def open(self, text: str | None) -> None:
         config = _json_object(text or "")
         if config is None:
             raise _Closed(1008, "the first message must be a JSON object with the stream's config")
-        if not key_accepted(self.settings, self.websocket.headers, config.get("api_key")):
+        key = matching_key(self.settings, self.websocket.headers, config.get("api_key"))
+        if self.settings.api_keys and key is None:
             raise _Closed(4401, "missing or wrong API key (a header, or api_key in the first message)")
+        # streams are counted per key (clients behind one proxy share an address), per address without keys
+        owner = f"key:{owner_of(key)}" if key else f"address:{self.address}"
+        if sum(1 for o in self.streams.values() if o == owner) >= self.settings.max_streams_per_client:
+            raise _Closed(4429, f"at most {self.settings.max_streams_per_client} streams per "
+                                f"{'key' if key else 'client address'}")
+        self.streams[id(self.websocket)] = owner
         try:
             self.config = parse_config({k: v for k, v in config.items() if k != "api_key"}, self.settings)
         except Problem as e:
@@ -342,7 +409,8 @@ class _Session:
 
     async def feed(self, x: np.ndarray, last: bool) -> None:
         transcribing = "transcribe" in self.config["tasks"]
-        now = self.received_seconds
+        self.fed_seconds += len(x) / self.config["sample_rate"]
+        now = self.fed_seconds  # the stream's clock as the worker hears it (the reader may be ahead)
         want_partial = (transcribing and self.open_since is not None and not self.partial_running
                         and now - self.last_partial >= PARTIAL_EVERY_S
                         and self.runner.pending < self.settings.queue_limit // 2)

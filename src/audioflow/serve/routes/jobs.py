@@ -11,8 +11,8 @@ from fastapi.responses import FileResponse
 
 from ...io import info
 from ..inputs import Problem, Upload
-from ..long_jobs import JobBoard, job_steps, owner_of
-from ..settings import matching_key
+from ..long_jobs import JobBoard, job_steps
+from ..settings import matching_key, owner_of
 from .common import authorize, receive_audio, settings_of
 
 router = APIRouter(prefix="/v1/jobs", dependencies=[Depends(authorize)], tags=["jobs"])
