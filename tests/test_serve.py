@@ -336,9 +336,12 @@ def test_stream_enhance_returns_audio_and_bad_streams_are_refused(client, speech
         with c.websocket_connect(WS) as ws:
             ws.send_json({"sample_rate": 16000, "tasks": ["vad"]})
             ws.receive_json()
-            with pytest.raises(WebSocketDisconnect), c.websocket_connect(WS) as second:
+            with c.websocket_connect(WS) as second:  # refused once its config says whose it is
                 second.send_json({"sample_rate": 16000})
-                second.receive_json()  # refused: one stream per client
+                assert "at most 1 streams per client address" in second.receive_json()["message"]
+                with pytest.raises(WebSocketDisconnect) as closed:
+                    second.receive_json()
+                assert closed.value.code == 4429
             ws.send_bytes(b"\x00" * 2000)
             assert "over 1000" in ws.receive_json()["message"]
         with c.websocket_connect(WS) as ws:

@@ -204,13 +204,13 @@ def test_real_telephone_recordings_pass_every_endpoint(client):
 
 
 def test_small_uploads_with_huge_costs_are_refused_from_the_header(client):
-    """An hour of 48 kHz stereo silence is a 0.7 MB FLAC; decoded it is 1.4 GB. Refused before decoding
+    """25 minutes of 48 kHz stereo silence is a small FLAC; decoded it is 576 MB. Refused before decoding
     where the endpoint would hold it (413 naming the memory), decoded straight to 16 kHz mono where the
-    endpoint needs no more."""
-    hour = af.io.encode(np.zeros((2, 48000 * 3600), np.float32), 48000, "flac")
-    assert len(hour) < 2_000_000
+    endpoint needs no more. (An hour is refused by ``max_duration`` first: 30 min per request.)"""
+    long = af.io.encode(np.zeros((2, 48000 * 1500), np.float32), 48000, "flac")
+    assert len(long) < 2_000_000
     started = time.monotonic()
-    enhance = client.post("/v1/enhance?lufs=-23", content=hour)
+    enhance = client.post("/v1/enhance?lufs=-23", content=long)
     assert enhance.status_code == 413 and "MiB" in enhance.json()["error"]["message"]
     features = client.post("/v1/features?name=log_mel&sr=48000", content=af.io.encode(
         np.zeros((1, 48000 * 600), np.float32), 48000, "flac"))
@@ -346,7 +346,7 @@ def test_bodies_are_spooled_not_held():
         with open("/proc/self/status") as f:
             return next(int(line.split()[1]) for line in f if line.startswith("VmHWM")) / 1024
 
-    with LiveServer(ServeSettings(workers=1, max_request_bytes=16 << 20)) as server, \
+    with LiveServer(ServeSettings(workers=1, max_request_bytes=16 << 20, max_duration=3 * 3600.0)) as server, \
             httpx.Client(base_url=server.url, timeout=60) as c:
         with open("/proc/self/clear_refs", "w") as f:
             f.write("5")  # restart the peak-RSS count here

@@ -132,15 +132,16 @@ def inspect(path: str, name: str, limits: Limits, decode: Decode, steps: list[tu
         raise Problem(422, f"{name}: {described.duration * 1000:.2f} ms of audio ({described.frames} "
                            f"sample{'s' * (described.frames != 1)}) is too short to process (at least "
                            f"{MIN_DURATION * 1000:.0f} ms)", param="file")
-    if described.duration > limits.max_duration:
-        raise Problem(413, f"{name}: {described.duration:.0f} s of audio is over this server's limit of "
-                           f"{limits.max_duration:.0f} s for one request: submit it as a job (POST /v1/jobs), "
-                           "which processes it in chunks", param="file")
+    # the rate before the duration: the hours a 1 Hz header declares are not real
     if not limits.min_sample_rate <= sr <= limits.max_sample_rate:
         raise Problem(422, f"{name}: sample rate {sr} Hz is outside {limits.min_sample_rate}-"
                            f"{limits.max_sample_rate} Hz", param="file")
     if channels > limits.max_channels:
         raise Problem(422, f"{name}: {channels} channels is over {limits.max_channels}", param="file")
+    if described.duration > limits.max_duration:
+        raise Problem(413, f"{name}: {described.duration:.0f} s of audio is over this server's limit of "
+                           f"{limits.max_duration:.0f} s for one request: submit it as a job (POST /v1/jobs), "
+                           "which processes it in chunks", param="file")
     cost = estimate_bytes(described.duration, sr, channels, decode, steps, output_audio, feature)
     if cost > limits.max_request_bytes:
         raise Problem(413, f"{name}: processing {described.duration:.0f} s of {channels}-channel {sr} Hz audio "
