@@ -26,7 +26,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from bench_diarize import score, senko_turns
-from realspeech import attribution_cpwer, conversation, merge_turns, sample_call, speakers, wder
+from realspeech import attribution_cpwer, conversation, merge_turns, sample_call, short_replies, speakers, wder
 from report import machine, write_section
 
 SR = 16000
@@ -150,10 +150,58 @@ def render(results: dict[str, dict[str, dict[str, float]]], sets: dict[str, str]
     return "\n".join(lines)
 
 
+def replies_found(truth: list[tuple[float, float, str]], turns: list[Any], shortest: float = 1.3) -> tuple[int, int]:
+    """Of the true turns shorter than ``shortest`` s (replies), how many the turns of the found speaker that
+    matches theirs (most shared time, one to one) cover for at least half; and how many replies there are."""
+    from scipy.optimize import linear_sum_assignment
+
+    names, labels = sorted({n for *_, n in truth}), sorted({t.label for t in turns})
+    shared = np.zeros((len(names), max(1, len(labels))))
+    for a, b, name in truth:
+        for t in turns:
+            shared[names.index(name), labels.index(t.label)] += max(0.0, min(b, t.end) - max(a, t.start))
+    rows, cols = linear_sum_assignment(-shared)
+    mapped = {names[i]: labels[j] for i, j in zip(rows, cols, strict=True) if j < len(labels)}
+    replies = [(a, b, n) for a, b, n in truth if b - a < shortest]
+    found = sum(sum(max(0.0, min(b, t.end) - max(a, t.start)) for t in turns if t.label == mapped.get(n))
+                >= 0.5 * (b - a) for a, b, n in replies)
+    return found, len(replies)
+
+
+def tune_replies(seeds: range, margins: tuple[float, ...] = (99.0, 0.1, 0.05, 0.0)) -> None:
+    """The sweep that set ``diarize.OWN_MARGIN``: real voices answering in 0.5-1.2 s
+    (``realspeech.short_replies``), clean and telephone, DER and replies found per margin (99: off)."""
+    import importlib
+
+    from audioflow.speech import Diarizer
+    from audioflow.speech.vad import mono_at
+
+    diarize_module = importlib.import_module("audioflow.speech.diarize")
+    voices = speakers()
+    items = [(mono_at(y, sr, SR), truth) for seed in seeds for condition in ("clean", "telephone")
+             for y, sr, truth in [short_replies(voices, seed=seed, condition=condition)]]
+    diarizer = Diarizer()
+    for margin in margins:
+        diarize_module.OWN_MARGIN = margin
+        found = total = 0
+        ders = []
+        for y, truth in items:
+            turns = diarizer(y, SR)
+            hits, count = replies_found(truth, turns)
+            found, total = found + hits, total + count
+            ders.append(score(truth, [(t.start, t.end, t.label) for t in turns])["der"])
+        print(f"OWN_MARGIN {margin}: DER {np.mean(ders):.4f}, replies found {found}/{total}", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--conversations", type=int, default=6, help="per tuning condition")
+    parser.add_argument("--replies", action="store_true",
+                        help="only the OWN_MARGIN sweep on short replies (seeds 100-105), printed")
     args = parser.parse_args()
+    if args.replies:
+        tune_replies(range(100, 106))
+        return
     sets = {"clean": f"tuning: {args.conversations} conversations of real voices, clean",
             "telephone": f"tuning: {args.conversations} conversations, telephone (8 kHz mu-law)",
             "call": "held out: a real telephone call (pyannote.audio's sample)"}

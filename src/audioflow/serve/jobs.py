@@ -122,6 +122,22 @@ def inspect(path: str, name: str, limits: Limits, decode: Decode, steps: list[tu
             output_audio: bool, feature: bool = False) -> dict[str, Any]:
     """The upload's header checked against the limits, and the estimated peak memory (bytes) of the
     request (refused with 413 over ``max_request_bytes``)."""
+    described = check_header(path, name, limits, limits.max_duration,
+                             "for one request: submit it as a job (POST /v1/jobs), which processes it in chunks")
+    sr, channels = described.sample_rate, described.channels
+    cost = estimate_bytes(described.duration, sr, channels, decode, steps, output_audio, feature)
+    if cost > limits.max_request_bytes:
+        raise Problem(413, f"{name}: processing {described.duration:.0f} s of {channels}-channel {sr} Hz audio "
+                           f"this way needs about {cost / 2**20:.0f} MiB, over this server's limit of "
+                           f"{limits.max_request_bytes / 2**20:.0f} MiB per request: send a shorter clip, "
+                           "fewer channels or a lower rate", param="file")
+    return {"duration": described.duration, "sample_rate": sr, "channels": channels, "cost_bytes": cost}
+
+
+def check_header(path: str, name: str, limits: Limits, max_duration: float, where: str) -> Any:
+    """The upload's header (``io.info``, errors retold with its ``name``) checked against ``limits`` and
+    ``max_duration`` seconds (``where`` ends the 413's message: what the limit is for): samples, length,
+    rate, channels. Nothing is decoded."""
     from ..io import info
 
     described = _named(name, info, path)
@@ -138,17 +154,10 @@ def inspect(path: str, name: str, limits: Limits, decode: Decode, steps: list[tu
                            f"{limits.max_sample_rate} Hz", param="file")
     if channels > limits.max_channels:
         raise Problem(422, f"{name}: {channels} channels is over {limits.max_channels}", param="file")
-    if described.duration > limits.max_duration:
+    if described.duration > max_duration:
         raise Problem(413, f"{name}: {described.duration:.0f} s of audio is over this server's limit of "
-                           f"{limits.max_duration:.0f} s for one request: submit it as a job (POST /v1/jobs), "
-                           "which processes it in chunks", param="file")
-    cost = estimate_bytes(described.duration, sr, channels, decode, steps, output_audio, feature)
-    if cost > limits.max_request_bytes:
-        raise Problem(413, f"{name}: processing {described.duration:.0f} s of {channels}-channel {sr} Hz audio "
-                           f"this way needs about {cost / 2**20:.0f} MiB, over this server's limit of "
-                           f"{limits.max_request_bytes / 2**20:.0f} MiB per request: send a shorter clip, "
-                           "fewer channels or a lower rate", param="file")
-    return {"duration": described.duration, "sample_rate": sr, "channels": channels, "cost_bytes": cost}
+                           f"{max_duration:.0f} s {where}", param="file")
+    return described
 
 
 def estimate_bytes(duration: float, sr: int, channels: int, decode: Decode,

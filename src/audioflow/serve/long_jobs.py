@@ -28,7 +28,6 @@ from ..io.atomic import write_text_atomic
 from .inputs import Problem, Upload
 from .settings import ServeSettings
 
-STATES = ("queued", "running", "done", "failed", "cancelled")
 # options that only shape the files a job writes into its own folder: a job may set them, a request may not
 JOB_FILE_OPTIONS = frozenset({"write", "format", "formats", "npy"})
 POLL_S = 0.25

@@ -42,8 +42,8 @@ RUN_PURITY = 0.7
 # two local speakers of one segmentation chunk are two people; when their runs this close (seconds) map to one
 # speaker, each run's own embedding decides it, if its best centroid leads the next by OWN_MARGIN (cosine)
 # (runs shorter than OWN_MIN seconds are too short for an embedding to judge). Set on real voices answering in
-# 0.5-1.2 s (benchmarks/realspeech.py short_replies, seeds 100-105): DER 0.0334 without, 0.0328 at a margin
-# of 0.1, 0.0323 at 0.05 and 0; no change on the conversations of bench_words
+# 0.5-1.2 s (benchmarks/realspeech.py short_replies, seeds 100-105; bench_words.py --replies reruns it): DER
+# 0.0334 without, 0.0328 at a margin of 0.1, 0.0323 at 0.05 and 0; no change on the conversations of bench_words
 CONFLICT_GAP = 0.25
 OWN_MARGIN = 0.05
 OWN_MIN = 0.5

@@ -9,11 +9,11 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import FileResponse
 
-from ...io import info
-from ..inputs import Problem, Upload
+from ..inputs import Problem
+from ..jobs import check_header
 from ..long_jobs import JobBoard, job_steps
 from ..settings import matching_key, owner_of
-from .common import authorize, receive_audio, settings_of
+from .common import authorize, receive_audio, runner_of, settings_of
 
 router = APIRouter(prefix="/v1/jobs", dependencies=[Depends(authorize)], tags=["jobs"])
 DEFAULT_STEPS = "vad,diarize,transcribe"
@@ -40,35 +40,11 @@ async def submit(request: Request,
     try:
         if upload.size == 0:
             raise Problem(400, "no audio in the request (send a file, a raw audio body, or a url)", param="file")
-        await asyncio.to_thread(_check_header, upload, settings)
-        return board_of(request).submit(upload, pairs, owner(request))
+        await asyncio.to_thread(check_header, upload.path, upload.name, runner_of(request).limits,
+                                settings.max_job_duration, "for a job")
+        return await asyncio.to_thread(board_of(request).submit, upload, pairs, owner(request))
     finally:
         upload.discard()  # moved into the job's folder when submitted
-
-
-def _check_header(upload: Upload, settings: Any) -> None:
-    """The upload's header against the job limits: its duration, rate and channels (it is never decoded
-    whole: a job streams it in chunks)."""
-    from ...errors import AudioflowError
-    from ..inputs import problem_for
-
-    try:
-        described = info(upload.path)
-    except AudioflowError as e:
-        problem = problem_for(e)
-        problem.message = f"{upload.name}: {e.message}"
-        raise problem from None
-    if described.frames <= 0:
-        raise Problem(422, f"{upload.name}: the audio holds no samples", param="file")
-    if described.duration > settings.max_job_duration:
-        raise Problem(413, f"{upload.name}: {described.duration:.0f} s of audio is over the job limit of "
-                           f"{settings.max_job_duration:.0f} s", param="file")
-    if not settings.min_sample_rate <= described.sample_rate <= settings.max_sample_rate:
-        raise Problem(422, f"{upload.name}: sample rate {described.sample_rate} Hz is outside "
-                           f"{settings.min_sample_rate}-{settings.max_sample_rate} Hz", param="file")
-    if described.channels > settings.max_channels:
-        raise Problem(422, f"{upload.name}: {described.channels} channels is over {settings.max_channels}",
-                      param="file")
 
 
 @router.get("")
